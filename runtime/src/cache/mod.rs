@@ -1,0 +1,12 @@
+//! The edge cache: keys ([`key`]), freshness rules ([`policy`]), the object store ([`store`])
+//! and request collapsing ([`coalesce`]). The flow calls these from `cache_lookup` and
+//! `cache_store`; nothing here does I/O.
+
+pub mod coalesce;
+pub mod key;
+pub mod policy;
+pub mod store;
+
+pub use coalesce::{Coalescer, FlightOutcome, Join, Leader};
+pub use key::CacheKey;
+pub use store::{CachedObject, Lookup, Store};

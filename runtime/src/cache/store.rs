@@ -1,0 +1,281 @@
+//! The in-memory object store: `quick_cache` weighted by bytes, bounded by `cache.max_size`,
+//! with `Vary` handled by one index entry per key and one entry per variant.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::header::{HeaderName, ETAG, LAST_MODIFIED, VARY};
+use http::{HeaderMap, HeaderValue, StatusCode};
+
+use super::key::CacheKey;
+
+/// Weight charged for an entry on top of its body and headers: key, map and `Arc` overheads, so
+/// that a flood of tiny objects still counts against `max_size`.
+const ENTRY_OVERHEAD: u64 = 256;
+
+/// A stored response, complete and immutable; hits share it by `Arc`.
+#[derive(Debug)]
+pub struct CachedObject {
+    /// The origin's status.
+    pub status: StatusCode,
+    /// Headers as they go to viewers, without `Age` and `X-Cache`, which depend on the hit.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+    /// When it was stored (or last revalidated).
+    pub stored_at: Instant,
+    /// Freshness remaining at `stored_at`.
+    pub ttl: Duration,
+    /// The origin's `Age` at `stored_at`, in seconds.
+    pub initial_age: u64,
+    /// The `ETag`, for `If-None-Match` and revalidation.
+    pub etag: Option<HeaderValue>,
+    /// The parsed `Last-Modified`, for `If-Modified-Since` and revalidation.
+    pub last_modified: Option<SystemTime>,
+}
+
+impl CachedObject {
+    /// Builds an object from a complete response, reading its validators once.
+    pub fn new(status: StatusCode, headers: HeaderMap, body: Bytes, ttl: Duration, initial_age: u64) -> Self {
+        let etag = headers.get(ETAG).cloned();
+        let last_modified = headers
+            .get(LAST_MODIFIED)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok());
+        CachedObject { status, headers, body, stored_at: Instant::now(), ttl, initial_age, etag, last_modified }
+    }
+
+    /// Whether it may be served without asking the origin.
+    pub fn is_fresh(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.stored_at) < self.ttl
+    }
+
+    /// The `Age` to send, in seconds (RFC 9111 §4.2.3).
+    pub fn age(&self, now: Instant) -> u64 {
+        self.initial_age + now.saturating_duration_since(self.stored_at).as_secs()
+    }
+
+    fn weight(&self) -> u64 {
+        let headers: usize = self.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 32).sum();
+        self.body.len() as u64 + headers as u64 + ENTRY_OVERHEAD
+    }
+}
+
+/// The result of looking a key up.
+#[derive(Debug)]
+pub enum Lookup {
+    /// Fresh: serve it.
+    Fresh(Arc<CachedObject>),
+    /// Present but stale: revalidate with the origin before serving it.
+    Stale(Arc<CachedObject>),
+    /// Absent.
+    Miss,
+}
+
+#[derive(Clone)]
+enum Entry {
+    Object(Arc<CachedObject>),
+    /// The object under this key varies on these request headers; variants live under
+    /// `key.variant(..)`.
+    Vary(Arc<[HeaderName]>),
+}
+
+#[derive(Clone)]
+struct ByteWeighter;
+
+impl quick_cache::Weighter<CacheKey, Entry> for ByteWeighter {
+    fn weight(&self, key: &CacheKey, entry: &Entry) -> u64 {
+        let value = match entry {
+            Entry::Object(o) => o.weight(),
+            Entry::Vary(names) => ENTRY_OVERHEAD + names.len() as u64 * 16,
+        };
+        key.as_str().len() as u64 + value
+    }
+}
+
+/// The cache of one node.
+pub struct Store {
+    entries: quick_cache::sync::Cache<CacheKey, Entry, ByteWeighter>,
+}
+
+impl Store {
+    /// A store holding at most `max_size` bytes, able to hold objects of `max_object_size`.
+    pub fn new(max_size: u64, max_object_size: u64) -> Self {
+        // quick_cache refuses items heavier than one shard's share, so the shard count is chosen
+        // to keep a shard at least twice the largest object.
+        let shards = (max_size / max_object_size.saturating_mul(2).max(1)).clamp(1, 64) as usize;
+        let shards = if shards.is_power_of_two() { shards } else { shards.next_power_of_two() / 2 };
+        let estimated_items = (max_size / (16 * 1024)).clamp(64, 1 << 24) as usize;
+        let options = quick_cache::OptionsBuilder::new()
+            .shards(shards)
+            .estimated_items_capacity(estimated_items)
+            .weight_capacity(max_size)
+            .build()
+            .expect("shards, items and weight are all set");
+        let entries = quick_cache::sync::Cache::with_options(
+            options,
+            ByteWeighter,
+            quick_cache::DefaultHashBuilder::default(),
+            quick_cache::sync::DefaultLifecycle::default(),
+        );
+        Store { entries }
+    }
+
+    /// Finds the object for `key` and the request's headers (which pick a `Vary` variant).
+    pub fn lookup(&self, key: &CacheKey, request: &HeaderMap, now: Instant) -> Lookup {
+        let object = match self.entries.get(key) {
+            None => return Lookup::Miss,
+            Some(Entry::Object(o)) => o,
+            Some(Entry::Vary(names)) => match self.entries.get(&key.variant(&variant_suffix(&names, request))) {
+                Some(Entry::Object(o)) => o,
+                _ => return Lookup::Miss,
+            },
+        };
+        if object.is_fresh(now) {
+            Lookup::Fresh(object)
+        } else {
+            Lookup::Stale(object)
+        }
+    }
+
+    /// Stores `object` as the response for `key` and the request headers that produced it.
+    pub fn insert(&self, key: &CacheKey, request: &HeaderMap, object: Arc<CachedObject>) {
+        let names = vary_names(&object.headers);
+        if names.is_empty() {
+            self.entries.insert(key.clone(), Entry::Object(object));
+        } else {
+            let variant = key.variant(&variant_suffix(&names, request));
+            self.entries.insert(key.clone(), Entry::Vary(names.into()));
+            self.entries.insert(variant, Entry::Object(object));
+        }
+    }
+
+    /// Removes every entry whose key satisfies `matches` (given the key's host and path).
+    pub fn remove_matching(&self, matches: impl Fn(&str) -> bool) {
+        self.entries.retain(|key, _| !matches(key.host_path()));
+    }
+
+    /// Number of entries (objects and `Vary` index entries).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the store is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.len() == 0
+    }
+
+    /// Bytes charged against `max_size`.
+    pub fn weight(&self) -> u64 {
+        self.entries.weight()
+    }
+}
+
+/// The request header names a response varies on, lowercase, in order.
+fn vary_names(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect()
+}
+
+/// The part of a variant key taken from the request: each varied header's value.
+fn variant_suffix(names: &[HeaderName], request: &HeaderMap) -> String {
+    let mut suffix = String::from("vary");
+    for name in names {
+        suffix.push('|');
+        suffix.push_str(name.as_str());
+        suffix.push('=');
+        for (i, v) in request.get_all(name).iter().enumerate() {
+            if i > 0 {
+                suffix.push_str(", ");
+            }
+            suffix.push_str(&String::from_utf8_lossy(v.as_bytes()));
+        }
+    }
+    suffix
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(path: &str) -> CacheKey {
+        let (parts, ()) = http::Request::get(path).header("host", "h").body(()).expect("valid").into_parts();
+        CacheKey::build(&Default::default(), &parts)
+    }
+
+    fn object(body: &'static str, headers: &[(&str, &str)], ttl: u64) -> Arc<CachedObject> {
+        let mut map = HeaderMap::new();
+        for (n, v) in headers {
+            map.append(HeaderName::from_bytes(n.as_bytes()).expect("name"), v.parse().expect("value"));
+        }
+        Arc::new(CachedObject::new(StatusCode::OK, map, Bytes::from_static(body.as_bytes()), Duration::from_secs(ttl), 0))
+    }
+
+    fn request(headers: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (n, v) in headers {
+            map.append(HeaderName::from_bytes(n.as_bytes()).expect("name"), v.parse().expect("value"));
+        }
+        map
+    }
+
+    fn body(l: Lookup) -> Option<(bool, Bytes)> {
+        match l {
+            Lookup::Fresh(o) => Some((true, o.body.clone())),
+            Lookup::Stale(o) => Some((false, o.body.clone())),
+            Lookup::Miss => None,
+        }
+    }
+
+    #[test]
+    fn fresh_then_stale() {
+        let store = Store::new(1 << 20, 1 << 16);
+        store.insert(&key("/a"), &HeaderMap::new(), object("a", &[], 10));
+        let now = Instant::now();
+        assert_eq!(body(store.lookup(&key("/a"), &HeaderMap::new(), now)), Some((true, Bytes::from("a"))));
+        let later = now + Duration::from_secs(11);
+        assert_eq!(body(store.lookup(&key("/a"), &HeaderMap::new(), later)), Some((false, Bytes::from("a"))));
+        assert!(body(store.lookup(&key("/b"), &HeaderMap::new(), now)).is_none());
+    }
+
+    #[test]
+    fn vary_keeps_variants_apart() {
+        let store = Store::new(1 << 20, 1 << 16);
+        let now = Instant::now();
+        let en = request(&[("accept-language", "en")]);
+        let fr = request(&[("accept-language", "fr")]);
+        store.insert(&key("/a"), &en, object("hello", &[("vary", "Accept-Language")], 10));
+        assert_eq!(body(store.lookup(&key("/a"), &en, now)), Some((true, Bytes::from("hello"))));
+        assert!(body(store.lookup(&key("/a"), &fr, now)).is_none());
+        store.insert(&key("/a"), &fr, object("bonjour", &[("vary", "Accept-Language")], 10));
+        assert_eq!(body(store.lookup(&key("/a"), &fr, now)), Some((true, Bytes::from("bonjour"))));
+        assert_eq!(body(store.lookup(&key("/a"), &en, now)), Some((true, Bytes::from("hello"))));
+    }
+
+    #[test]
+    fn weight_is_bounded_by_max_size() {
+        let store = Store::new(64 * 1024, 8 * 1024);
+        let big: &'static str = Box::leak("x".repeat(4000).into_boxed_str());
+        for i in 0..100 {
+            store.insert(&key(&format!("/{i}")), &HeaderMap::new(), object(big, &[], 10));
+        }
+        assert!(store.weight() <= 64 * 1024, "weight {}", store.weight());
+        assert!(!store.is_empty());
+    }
+
+    #[test]
+    fn remove_matching_by_path() {
+        let store = Store::new(1 << 20, 1 << 16);
+        store.insert(&key("/img/a"), &HeaderMap::new(), object("a", &[], 10));
+        store.insert(&key("/css/b"), &HeaderMap::new(), object("b", &[], 10));
+        store.remove_matching(|hp| hp.starts_with("h/img/"));
+        assert!(body(store.lookup(&key("/img/a"), &HeaderMap::new(), Instant::now())).is_none());
+        assert!(body(store.lookup(&key("/css/b"), &HeaderMap::new(), Instant::now())).is_some());
+    }
+}

@@ -1,0 +1,569 @@
+//! Validated configuration: built once from `edge.toml` ([`raw`]), immutable, shared by `Arc`.
+//!
+//! Every check that can fail happens here, at load time, so the request path never meets a bad
+//! value. Errors name the file, line and key ([`Error`]).
+
+mod error;
+pub mod raw;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use http::header::HeaderName;
+use http::uri::{Authority, Scheme};
+use http::{Method, Uri};
+use toml::Spanned;
+
+pub use error::Error;
+use raw::{RawBehavior, RawCacheKey, RawCachePolicy, RawConfig, RawOrigin};
+
+/// Where a node listens when `[server] listen` is absent: loopback, so that a bare config never
+/// exposes a development node to the network.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Memory for cached objects when `[cache] max_size` is absent.
+pub const DEFAULT_CACHE_MAX_SIZE: u64 = 256 * 1024 * 1024;
+/// Largest object stored when `[cache] max_object_size` is absent; larger ones stream through.
+pub const DEFAULT_MAX_OBJECT_SIZE: u64 = 16 * 1024 * 1024;
+/// Connect timeout per target attempt; CloudFront's default is 10 s, but a target on a LAN or
+/// loopback that has not answered in 2 s is down, and failing over sooner serves viewers better.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Time from sending a request to receiving response headers; CloudFront's default.
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+/// TTL bounds when a behavior has no `cache` table (CloudFront's `CachingOptimized` bounds,
+/// with a 0 s minimum so that an origin's `max-age=0` is honoured).
+pub const DEFAULT_MIN_TTL: Duration = Duration::ZERO;
+/// See [`DEFAULT_MIN_TTL`].
+pub const DEFAULT_DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
+/// See [`DEFAULT_MIN_TTL`].
+pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The whole validated configuration of a node.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[server]`
+    pub server: ServerConfig,
+    /// `[cache]`
+    pub cache: CacheConfig,
+    /// `[origins.*]`, sorted by name; behaviors refer to them by index.
+    pub origins: Vec<OriginConfig>,
+    /// `[[behaviors]]` in file order.
+    pub behaviors: Vec<BehaviorConfig>,
+}
+
+/// `[server]`
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address of the viewer listener (port 0 picks a free port).
+    pub listen: SocketAddr,
+}
+
+/// `[cache]`
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// Bytes of all cached objects together.
+    pub max_size: u64,
+    /// Largest single object stored; larger responses are passed through.
+    pub max_object_size: u64,
+}
+
+/// One origin, by name.
+#[derive(Debug, Clone)]
+pub struct OriginConfig {
+    /// The table name in `[origins.NAME]`.
+    pub name: String,
+    /// What kind of origin and its settings.
+    pub kind: OriginKind,
+}
+
+/// The two kinds of origin.
+#[derive(Debug, Clone)]
+pub enum OriginKind {
+    /// A directory served like an S3 bucket.
+    Static {
+        /// Absolute, canonical path of the bucket directory.
+        root: PathBuf,
+    },
+    /// HTTP targets balanced round-robin.
+    Http {
+        /// `scheme://host:port` of each target.
+        targets: Vec<Target>,
+        /// Per-attempt connect timeout.
+        connect_timeout: Duration,
+        /// Time to response headers.
+        response_timeout: Duration,
+    },
+}
+
+/// One HTTP target of a dynamic origin.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Always `http` for now.
+    pub scheme: Scheme,
+    /// `host:port`.
+    pub authority: Authority,
+}
+
+/// One `[[behaviors]]` entry.
+#[derive(Debug, Clone)]
+pub struct BehaviorConfig {
+    /// The pattern as written, for logs.
+    pub path: String,
+    /// Compiled path pattern.
+    pub pattern: wildmatch::WildMatch,
+    /// Index into [`Config::origins`].
+    pub origin: usize,
+    /// Methods viewers may use; others get 405.
+    pub methods: Vec<Method>,
+    /// TTL bounds.
+    pub cache: CachePolicyConfig,
+    /// What goes into the cache key.
+    pub cache_key: CacheKeyConfig,
+}
+
+/// TTL bounds of a behavior, applied to what the origin says (see `cache::policy`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachePolicyConfig {
+    /// Lower bound on an origin-given lifetime.
+    pub min_ttl: Duration,
+    /// Lifetime when the origin gives none.
+    pub default_ttl: Duration,
+    /// Upper bound on any lifetime.
+    pub max_ttl: Duration,
+}
+
+/// Which parts of a request make up its cache key, beyond host and path.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheKeyConfig {
+    /// Query parameters in the key.
+    pub query: QueryKey,
+    /// Request headers in the key, lowercase.
+    pub headers: Vec<HeaderName>,
+    /// Cookie names in the key.
+    pub cookies: Vec<String>,
+}
+
+/// `cache_key.query`
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum QueryKey {
+    /// The query string is ignored (and still forwarded to the origin).
+    #[default]
+    None,
+    /// Every parameter, sorted by name.
+    All,
+    /// Only these parameters, sorted by name.
+    Allow(Vec<String>),
+}
+
+impl Config {
+    /// Reads and validates a config file; relative paths in it are relative to its directory.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, &path.display().to_string(), base)
+    }
+
+    /// Validates config text; `file` names it in errors, `base` anchors relative paths.
+    pub fn parse(text: &str, file: &str, base: &Path) -> Result<Self, Error> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| Error::Parse {
+            file: file.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        Validator { text, file, base }.config(raw)
+    }
+}
+
+impl FromStr for Config {
+    type Err = Error;
+
+    /// Parses inline TOML (tests); relative paths resolve against the working directory.
+    fn from_str(text: &str) -> Result<Self, Error> {
+        Self::parse(text, "<inline>", Path::new("."))
+    }
+}
+
+/// Carries what every error needs: the text (to turn spans into lines) and the file name.
+struct Validator<'a> {
+    text: &'a str,
+    file: &'a str,
+    base: &'a Path,
+}
+
+impl Validator<'_> {
+    fn error(&self, span: std::ops::Range<usize>, key: &str, message: impl Into<String>) -> Error {
+        let upto = span.start.min(self.text.len());
+        let line = self.text.as_bytes()[..upto].iter().filter(|&&b| b == b'\n').count() + 1;
+        Error::Invalid {
+            file: self.file.to_owned(),
+            line,
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn invalid(&self, value: &Spanned<String>, key: &str, message: impl Into<String>) -> Error {
+        self.error(value.span(), key, message)
+    }
+
+    fn config(&self, raw: RawConfig) -> Result<Config, Error> {
+        let listen = match &raw.server.listen {
+            Some(v) => v.get_ref().parse().map_err(|_| {
+                self.invalid(v, "server.listen", format!("{:?} is not an address like \"127.0.0.1:8080\"", v.get_ref()))
+            })?,
+            None => DEFAULT_LISTEN.parse().expect("DEFAULT_LISTEN is a valid address"),
+        };
+        let max_size = self.size(raw.cache.max_size.as_ref(), "cache.max_size", DEFAULT_CACHE_MAX_SIZE)?;
+        let max_object_size = self.size(
+            raw.cache.max_object_size.as_ref(),
+            "cache.max_object_size",
+            DEFAULT_MAX_OBJECT_SIZE,
+        )?;
+        if max_object_size > max_size {
+            let at = raw.cache.max_object_size.as_ref().map(|v| v.span()).unwrap_or(0..0);
+            return Err(self.error(at, "cache.max_object_size", "must not exceed cache.max_size"));
+        }
+
+        let mut origins = Vec::with_capacity(raw.origins.len());
+        for (name, origin) in &raw.origins {
+            origins.push(self.origin(name, origin)?);
+        }
+
+        if raw.behaviors.is_empty() {
+            return Err(Error::Invalid {
+                file: self.file.to_owned(),
+                line: self.text.lines().count().max(1),
+                key: "behaviors".to_owned(),
+                message: "at least one [[behaviors]] entry is needed (path = \"*\" for the default)".to_owned(),
+            });
+        }
+        let behaviors = raw
+            .behaviors
+            .iter()
+            .enumerate()
+            .map(|(i, b)| self.behavior(i, b, &origins))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        Ok(Config {
+            server: ServerConfig { listen },
+            cache: CacheConfig { max_size, max_object_size },
+            origins,
+            behaviors,
+        })
+    }
+
+    fn origin(&self, name: &Spanned<String>, raw: &RawOrigin) -> Result<OriginConfig, Error> {
+        let prefix = format!("origins.{}", name.get_ref());
+        let key = |field: &str| format!("{prefix}.{field}");
+        let unexpected = |v: Option<std::ops::Range<usize>>, field: &str, kind: &str| -> Result<(), Error> {
+            match v {
+                Some(span) => Err(self.error(span, &key(field), format!("not used by a {kind:?} origin"))),
+                None => Ok(()),
+            }
+        };
+        let kind = match raw.kind.get_ref().as_str() {
+            "static" => {
+                unexpected(raw.targets.as_ref().map(|v| v.span()), "targets", "static")?;
+                unexpected(raw.connect_timeout.as_ref().map(|v| v.span()), "connect_timeout", "static")?;
+                unexpected(raw.response_timeout.as_ref().map(|v| v.span()), "response_timeout", "static")?;
+                let Some(root) = &raw.root else {
+                    return Err(self.invalid(&raw.kind, &key("root"), "a static origin needs `root`, the directory to serve"));
+                };
+                let path = if self.base == Path::new(".") { PathBuf::from(root.get_ref()) } else { self.base.join(root.get_ref()) };
+                let root_dir = std::fs::canonicalize(&path)
+                    .ok()
+                    .filter(|p| p.is_dir())
+                    .ok_or_else(|| self.invalid(root, &key("root"), format!("{} is not a directory", path.display())))?;
+                OriginKind::Static { root: root_dir }
+            }
+            "http" => {
+                unexpected(raw.root.as_ref().map(|v| v.span()), "root", "http")?;
+                let Some(targets) = &raw.targets else {
+                    return Err(self.invalid(&raw.kind, &key("targets"), "an http origin needs `targets`, e.g. [\"http://127.0.0.1:3000\"]"));
+                };
+                if targets.get_ref().is_empty() {
+                    return Err(self.error(targets.span(), &key("targets"), "needs at least one target"));
+                }
+                let targets = targets
+                    .get_ref()
+                    .iter()
+                    .map(|t| self.target(t, &key("targets")))
+                    .collect::<Result<Vec<_>, _>>()?;
+                OriginKind::Http {
+                    targets,
+                    connect_timeout: self.duration(raw.connect_timeout.as_ref(), &key("connect_timeout"), DEFAULT_CONNECT_TIMEOUT)?,
+                    response_timeout: self.duration(raw.response_timeout.as_ref(), &key("response_timeout"), DEFAULT_RESPONSE_TIMEOUT)?,
+                }
+            }
+            other => {
+                return Err(self.invalid(&raw.kind, &key("type"), format!("unknown origin type {other:?}; expected \"static\" or \"http\"")))
+            }
+        };
+        Ok(OriginConfig { name: name.get_ref().clone(), kind })
+    }
+
+    fn target(&self, raw: &Spanned<String>, key: &str) -> Result<Target, Error> {
+        let bad = |why: &str| self.invalid(raw, key, format!("{:?} {why}; expected \"http://host:port\"", raw.get_ref()));
+        let uri: Uri = raw.get_ref().parse().map_err(|_| bad("is not a URL"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => return Err(bad("uses https, which this node cannot speak to origins yet")),
+            _ => return Err(bad("has no http:// scheme")),
+        }
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(bad("has a path; targets are host and port only"));
+        }
+        let authority = uri.authority().cloned().ok_or_else(|| bad("has no host"))?;
+        Ok(Target { scheme: Scheme::HTTP, authority })
+    }
+
+    fn behavior(&self, i: usize, raw: &RawBehavior, origins: &[OriginConfig]) -> Result<BehaviorConfig, Error> {
+        let key = |field: &str| format!("behaviors[{i}].{field}");
+        let path = raw.path.get_ref();
+        if !(path.starts_with('/') || path.starts_with('*')) {
+            return Err(self.invalid(&raw.path, &key("path"), format!("{path:?} must start with `/` or `*`")));
+        }
+        let origin = origins.iter().position(|o| &o.name == raw.origin.get_ref()).ok_or_else(|| {
+            let known: Vec<&str> = origins.iter().map(|o| o.name.as_str()).collect();
+            self.invalid(&raw.origin, &key("origin"), format!("unknown origin {:?}; known: {}", raw.origin.get_ref(), known.join(", ")))
+        })?;
+        let methods = match &raw.methods {
+            None => vec![Method::GET, Method::HEAD],
+            Some(list) => {
+                let mut methods = Vec::new();
+                for m in list.get_ref() {
+                    let method = Method::from_bytes(m.get_ref().as_bytes())
+                        .ok()
+                        .filter(|m| m.as_str().chars().all(|c| c.is_ascii_uppercase()))
+                        .ok_or_else(|| self.invalid(m, &key("methods"), format!("{:?} is not an HTTP method name in capitals", m.get_ref())))?;
+                    methods.push(method);
+                }
+                if methods.is_empty() {
+                    return Err(self.error(list.span(), &key("methods"), "needs at least one method"));
+                }
+                methods
+            }
+        };
+        Ok(BehaviorConfig {
+            path: path.clone(),
+            pattern: wildmatch::WildMatch::new(path),
+            origin,
+            methods,
+            cache: self.cache_policy(raw.cache.as_ref(), &key("cache"))?,
+            cache_key: self.cache_key(raw.cache_key.as_ref(), &key("cache_key"))?,
+        })
+    }
+
+    fn cache_policy(&self, raw: Option<&Spanned<RawCachePolicy>>, key: &str) -> Result<CachePolicyConfig, Error> {
+        let Some(raw) = raw else {
+            return Ok(CachePolicyConfig {
+                min_ttl: DEFAULT_MIN_TTL,
+                default_ttl: DEFAULT_DEFAULT_TTL,
+                max_ttl: DEFAULT_MAX_TTL,
+            });
+        };
+        let span = raw.span();
+        let raw = raw.get_ref();
+        let min_ttl = self.duration(raw.min_ttl.as_ref(), &format!("{key}.min_ttl"), DEFAULT_MIN_TTL)?;
+        let max_ttl = self.duration(raw.max_ttl.as_ref(), &format!("{key}.max_ttl"), DEFAULT_MAX_TTL)?;
+        // An absent default_ttl follows the bounds so that `{ max_ttl = "60s" }` alone is valid.
+        let default_ttl = self
+            .duration(raw.default_ttl.as_ref(), &format!("{key}.default_ttl"), DEFAULT_DEFAULT_TTL)?
+            .clamp(min_ttl.min(max_ttl), max_ttl);
+        if min_ttl > max_ttl {
+            return Err(self.error(span, key, "min_ttl must not exceed max_ttl"));
+        }
+        if let Some(d) = &raw.default_ttl {
+            let given = self.duration(Some(d), key, DEFAULT_DEFAULT_TTL)?;
+            if given < min_ttl || given > max_ttl {
+                return Err(self.invalid(d, &format!("{key}.default_ttl"), "must lie between min_ttl and max_ttl"));
+            }
+        }
+        Ok(CachePolicyConfig { min_ttl, default_ttl, max_ttl })
+    }
+
+    fn cache_key(&self, raw: Option<&RawCacheKey>, key: &str) -> Result<CacheKeyConfig, Error> {
+        let Some(raw) = raw else { return Ok(CacheKeyConfig::default()) };
+        let query = match &raw.query {
+            None => QueryKey::None,
+            Some(v) => {
+                let bad = || self.error(v.span(), &format!("{key}.query"), "expected \"none\", \"all\" or a list of parameter names");
+                match v.get_ref() {
+                    toml::Value::String(s) if s == "none" => QueryKey::None,
+                    toml::Value::String(s) if s == "all" => QueryKey::All,
+                    toml::Value::Array(items) => {
+                        let mut names = items
+                            .iter()
+                            .map(|i| i.as_str().map(str::to_owned).ok_or_else(bad))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        names.sort();
+                        names.dedup();
+                        QueryKey::Allow(names)
+                    }
+                    _ => return Err(bad()),
+                }
+            }
+        };
+        let mut headers = Vec::new();
+        for h in raw.headers.iter().flatten() {
+            headers.push(HeaderName::from_bytes(h.get_ref().as_bytes()).map_err(|_| {
+                self.invalid(h, &format!("{key}.headers"), format!("{:?} is not a valid header name", h.get_ref()))
+            })?);
+        }
+        let mut cookies = Vec::new();
+        for c in raw.cookies.iter().flatten() {
+            let name = c.get_ref();
+            if name.is_empty() || name.bytes().any(|b| b <= b' ' || b"=;,\"".contains(&b) || b >= 0x7f) {
+                return Err(self.invalid(c, &format!("{key}.cookies"), format!("{name:?} is not a valid cookie name")));
+            }
+            cookies.push(name.clone());
+        }
+        Ok(CacheKeyConfig { query, headers, cookies })
+    }
+
+    fn duration(&self, raw: Option<&Spanned<String>>, key: &str, default: Duration) -> Result<Duration, Error> {
+        match raw {
+            None => Ok(default),
+            Some(v) => humantime::parse_duration(v.get_ref().trim()).map_err(|e| {
+                self.invalid(v, key, format!("{:?} is not a duration like \"30s\", \"5m\" or \"1d\" ({e})", v.get_ref()))
+            }),
+        }
+    }
+
+    fn size(&self, raw: Option<&Spanned<String>>, key: &str, default: u64) -> Result<u64, Error> {
+        match raw {
+            None => Ok(default),
+            Some(v) => v
+                .get_ref()
+                .trim()
+                .parse::<bytesize::ByteSize>()
+                .map(|b| b.as_u64())
+                .map_err(|e| self.invalid(v, key, format!("{:?} is not a size like \"256 MiB\" ({e})", v.get_ref()))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+
+[cache]
+max_size = "256 MiB"
+max_object_size = "16 MiB"
+
+[origins.bucket]
+type = "static"
+root = "."
+
+[origins.app]
+type = "http"
+targets = ["http://127.0.0.1:3000", "http://127.0.0.1:3001"]
+connect_timeout = "2s"
+response_timeout = "30s"
+
+[[behaviors]]
+path = "/api/*"
+origin = "app"
+methods = ["GET", "HEAD", "OPTIONS", "PUT", "POST", "PATCH", "DELETE"]
+cache = { default_ttl = "0s", max_ttl = "60s" }
+cache_key = { query = "all", headers = ["Accept-Language"], cookies = ["session"] }
+
+[[behaviors]]
+path = "*"
+origin = "bucket"
+cache = { min_ttl = "0s", default_ttl = "1d", max_ttl = "365d" }
+cache_key = { query = "none" }
+"#;
+
+    fn err(text: &str) -> String {
+        match text.parse::<Config>() {
+            Ok(_) => panic!("config should have been refused"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn example_config_loads() {
+        let c: Config = EXAMPLE.parse().expect("example is valid");
+        assert_eq!(c.cache.max_size, 256 * 1024 * 1024);
+        assert_eq!(c.origins.len(), 2);
+        let api = &c.behaviors[0];
+        assert_eq!(c.origins[api.origin].name, "app");
+        assert_eq!(api.cache.max_ttl, Duration::from_secs(60));
+        assert_eq!(api.cache.default_ttl, Duration::ZERO);
+        assert_eq!(api.cache_key.query, QueryKey::All);
+        assert_eq!(api.cache_key.headers, vec![HeaderName::from_static("accept-language")]);
+        assert_eq!(c.behaviors[1].cache.max_ttl, Duration::from_secs(365 * 86400));
+        assert_eq!(c.behaviors[1].methods, vec![Method::GET, Method::HEAD]);
+    }
+
+    #[test]
+    fn unknown_origin_names_line_and_key() {
+        let text = EXAMPLE.replace("origin = \"app\"", "origin = \"ap\"");
+        let e = err(&text);
+        assert!(e.starts_with("<inline>:21: `behaviors[0].origin`: unknown origin \"ap\""), "{e}");
+    }
+
+    #[test]
+    fn unknown_field_names_line() {
+        let e = err(&EXAMPLE.replace("max_object_size", "max_objet_size"));
+        assert!(e.contains("line 7") && e.contains("max_objet_size"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_and_size_are_refused() {
+        let e = err(&EXAMPLE.replace("\"2s\"", "\"2 fortnights\""));
+        assert!(e.contains(":16: `origins.app.connect_timeout`"), "{e}");
+        let e = err(&EXAMPLE.replace("\"256 MiB\"", "\"lots\""));
+        assert!(e.contains(":6: `cache.max_size`"), "{e}");
+    }
+
+    #[test]
+    fn ttl_bounds_are_checked() {
+        let e = err(&EXAMPLE.replace("default_ttl = \"1d\"", "default_ttl = \"400d\""));
+        assert!(e.contains("default_ttl`: must lie between"), "{e}");
+        let e = err(&EXAMPLE.replace("min_ttl = \"0s\"", "min_ttl = \"500d\""));
+        assert!(e.contains("min_ttl must not exceed max_ttl"), "{e}");
+    }
+
+    #[test]
+    fn targets_must_be_plain_http() {
+        let e = err(&EXAMPLE.replace("http://127.0.0.1:3001", "https://127.0.0.1:3001"));
+        assert!(e.contains("`origins.app.targets`") && e.contains("https"), "{e}");
+        let e = err(&EXAMPLE.replace("http://127.0.0.1:3001", "http://127.0.0.1:3001/x"));
+        assert!(e.contains("has a path"), "{e}");
+    }
+
+    #[test]
+    fn static_root_must_exist() {
+        let e = err(&EXAMPLE.replace("root = \".\"", "root = \"./no-such-dir\""));
+        assert!(e.contains(":11: `origins.bucket.root`") && e.contains("not a directory"), "{e}");
+    }
+
+    #[test]
+    fn bad_method_and_query_are_refused() {
+        let e = err(&EXAMPLE.replace("\"PATCH\"", "\"patch\""));
+        assert!(e.contains("`behaviors[0].methods`"), "{e}");
+        let e = err(&EXAMPLE.replace("query = \"all\"", "query = \"some\""));
+        assert!(e.contains("`behaviors[0].cache_key.query`"), "{e}");
+    }
+
+    #[test]
+    fn allow_list_query_is_sorted() {
+        let c: Config = EXAMPLE.replace("query = \"all\"", "query = [\"b\", \"a\"]").parse().expect("valid");
+        assert_eq!(c.behaviors[0].cache_key.query, QueryKey::Allow(vec!["a".into(), "b".into()]));
+    }
+
+    #[test]
+    fn no_behaviors_is_refused() {
+        let e = err("[origins.a]\ntype = \"static\"\nroot = \".\"\n");
+        assert!(e.contains("`behaviors`"), "{e}");
+    }
+}

@@ -1,0 +1,103 @@
+//! Serde mirror of `edge.toml`: every field as written, with its span so that validation
+//! errors in [`super`] can name the line. Nothing here is checked beyond TOML syntax and types.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[server]`
+    #[serde(default)]
+    pub server: RawServer,
+    /// `[cache]`
+    #[serde(default)]
+    pub cache: RawCache,
+    /// `[origins.NAME]`, one table per origin.
+    #[serde(default)]
+    pub origins: BTreeMap<Spanned<String>, RawOrigin>,
+    /// `[[behaviors]]`, in file order; the first match wins.
+    #[serde(default)]
+    pub behaviors: Vec<RawBehavior>,
+}
+
+/// `[server]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// `listen = "127.0.0.1:8080"`
+    pub listen: Option<Spanned<String>>,
+}
+
+/// `[cache]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    /// `max_size = "256 MiB"`
+    pub max_size: Option<Spanned<String>>,
+    /// `max_object_size = "16 MiB"`
+    pub max_object_size: Option<Spanned<String>>,
+}
+
+/// `[origins.NAME]`: the fields of every origin type; `type` says which apply.
+///
+/// A flat struct rather than a tagged enum because serde's internally tagged enums lose the
+/// spans that error messages need.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOrigin {
+    /// `type = "static" | "http"`
+    #[serde(rename = "type")]
+    pub kind: Spanned<String>,
+    /// `root = "./site"` (static)
+    pub root: Option<Spanned<String>>,
+    /// `targets = ["http://127.0.0.1:3000"]` (http)
+    pub targets: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `connect_timeout = "2s"` (http)
+    pub connect_timeout: Option<Spanned<String>>,
+    /// `response_timeout = "30s"` (http)
+    pub response_timeout: Option<Spanned<String>>,
+}
+
+/// `[[behaviors]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBehavior {
+    /// `path = "/api/*"`
+    pub path: Spanned<String>,
+    /// `origin = "app"`
+    pub origin: Spanned<String>,
+    /// `methods = ["GET", "HEAD"]`
+    pub methods: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `cache = { min_ttl = "0s", default_ttl = "1d", max_ttl = "365d" }`
+    pub cache: Option<Spanned<RawCachePolicy>>,
+    /// `cache_key = { query = "all", headers = [..], cookies = [..] }`
+    pub cache_key: Option<RawCacheKey>,
+}
+
+/// `cache = { .. }` of a behavior.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCachePolicy {
+    /// `min_ttl = "0s"`
+    pub min_ttl: Option<Spanned<String>>,
+    /// `default_ttl = "1d"`
+    pub default_ttl: Option<Spanned<String>>,
+    /// `max_ttl = "365d"`
+    pub max_ttl: Option<Spanned<String>>,
+}
+
+/// `cache_key = { .. }` of a behavior.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCacheKey {
+    /// `query = "none" | "all" | ["page", "q"]`
+    pub query: Option<Spanned<toml::Value>>,
+    /// `headers = ["Accept-Language"]`
+    pub headers: Option<Vec<Spanned<String>>>,
+    /// `cookies = ["session"]`
+    pub cookies: Option<Vec<Spanned<String>>>,
+}

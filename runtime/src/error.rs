@@ -1,0 +1,64 @@
+//! The node's top-level error: every way a request can fail, which side caused it, and the one
+//! mapping from error to HTTP status that viewers see.
+
+use http::{Method, StatusCode};
+
+use crate::origin;
+
+/// Who caused an error; decides the status class and where operators look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The viewer sent something we refuse (4xx).
+    Viewer,
+    /// The origin failed or timed out (502/504).
+    Origin,
+    /// The node itself (500).
+    Internal,
+}
+
+/// A request that cannot be served normally; `flow::respond` turns it into a short response.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No behavior's path pattern matches the request path.
+    #[error("no behavior matches path {path:?}")]
+    NoBehavior {
+        /// The request path.
+        path: String,
+    },
+    /// The behavior does not allow this method.
+    #[error("method {method} is not allowed for this path; allowed: {allowed}")]
+    MethodNotAllowed {
+        /// The method used.
+        method: Method,
+        /// Allowed methods, comma separated (also sent as `Allow`).
+        allowed: String,
+    },
+    /// The request is malformed in a way hyper let through.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// Fetching from the origin failed.
+    #[error(transparent)]
+    Origin(#[from] origin::Error),
+}
+
+impl Error {
+    /// Which side caused it.
+    pub fn side(&self) -> Side {
+        match self {
+            Error::NoBehavior { .. } | Error::MethodNotAllowed { .. } | Error::BadRequest(_) => Side::Viewer,
+            Error::Origin(_) => Side::Origin,
+        }
+    }
+
+    /// The status a viewer gets for it: viewer 4xx, origin 502/504, internal 500.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::NoBehavior { .. } => StatusCode::NOT_FOUND,
+            Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Origin(e) if e.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
+            Error::Origin(_) => StatusCode::BAD_GATEWAY,
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! Cache lookup: builds the key, finds a fresh object, or arranges the one fetch that
+//! concurrent misses for the key share. Only GET and HEAD use the cache.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::request::Parts;
+use http::Method;
+
+use crate::cache::{coalesce, CacheKey, CachedObject, FlightOutcome, Join, Leader, Lookup};
+use crate::config::BehaviorConfig;
+use crate::Node;
+
+/// What the flow does next.
+pub enum CacheDecision {
+    /// Serve this fresh object.
+    Hit(Arc<CachedObject>),
+    /// Fetch (this request leads the flight for `key`), revalidating `stale` if present.
+    Fetch {
+        /// The cache key.
+        key: CacheKey,
+        /// Tells waiting requests the outcome.
+        leader: Leader,
+        /// A stale copy to revalidate.
+        stale: Option<Arc<CachedObject>>,
+    },
+    /// Forward to the origin and store nothing: not a cacheable method, a HEAD miss, or a
+    /// collapsed request whose leader's response could not be shared.
+    Pass,
+}
+
+/// Looks the request up, waiting on another request's fetch if one is under way.
+pub async fn lookup(node: &Node, behavior: &BehaviorConfig, parts: &Parts) -> CacheDecision {
+    let is_head = parts.method == Method::HEAD;
+    if parts.method != Method::GET && !is_head {
+        return CacheDecision::Pass;
+    }
+    let key = CacheKey::build(&behavior.cache_key, parts);
+    let stale = match node.store.lookup(&key, &parts.headers, Instant::now()) {
+        Lookup::Fresh(object) => return CacheDecision::Hit(object),
+        Lookup::Stale(object) => Some(object),
+        Lookup::Miss => None,
+    };
+    // A HEAD miss is forwarded as HEAD: fetching the whole body to fill the cache could cost
+    // far more than the viewer asked for.
+    if is_head {
+        return CacheDecision::Pass;
+    }
+    match node.coalescer.join(&key) {
+        Join::Leader(leader) => {
+            // The previous flight may have stored the object between our lookup and join.
+            if let Lookup::Fresh(object) = node.store.lookup(&key, &parts.headers, Instant::now()) {
+                leader.finish(FlightOutcome::Stored(object.clone()));
+                return CacheDecision::Hit(object);
+            }
+            CacheDecision::Fetch { key, leader, stale }
+        }
+        Join::Waiter(rx) => match coalesce::wait(rx).await {
+            // Look up again rather than take the leader's object: under `Vary` the leader's
+            // variant may not be this request's.
+            FlightOutcome::Stored(_) => match node.store.lookup(&key, &parts.headers, Instant::now()) {
+                Lookup::Fresh(object) => CacheDecision::Hit(object),
+                _ => CacheDecision::Pass,
+            },
+            FlightOutcome::Forward | FlightOutcome::Pending => CacheDecision::Pass,
+        },
+    }
+}

@@ -1,0 +1,198 @@
+//! Cache store: decides per policy whether the origin's response is kept, and keeps it while
+//! it streams to the viewer.
+//!
+//! The viewer is never held back: a spawned task reads the origin body, forwards each chunk to
+//! the viewer at once and appends it to the object being built. If the viewer goes away the
+//! task still finishes the object (so collapsed waiters get it); if the object grows past
+//! `max_object_size` the task stops keeping it and only forwards.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::request::Parts;
+use http::{HeaderMap, Response, StatusCode};
+use http_body_util::BodyExt;
+
+use super::RequestCtx;
+use crate::body::EdgeBody;
+use crate::cache::policy::{self, Storability};
+use crate::cache::{CacheKey, CachedObject, FlightOutcome, Leader, Store};
+use crate::config::BehaviorConfig;
+use crate::Node;
+
+/// Chunks buffered between the origin reader and a slow viewer.
+const TEE_DEPTH: usize = 16;
+/// An origin body that sends nothing for this long is abandoned (the viewer's connection is
+/// cut and nothing is stored), so a stalled origin cannot pin a task and a buffer forever.
+pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Refreshes a stale object after the origin answered its revalidation with 304: the stored
+/// body is reused with the 304's headers merged in (RFC 9111 §4.3.4). `None` when this is not
+/// such a response.
+pub fn refresh(
+    node: &Node,
+    behavior: &BehaviorConfig,
+    key: &CacheKey,
+    parts: &Parts,
+    stale: Option<&Arc<CachedObject>>,
+    response: &Response<EdgeBody>,
+) -> Option<Arc<CachedObject>> {
+    let stale = stale?;
+    if response.status() != StatusCode::NOT_MODIFIED {
+        return None;
+    }
+    let mut headers = stale.headers.clone();
+    for name in response.headers().keys() {
+        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+            continue;
+        }
+        headers.remove(name);
+        for value in response.headers().get_all(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    let storability = policy::storability(stale.status, &headers, &behavior.cache, SystemTime::now());
+    let ttl = match storability {
+        Storability::Store { ttl } => ttl,
+        Storability::NotStorable(_) => Duration::ZERO,
+    };
+    let age = policy::age(response.headers());
+    let object = Arc::new(CachedObject::new(stale.status, headers, stale.body.clone(), ttl, age));
+    if matches!(storability, Storability::Store { .. }) {
+        node.store.insert(key, &parts.headers, object.clone());
+    }
+    Some(object)
+}
+
+/// Stores the response if policy allows, returning the response to send to the viewer.
+/// Releases collapsed waiters through `leader` either way.
+pub fn store(
+    node: &Node,
+    behavior: &BehaviorConfig,
+    ctx: &mut RequestCtx,
+    key: CacheKey,
+    leader: Option<Leader>,
+    parts: &Parts,
+    response: Response<EdgeBody>,
+) -> Response<EdgeBody> {
+    let Some(leader) = leader else { return response };
+    let ttl = match policy::storability(response.status(), response.headers(), &behavior.cache, SystemTime::now()) {
+        Storability::Store { ttl } => ttl,
+        Storability::NotStorable(reason) => {
+            tracing::debug!(request = ctx.id, reason, "response not stored");
+            leader.finish(FlightOutcome::Forward);
+            return response;
+        }
+    };
+    let max = node.config.cache.max_object_size;
+    let length = response
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if length.is_some_and(|l| l > max) {
+        tracing::debug!(request = ctx.id, length, max, "object over max_object_size passed through");
+        leader.finish(FlightOutcome::Forward);
+        return response;
+    }
+    let age = policy::age(response.headers());
+    ctx.age = Some(age);
+    let (head, body) = response.into_parts();
+    let pending = Pending {
+        store: Arc::clone(&node.store),
+        key,
+        request_headers: parts.headers.clone(),
+        status: head.status,
+        headers: head.headers.clone(),
+        ttl,
+        age,
+        leader,
+    };
+    let body = match body {
+        EdgeBody::Empty | EdgeBody::Full(None) => {
+            pending.complete(Bytes::new());
+            EdgeBody::Empty
+        }
+        EdgeBody::Full(Some(bytes)) if bytes.len() as u64 <= max => {
+            pending.complete(bytes.clone());
+            EdgeBody::full(bytes)
+        }
+        body => tee(body, pending, max, length),
+    };
+    Response::from_parts(head, body)
+}
+
+/// An object waiting for its body.
+struct Pending {
+    store: Arc<Store>,
+    key: CacheKey,
+    request_headers: HeaderMap,
+    status: StatusCode,
+    headers: HeaderMap,
+    ttl: Duration,
+    age: u64,
+    leader: Leader,
+}
+
+impl Pending {
+    fn complete(self, body: Bytes) {
+        let object = Arc::new(CachedObject::new(self.status, self.headers, body, self.ttl, self.age));
+        self.store.insert(&self.key, &self.request_headers, object.clone());
+        self.leader.finish(FlightOutcome::Stored(object));
+    }
+}
+
+/// Streams `body` to the returned body while collecting it for the cache.
+fn tee(mut body: EdgeBody, pending: Pending, max: u64, length: Option<u64>) -> EdgeBody {
+    let (tx, viewer_body) = EdgeBody::channel(TEE_DEPTH);
+    tokio::spawn(async move {
+        let mut pending = Some(pending);
+        let mut buffer = BytesMut::with_capacity(length.unwrap_or(0).min(max) as usize);
+        let mut viewer = Some(tx);
+        loop {
+            let frame = match tokio::time::timeout(DEFAULT_BODY_IDLE_TIMEOUT, body.frame()).await {
+                Ok(Some(Ok(frame))) => frame,
+                Ok(None) => break,
+                Ok(Some(Err(error))) => {
+                    tracing::warn!(error = %error, "origin body failed; object not stored");
+                    if let Some(tx) = viewer {
+                        let _ = tx.send(Err(error)).await;
+                    }
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(timeout = ?DEFAULT_BODY_IDLE_TIMEOUT, "origin body stalled; object not stored");
+                    if let Some(tx) = viewer {
+                        let _ = tx.send(Err("origin body stalled".into())).await;
+                    }
+                    return;
+                }
+            };
+            let Ok(data) = frame.into_data() else { continue };
+            if pending.is_some() {
+                if (buffer.len() + data.len()) as u64 > max {
+                    tracing::debug!(max, "object over max_object_size passed through");
+                    // Dropping the pending object releases waiters to fetch on their own.
+                    pending = None;
+                    buffer = BytesMut::new();
+                } else {
+                    buffer.extend_from_slice(&data);
+                }
+            }
+            if let Some(tx) = &viewer {
+                if tx.send(Ok(data)).await.is_err() {
+                    viewer = None;
+                }
+            }
+            if viewer.is_none() && pending.is_none() {
+                return;
+            }
+        }
+        if let Some(pending) = pending {
+            pending.complete(buffer.freeze());
+        }
+    });
+    viewer_body
+}

@@ -1,0 +1,35 @@
+//! Routing: which behavior a request falls under (first path match in file order), whether
+//! that behavior allows the method, and which origin it fetches from.
+
+use http::Request;
+
+use super::RequestCtx;
+use crate::body::EdgeBody;
+use crate::config::{BehaviorConfig, Config};
+use crate::error::Error;
+use crate::origin::Origin;
+use crate::Node;
+
+/// The behavior for this request, recorded in `ctx`; 404 if none matches, 405 if it does not
+/// allow the method.
+pub fn behavior<'c>(config: &'c Config, ctx: &mut RequestCtx, request: &Request<EdgeBody>) -> Result<&'c BehaviorConfig, Error> {
+    let path = request.uri().path();
+    let (index, behavior) = config
+        .behaviors
+        .iter()
+        .enumerate()
+        .find(|(_, b)| b.pattern.matches(path))
+        .ok_or_else(|| Error::NoBehavior { path: path.to_owned() })?;
+    ctx.behavior = Some(index);
+    if !behavior.methods.contains(request.method()) {
+        let allowed: Vec<&str> = behavior.methods.iter().map(|m| m.as_str()).collect();
+        return Err(Error::MethodNotAllowed { method: request.method().clone(), allowed: allowed.join(", ") });
+    }
+    Ok(behavior)
+}
+
+/// The origin the behavior fetches from, recorded in `ctx`.
+pub fn origin<'n>(node: &'n Node, ctx: &mut RequestCtx, behavior: &BehaviorConfig) -> &'n Origin {
+    ctx.origin = Some(behavior.origin);
+    &node.origins[behavior.origin]
+}

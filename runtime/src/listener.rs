@@ -1,0 +1,154 @@
+//! The viewer listener: accept loop, one hyper HTTP/1.1 connection task per socket, and
+//! graceful shutdown (stop accepting, let in-flight requests finish, then close).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::access_log::{self, AccessRecord, LoggedBody};
+use crate::body::EdgeBody;
+use crate::config::Config;
+use crate::flow::{self, RequestCtx};
+use crate::Node;
+
+/// How long in-flight requests may run after shutdown begins before their connections are cut.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// A viewer that has not finished sending request headers by then is disconnected, so idle or
+/// slow-loris connections cannot pile up.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A node serving on a socket.
+pub struct RunningNode {
+    addr: SocketAddr,
+    node: Arc<Node>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl RunningNode {
+    /// The bound address (the real port when the config said port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The node, for inspection (cache size, config).
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    /// Waits until the node stops on its own (its shutdown signal fired) and has drained.
+    pub async fn shutdown_when_done(mut self) {
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Stops accepting, waits for in-flight requests (up to [`DEFAULT_SHUTDOWN_GRACE`]).
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for RunningNode {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Binds `config.server.listen` and serves until [`RunningNode::shutdown`] or `signal`.
+pub async fn start(config: Config, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<RunningNode> {
+    let listener = TcpListener::bind(config.server.listen).await?;
+    let addr = listener.local_addr()?;
+    let node = Arc::new(Node::new(config));
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(serve(listener, Arc::clone(&node), async move {
+        tokio::select! {
+            _ = rx => {}
+            _ = signal => {}
+        }
+    }));
+    Ok(RunningNode { addr, node, shutdown: Some(tx), task: Some(task) })
+}
+
+async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: impl Future<Output = ()>) {
+    let graceful = GracefulShutdown::new();
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new()).keep_alive(true).header_read_timeout(HEADER_READ_TIMEOUT);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, viewer)) => {
+                    // Headers and body leave in separate writes at times; without TCP_NODELAY the
+                    // second waits for the viewer's delayed ACK (40 ms on Linux).
+                    let _ = stream.set_nodelay(true);
+                    let node = Arc::clone(&node);
+                    let service = service_fn(move |request| {
+                        let node = Arc::clone(&node);
+                        async move { Ok::<_, Infallible>(serve_request(&node, request, viewer).await) }
+                    });
+                    let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                    tokio::spawn(async move {
+                        if let Err(error) = connection.await {
+                            tracing::debug!(%viewer, %error, "viewer connection ended with an error");
+                        }
+                    });
+                }
+                Err(error) => {
+                    // Usually EMFILE: back off briefly instead of spinning on the error.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: no new connections, finishing in-flight requests");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(DEFAULT_SHUTDOWN_GRACE) => tracing::warn!(grace = ?DEFAULT_SHUTDOWN_GRACE, "grace period over; cutting remaining connections"),
+    }
+}
+
+async fn serve_request(node: &Node, request: Request<Incoming>, viewer: SocketAddr) -> Response<LoggedBody> {
+    let mut ctx = RequestCtx::new(node.next_request_id(), viewer);
+    let logged = access_log::enabled().then(|| {
+        let path = request.uri().path_and_query().map_or_else(|| request.uri().path().to_owned(), |pq| pq.as_str().to_owned());
+        (request.method().clone(), path)
+    });
+    let response = flow::handle(node, &mut ctx, request.map(EdgeBody::Incoming)).await;
+    let record = logged.map(|(method, path)| {
+        Box::new(AccessRecord {
+            id: ctx.id,
+            method,
+            path,
+            status: response.status(),
+            x_cache: ctx.cache.as_str(),
+            origin: ctx.origin.map_or_else(|| "-".to_owned(), |i| node.config.origins[i].name.clone()),
+            viewer,
+            started: ctx.started,
+        })
+    });
+    let expected = record.as_ref().and(response.headers().get(http::header::CONTENT_LENGTH)).and_then(|v| v.to_str().ok()?.parse().ok());
+    response.map(|body| LoggedBody::new(body, record, expected))
+}

@@ -1,0 +1,176 @@
+//! A dynamic origin: HTTP targets behind one name, balanced round-robin like an ALB, with
+//! pooled keep-alive connections.
+//!
+//! A target that refuses connections or does not accept one in time is marked down for
+//! [`DEFAULT_DOWN_TIME`] and skipped; the request then goes to the next target if it can be
+//! replayed (the caller decides: idempotent method, empty body). When every target is down the
+//! pool still tries them, since a target may have come back and an attempt costs little.
+
+use std::error::Error as _;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use http::header::HOST;
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Request, Response, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::Error;
+use crate::body::EdgeBody;
+use crate::config::Target;
+
+/// How long a failed target is skipped; long enough not to pay a failed connect per request,
+/// short enough that a restarted app is back in rotation quickly.
+pub const DEFAULT_DOWN_TIME: Duration = Duration::from_secs(10);
+/// Idle pooled connections are closed after this; below common app servers' keep-alive (Node's
+/// default is 5 s is the exception, and hyper retries a request that hits a just-closed one).
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct TargetState {
+    target: Target,
+    /// Milliseconds since `DynamicPool::epoch` until which the target is skipped.
+    down_until_ms: AtomicU64,
+}
+
+/// One `type = "http"` origin.
+pub struct DynamicPool {
+    name: String,
+    targets: Vec<TargetState>,
+    next: AtomicUsize,
+    client: Client<HttpConnector, EdgeBody>,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    epoch: Instant,
+}
+
+enum AttemptError {
+    /// No connection was made: the request was not sent, another target may be tried.
+    Connect(Error),
+    /// The request may have reached the target.
+    Other(Error),
+}
+
+impl DynamicPool {
+    /// A pool over `targets` (non-empty, checked by config validation).
+    pub fn new(name: &str, targets: Vec<Target>, connect_timeout: Duration, response_timeout: Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        // Without TCP_NODELAY a request whose headers and body go out in two writes waits for
+        // the delayed ACK (40 ms on Linux loopback).
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(connect_timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        DynamicPool {
+            name: name.to_owned(),
+            targets: targets.into_iter().map(|target| TargetState { target, down_until_ms: AtomicU64::new(0) }).collect(),
+            next: AtomicUsize::new(0),
+            client,
+            connect_timeout,
+            response_timeout,
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Sends the request to the next healthy target, failing over on connect errors when
+    /// `replayable`.
+    pub async fn fetch(&self, request: Request<EdgeBody>, replayable: bool) -> Result<Response<EdgeBody>, Error> {
+        let (parts, body) = request.into_parts();
+        let mut body = Some(body);
+        let n = self.targets.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let now = self.now_ms();
+        let is_up = |i: &usize| self.targets[*i].down_until_ms.load(Ordering::Relaxed) <= now;
+        let ring = || (0..n).map(move |i| (start + i) % n);
+        let order = ring().filter(is_up).chain(ring().filter(|i| !is_up(i)));
+
+        let mut last_error = None;
+        for index in order {
+            let Some(attempt_body) = body.take() else { break };
+            let state = &self.targets[index];
+            let request = self.target_request(&parts, &state.target, attempt_body);
+            match self.attempt(state, request).await {
+                Ok(response) => {
+                    state.down_until_ms.store(0, Ordering::Relaxed);
+                    return Ok(response.map(EdgeBody::Incoming));
+                }
+                Err(AttemptError::Connect(e)) => {
+                    tracing::warn!(origin = %self.name, target = %state.target.authority, error = %e, "target marked down");
+                    let until = self.now_ms() + DEFAULT_DOWN_TIME.as_millis() as u64;
+                    state.down_until_ms.store(until, Ordering::Relaxed);
+                    if replayable {
+                        body = Some(EdgeBody::Empty);
+                    }
+                    last_error = Some(e);
+                }
+                Err(AttemptError::Other(e)) => return Err(e),
+            }
+        }
+        Err(last_error.expect("a pool has at least one target, so one attempt was made"))
+    }
+
+    async fn attempt(&self, state: &TargetState, request: Request<EdgeBody>) -> Result<Response<hyper::body::Incoming>, AttemptError> {
+        let target = state.target.authority.to_string();
+        match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
+            Ok(Ok(response)) => Ok(response),
+            Err(_elapsed) => Err(AttemptError::Other(Error::ResponseTimeout {
+                origin: self.name.clone(),
+                target,
+                timeout: self.response_timeout,
+            })),
+            Ok(Err(e)) if e.is_connect() => {
+                if is_timed_out(&e) {
+                    Err(AttemptError::Connect(Error::ConnectTimeout {
+                        origin: self.name.clone(),
+                        target,
+                        timeout: self.connect_timeout,
+                    }))
+                } else {
+                    Err(AttemptError::Connect(Error::Refused { origin: self.name.clone(), target, source: e.into() }))
+                }
+            }
+            Ok(Err(e)) => Err(AttemptError::Other(Error::Exchange { origin: self.name.clone(), target, source: e.into() })),
+        }
+    }
+
+    /// The request as one target receives it: absolute URI for the client, `Host` set to the
+    /// target (the viewer's host travels in `X-Forwarded-Host`, set by `origin_request`).
+    fn target_request(&self, parts: &http::request::Parts, target: &Target, body: EdgeBody) -> Request<EdgeBody> {
+        let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let uri = Uri::builder()
+            .scheme(target.scheme.clone())
+            .authority(target.authority.clone())
+            .path_and_query(path)
+            .build()
+            .expect("scheme, authority and path were each valid");
+        let mut request = Request::new(body);
+        *request.method_mut() = parts.method.clone();
+        *request.uri_mut() = uri;
+        *request.headers_mut() = parts.headers.clone();
+        if let Ok(host) = HeaderValue::from_str(target.authority.as_str()) {
+            request.headers_mut().insert(HOST, host);
+        }
+        request
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+}
+
+/// Whether a connect error was the connect timeout rather than a refusal.
+fn is_timed_out(error: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = error.source();
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return true;
+            }
+        }
+        source = e.source();
+    }
+    false
+}

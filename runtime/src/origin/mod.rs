@@ -1,0 +1,109 @@
+//! Origins: where misses are fetched from. A static bucket ([`static_bucket`]) or a pool of HTTP
+//! targets ([`dynamic_pool`]); both answer a prepared request with a streaming response.
+
+pub mod dynamic_pool;
+pub mod static_bucket;
+
+use std::time::Duration;
+
+use http::{Request, Response};
+
+use crate::body::{BodyError, EdgeBody};
+use crate::config::{OriginConfig, OriginKind};
+pub use dynamic_pool::DynamicPool;
+pub use static_bucket::StaticBucket;
+
+/// A failed origin fetch.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The target refused or reset the connection attempt.
+    #[error("origin {origin:?} target {target} refused connection")]
+    Refused {
+        /// Origin name.
+        origin: String,
+        /// Target authority.
+        target: String,
+        /// The connector's error.
+        #[source]
+        source: BodyError,
+    },
+    /// The target did not accept a connection in time.
+    #[error("origin {origin:?} target {target} did not accept a connection within {timeout:?}")]
+    ConnectTimeout {
+        /// Origin name.
+        origin: String,
+        /// Target authority.
+        target: String,
+        /// The configured `connect_timeout`.
+        timeout: Duration,
+    },
+    /// No response headers within `response_timeout`.
+    #[error("origin {origin:?} target {target} sent no response within {timeout:?}")]
+    ResponseTimeout {
+        /// Origin name.
+        origin: String,
+        /// Target authority.
+        target: String,
+        /// The configured `response_timeout`.
+        timeout: Duration,
+    },
+    /// The exchange failed after connecting (reset, malformed response).
+    #[error("origin {origin:?} target {target} failed")]
+    Exchange {
+        /// Origin name.
+        origin: String,
+        /// Target authority.
+        target: String,
+        /// hyper's error.
+        #[source]
+        source: BodyError,
+    },
+    /// The static bucket could not read a file that exists.
+    #[error("static origin {origin:?} cannot read {path}")]
+    Read {
+        /// Origin name.
+        origin: String,
+        /// The file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// Whether it is a timeout (504) rather than a failure (502).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::ConnectTimeout { .. } | Error::ResponseTimeout { .. })
+    }
+}
+
+/// A configured origin, ready to fetch.
+pub enum Origin {
+    /// A directory.
+    Static(StaticBucket),
+    /// HTTP targets.
+    Dynamic(DynamicPool),
+}
+
+impl Origin {
+    /// Builds the origin for its config.
+    pub fn new(config: &OriginConfig) -> Self {
+        match &config.kind {
+            OriginKind::Static { root } => Origin::Static(StaticBucket::new(&config.name, root.clone())),
+            OriginKind::Http { targets, connect_timeout, response_timeout } => {
+                Origin::Dynamic(DynamicPool::new(&config.name, targets.clone(), *connect_timeout, *response_timeout))
+            }
+        }
+    }
+
+    /// Sends a prepared request (absolute path and query in the URI, proxy headers set).
+    /// `replayable` says whether it may be sent again to another target after a connect failure.
+    pub async fn fetch(&self, request: Request<EdgeBody>, replayable: bool) -> Result<Response<EdgeBody>, Error> {
+        match self {
+            Origin::Static(bucket) => bucket.fetch(request).await,
+            Origin::Dynamic(pool) => pool.fetch(request, replayable).await,
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Headers a proxy removes and adds on both legs (RFC 9110 §7.6): hop-by-hop fields belong to
+//! one connection and must not be forwarded; `Via` and `X-Forwarded-For` record the hop.
+
+use std::net::IpAddr;
+
+use http::header::{HeaderName, CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE, VIA};
+use http::{HeaderMap, HeaderValue};
+
+/// The `Via` entry this node adds (RFC 9110 §7.6.3: protocol version and a pseudonym).
+pub const VIA_VALUE: &str = "1.1 edge";
+
+/// `X-Forwarded-For`, the de-facto list of viewer addresses.
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Host`: the host the viewer asked for, since `Host` is set to the origin's.
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// `X-Forwarded-Proto`.
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// Hop-by-hop headers that are not named in `Connection` but are hop-by-hop anyway.
+static HOP_BY_HOP: [HeaderName; 8] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+];
+
+/// Removes hop-by-hop headers, including those `Connection` lists. `Upgrade` goes too: this node
+/// does not tunnel protocol upgrades.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    headers.remove(UPGRADE);
+}
+
+/// Appends this hop to `Via`.
+pub fn add_via(headers: &mut HeaderMap) {
+    headers.append(VIA, HeaderValue::from_static(VIA_VALUE));
+}
+
+/// Appends the viewer's address to `X-Forwarded-For`, keeping earlier hops' entries.
+pub fn add_forwarded_for(headers: &mut HeaderMap, viewer: IpAddr) {
+    let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prior) => format!("{prior}, {viewer}"),
+        None => viewer.to_string(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(X_FORWARDED_FOR.clone(), value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_listed_and_standard_hop_by_hop() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn forwarded_for_appends() {
+        let mut h = HeaderMap::new();
+        add_forwarded_for(&mut h, "10.0.0.1".parse().expect("ip"));
+        add_forwarded_for(&mut h, "127.0.0.1".parse().expect("ip"));
+        assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1, 127.0.0.1");
+    }
+}

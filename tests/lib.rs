@@ -1,0 +1,1 @@
+//! End-to-end tests for the edge node live in `e2e/`; this library is empty.
