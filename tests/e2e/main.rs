@@ -1,1 +1,12 @@
-fn main(){}
+//! End-to-end tests: a real node on port 0, real origins on loopback, real HTTP.
+//! One module per feature area; `harness` holds the shared builders.
+
+mod harness;
+
+mod caching;
+mod collapsing;
+mod dynamic_origin;
+mod operations;
+mod routing;
+mod static_origin;
+mod streaming;

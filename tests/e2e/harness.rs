@@ -1,0 +1,257 @@
+//! The test harness: real origins on loopback ports that record what they receive, a static
+//! site in a temp dir, a real node on port 0, and a small HTTP client.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use bytes::Bytes;
+use edge_runtime::body::EdgeBody;
+use edge_runtime::{Config, RunningNode};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// What an origin received: one entry per request.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: Method,
+    /// Path and query.
+    pub uri: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// A hyper origin on a loopback port with an inline handler; shut down on drop.
+pub struct Origin {
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Origin {
+    /// Starts an origin answering every request with `handler`.
+    pub async fn start<F, Fut>(handler: F) -> Result<Origin>
+    where
+        F: Fn(Received) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<EdgeBody>> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let handler = Arc::new(handler);
+        let (tx, mut rx) = oneshot::channel::<()>();
+        let log = Arc::clone(&received);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut rx => break,
+                    accepted = listener.accept() => {
+                        let Ok((stream, _)) = accepted else { continue };
+                        let _ = stream.set_nodelay(true);
+                        let handler = Arc::clone(&handler);
+                        let log = Arc::clone(&log);
+                        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                            let handler = Arc::clone(&handler);
+                            let log = Arc::clone(&log);
+                            async move {
+                                let (parts, body) = req.into_parts();
+                                let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                                let r = Received {
+                                    method: parts.method,
+                                    uri: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+                                    headers: parts.headers,
+                                    body,
+                                };
+                                log.lock().expect("origin log lock").push(r.clone());
+                                Ok::<_, std::convert::Infallible>(handler(r).await)
+                            }
+                        });
+                        tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+                    }
+                }
+            }
+        });
+        Ok(Origin { addr, received, shutdown: Some(tx) })
+    }
+
+    /// An origin that answers every request 200 with `body` and these headers.
+    pub async fn fixed(body: &'static str, headers: &'static [(&'static str, &'static str)]) -> Result<Origin> {
+        Origin::start(move |_| async move { reply(200, headers, body) }).await
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// How many requests it has received.
+    pub fn count(&self) -> usize {
+        self.received.lock().expect("origin log lock").len()
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().expect("origin log lock").clone()
+    }
+
+    pub fn last(&self) -> Received {
+        self.received().pop().expect("the origin received a request")
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A response for an origin handler.
+pub fn reply(status: u16, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Response<EdgeBody> {
+    let mut response = Response::new(EdgeBody::full(body.into()));
+    *response.status_mut() = StatusCode::from_u16(status).expect("valid status");
+    for (n, v) in headers {
+        response.headers_mut().append(
+            http::header::HeaderName::from_bytes(n.as_bytes()).expect("valid header name"),
+            v.parse().expect("valid header value"),
+        );
+    }
+    response
+}
+
+/// A loopback address where nothing listens (bound, then closed): connections are refused.
+pub async fn refused_addr() -> Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    drop(listener);
+    Ok(addr)
+}
+
+/// A loopback address that accepts no connection within any timeout: a listener with a full
+/// accept queue that never accepts, so the kernel drops new SYNs. Keep the guard alive.
+pub fn black_hole() -> Result<(SocketAddr, Vec<socket2::Socket>)> {
+    use socket2::{Domain, Socket, Type};
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    listener.bind(&"127.0.0.1:0".parse::<SocketAddr>()?.into())?;
+    listener.listen(0)?;
+    let addr = listener.local_addr()?.as_socket().context("inet address")?;
+    let mut guards = vec![listener];
+    // Fill the accept queue (backlog 0 still queues one or two connections).
+    for _ in 0..4 {
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+        s.set_nonblocking(true)?;
+        let _ = s.connect(&addr.into());
+        guards.push(s);
+    }
+    Ok((addr, guards))
+}
+
+/// A temp directory with files, for a static origin.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+}
+
+impl Site {
+    pub fn new(files: &[(&str, &str)]) -> Result<Site> {
+        let dir = tempfile::tempdir()?;
+        for (path, content) in files {
+            let full = dir.path().join(path);
+            if let Some(parent) = full.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(full, content)?;
+        }
+        Ok(Site { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The root as a TOML string value.
+    pub fn root(&self) -> String {
+        format!("{:?}", self.dir.path().display().to_string())
+    }
+}
+
+/// A running node and a client for it.
+pub struct TestNode {
+    pub node: RunningNode,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// A response as a test sees it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn x_cache(&self) -> &str {
+        self.header("x-cache").unwrap_or("<none>")
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl TestNode {
+    /// Starts a node on port 0 with this config (its `[server]` table is added here).
+    pub async fn start(toml: &str) -> Result<TestNode> {
+        let config: Config = format!("[server]\nlisten = \"127.0.0.1:0\"\n{toml}").parse()?;
+        let node = edge_runtime::start(config, std::future::pending()).await?;
+        Ok(TestNode { node, client: Client::builder(TokioExecutor::new()).build_http() })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.node.addr())
+    }
+
+    /// A request builder for `path` on this node.
+    pub fn request(&self, method: &str, path: &str) -> http::request::Builder {
+        Request::builder().method(method).uri(self.url(path))
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Reply> {
+        self.send(self.request("GET", path).body(Full::default())?).await
+    }
+
+    /// Sends and reads the whole response (bounded by a 10 s timeout).
+    pub async fn send(&self, request: Request<Full<Bytes>>) -> Result<Reply> {
+        let response = self.send_streaming(request).await?;
+        let (parts, body) = response.into_parts();
+        let body = tokio::time::timeout(Duration::from_secs(10), body.collect())
+            .await
+            .context("response body took over 10 s")??
+            .to_bytes();
+        Ok(Reply { status: parts.status, headers: parts.headers, body })
+    }
+
+    /// Sends and returns as soon as the response headers arrive.
+    pub async fn send_streaming(&self, request: Request<Full<Bytes>>) -> Result<Response<Incoming>> {
+        Ok(tokio::time::timeout(Duration::from_secs(10), self.client.request(request))
+            .await
+            .context("no response headers within 10 s")??)
+    }
+}
