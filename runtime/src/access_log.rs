@@ -54,7 +54,12 @@ pub struct LoggedBody {
 impl LoggedBody {
     /// Wraps `body` of a response with `expected` bytes; `record` is `None` when logging is off.
     pub fn new(body: EdgeBody, record: Option<Box<AccessRecord>>, expected: Option<u64>) -> Self {
-        LoggedBody { body, record, bytes: 0, expected }
+        LoggedBody {
+            body,
+            record,
+            bytes: 0,
+            expected,
+        }
     }
 
     fn emit(&mut self, complete: bool) {
@@ -80,7 +85,10 @@ impl Body for LoggedBody {
     type Data = Bytes;
     type Error = BodyError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.body).poll_frame(cx);
         match &poll {

@@ -48,12 +48,22 @@ impl Body for EdgeBody {
     type Data = Bytes;
     type Error = BodyError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             EdgeBody::Empty => Poll::Ready(None),
-            EdgeBody::Full(bytes) => Poll::Ready(bytes.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b)))),
+            EdgeBody::Full(bytes) => Poll::Ready(
+                bytes
+                    .take()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| Ok(Frame::data(b))),
+            ),
             EdgeBody::Incoming(incoming) => Pin::new(incoming).poll_frame(cx).map_err(Into::into),
-            EdgeBody::Channel(rx) => rx.poll_recv(cx).map(|chunk| chunk.map(|r| r.map(Frame::data))),
+            EdgeBody::Channel(rx) => rx
+                .poll_recv(cx)
+                .map(|chunk| chunk.map(|r| r.map(Frame::data))),
         }
     }
 
@@ -69,7 +79,9 @@ impl Body for EdgeBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             EdgeBody::Empty => SizeHint::with_exact(0),
-            EdgeBody::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            EdgeBody::Full(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
             EdgeBody::Incoming(incoming) => incoming.size_hint(),
             EdgeBody::Channel(_) => SizeHint::default(),
         }

@@ -9,7 +9,11 @@ use http::{HeaderMap, HeaderValue};
 /// Whether a GET/HEAD with these request headers may be answered 304 for a representation with
 /// this `ETag` and `Last-Modified`. `If-None-Match` takes precedence (§13.2.2): when present,
 /// `If-Modified-Since` is ignored.
-pub fn is_not_modified(request: &HeaderMap, etag: Option<&HeaderValue>, last_modified: Option<SystemTime>) -> bool {
+pub fn is_not_modified(
+    request: &HeaderMap,
+    etag: Option<&HeaderValue>,
+    last_modified: Option<SystemTime>,
+) -> bool {
     if let Some(inm) = request.get(IF_NONE_MATCH) {
         let (Ok(inm), Some(etag)) = (inm.to_str(), etag.and_then(|e| e.to_str().ok())) else {
             return false;
@@ -17,10 +21,16 @@ pub fn is_not_modified(request: &HeaderMap, etag: Option<&HeaderValue>, last_mod
         // Weak comparison (§8.8.3.2): `W/"x"` matches `"x"`.
         let opaque = |tag: &str| tag.trim().trim_start_matches("W/").to_owned();
         let current = opaque(etag);
-        return inm.split(',').any(|t| t.trim() == "*" || opaque(t) == current);
+        return inm
+            .split(',')
+            .any(|t| t.trim() == "*" || opaque(t) == current);
     }
     if let (Some(ims), Some(modified)) = (request.get(IF_MODIFIED_SINCE), last_modified) {
-        if let Some(since) = ims.to_str().ok().and_then(|v| httpdate::parse_http_date(v).ok()) {
+        if let Some(since) = ims
+            .to_str()
+            .ok()
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+        {
             return modified <= since;
         }
     }
@@ -40,18 +50,41 @@ mod tests {
 
     fn req(name: &str, value: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(http::header::HeaderName::from_bytes(name.as_bytes()).expect("name"), value.parse().expect("value"));
+        h.insert(
+            http::header::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+            value.parse().expect("value"),
+        );
         h
     }
 
     #[test]
     fn etag_matching_is_weak() {
         let etag = HeaderValue::from_static("\"abc\"");
-        assert!(is_not_modified(&req("if-none-match", "\"abc\""), Some(&etag), None));
-        assert!(is_not_modified(&req("if-none-match", "\"x\", W/\"abc\""), Some(&etag), None));
-        assert!(is_not_modified(&req("if-none-match", "*"), Some(&etag), None));
-        assert!(!is_not_modified(&req("if-none-match", "\"abd\""), Some(&etag), None));
-        assert!(!is_not_modified(&req("if-none-match", "\"abc\""), None, None));
+        assert!(is_not_modified(
+            &req("if-none-match", "\"abc\""),
+            Some(&etag),
+            None
+        ));
+        assert!(is_not_modified(
+            &req("if-none-match", "\"x\", W/\"abc\""),
+            Some(&etag),
+            None
+        ));
+        assert!(is_not_modified(
+            &req("if-none-match", "*"),
+            Some(&etag),
+            None
+        ));
+        assert!(!is_not_modified(
+            &req("if-none-match", "\"abd\""),
+            Some(&etag),
+            None
+        ));
+        assert!(!is_not_modified(
+            &req("if-none-match", "\"abc\""),
+            None,
+            None
+        ));
     }
 
     #[test]
@@ -59,8 +92,20 @@ mod tests {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let at = httpdate::fmt_http_date(t);
         let before = httpdate::fmt_http_date(t - Duration::from_secs(60));
-        assert!(is_not_modified(&req("if-modified-since", &at), None, Some(t)));
-        assert!(!is_not_modified(&req("if-modified-since", &before), None, Some(t)));
-        assert!(!is_not_modified(&req("if-modified-since", "garbage"), None, Some(t)));
+        assert!(is_not_modified(
+            &req("if-modified-since", &at),
+            None,
+            Some(t)
+        ));
+        assert!(!is_not_modified(
+            &req("if-modified-since", &before),
+            None,
+            Some(t)
+        ));
+        assert!(!is_not_modified(
+            &req("if-modified-since", "garbage"),
+            None,
+            Some(t)
+        ));
     }
 }

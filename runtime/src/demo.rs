@@ -28,7 +28,9 @@ pub async fn start_demo_app(name: &'static str) -> std::io::Result<SocketAddr> {
     let served = Arc::new(AtomicU64::new(0));
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let served = Arc::clone(&served);
             let service = service_fn(move |request| {
@@ -63,7 +65,11 @@ async fn answer(name: &str, count: u64, request: Request<Incoming>) -> Response<
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static(cache_control));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static(cache_control));
     response
 }

@@ -46,7 +46,9 @@ impl Error {
     /// Which side caused it.
     pub fn side(&self) -> Side {
         match self {
-            Error::NoBehavior { .. } | Error::MethodNotAllowed { .. } | Error::BadRequest(_) => Side::Viewer,
+            Error::NoBehavior { .. } | Error::MethodNotAllowed { .. } | Error::BadRequest(_) => {
+                Side::Viewer
+            }
             Error::Origin(_) => Side::Origin,
         }
     }

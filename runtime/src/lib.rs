@@ -64,7 +64,10 @@ impl Node {
     /// Builds a node (origins, empty cache) from a validated config.
     pub fn new(config: Config) -> Self {
         let origins = config.origins.iter().map(Origin::new).collect();
-        let store = Arc::new(Store::new(config.cache.max_size, config.cache.max_object_size));
+        let store = Arc::new(Store::new(
+            config.cache.max_size,
+            config.cache.max_object_size,
+        ));
         Node {
             config: Arc::new(config),
             origins,

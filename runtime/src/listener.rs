@@ -75,7 +75,10 @@ impl Drop for RunningNode {
 }
 
 /// Binds `config.server.listen` and serves until [`RunningNode::shutdown`] or `signal`.
-pub async fn start(config: Config, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<RunningNode> {
+pub async fn start(
+    config: Config,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<RunningNode> {
     let listener = TcpListener::bind(config.server.listen).await?;
     let addr = listener.local_addr()?;
     let node = Arc::new(Node::new(config));
@@ -86,13 +89,20 @@ pub async fn start(config: Config, signal: impl Future<Output = ()> + Send + 'st
             _ = signal => {}
         }
     }));
-    Ok(RunningNode { addr, node, shutdown: Some(tx), task: Some(task) })
+    Ok(RunningNode {
+        addr,
+        node,
+        shutdown: Some(tx),
+        task: Some(task),
+    })
 }
 
 async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new()).keep_alive(true).header_read_timeout(HEADER_READ_TIMEOUT);
+    http.timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -130,10 +140,17 @@ async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: impl Future<Out
     }
 }
 
-async fn serve_request(node: &Node, request: Request<Incoming>, viewer: SocketAddr) -> Response<LoggedBody> {
+async fn serve_request(
+    node: &Node,
+    request: Request<Incoming>,
+    viewer: SocketAddr,
+) -> Response<LoggedBody> {
     let mut ctx = RequestCtx::new(node.next_request_id(), viewer);
     let logged = access_log::enabled().then(|| {
-        let path = request.uri().path_and_query().map_or_else(|| request.uri().path().to_owned(), |pq| pq.as_str().to_owned());
+        let path = request.uri().path_and_query().map_or_else(
+            || request.uri().path().to_owned(),
+            |pq| pq.as_str().to_owned(),
+        );
         (request.method().clone(), path)
     });
     let response = flow::handle(node, &mut ctx, request.map(EdgeBody::Incoming)).await;
@@ -144,11 +161,16 @@ async fn serve_request(node: &Node, request: Request<Incoming>, viewer: SocketAd
             path,
             status: response.status(),
             x_cache: ctx.cache.as_str(),
-            origin: ctx.origin.map_or_else(|| "-".to_owned(), |i| node.config.origins[i].name.clone()),
+            origin: ctx
+                .origin
+                .map_or_else(|| "-".to_owned(), |i| node.config.origins[i].name.clone()),
             viewer,
             started: ctx.started,
         })
     });
-    let expected = record.as_ref().and(response.headers().get(http::header::CONTENT_LENGTH)).and_then(|v| v.to_str().ok()?.parse().ok());
+    let expected = record
+        .as_ref()
+        .and(response.headers().get(http::header::CONTENT_LENGTH))
+        .and_then(|v| v.to_str().ok()?.parse().ok());
     response.map(|body| LoggedBody::new(body, record, expected))
 }

@@ -44,13 +44,17 @@ enum Command {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -86,8 +90,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             let mut apps = Vec::new();
             for name in ["app-1", "app-2"] {
-                let addr = edge_runtime::demo::start_demo_app(name).await.context("starting the demo app")?;
-                apps.push(Target { scheme: http::uri::Scheme::HTTP, authority: addr.to_string().parse()? });
+                let addr = edge_runtime::demo::start_demo_app(name)
+                    .await
+                    .context("starting the demo app")?;
+                apps.push(Target {
+                    scheme: http::uri::Scheme::HTTP,
+                    authority: addr.to_string().parse()?,
+                });
             }
             let app = config
                 .origins

@@ -3,7 +3,10 @@
 
 use std::net::IpAddr;
 
-use http::header::{HeaderName, CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE, VIA};
+use http::header::{
+    HeaderName, CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE, VIA,
+};
 use http::{HeaderMap, HeaderValue};
 
 /// The `Via` entry this node adds (RFC 9110 §7.6.3: protocol version and a pseudonym).

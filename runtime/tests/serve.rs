@@ -11,7 +11,9 @@ fn serve_logs_requests_and_stops_on_sigterm() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     std::fs::create_dir(dir.path().join("site"))?;
     std::fs::write(dir.path().join("site/index.html"), "<h1>hi</h1>")?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let config = dir.path().join("edge.toml");
     std::fs::write(
         &config,
@@ -43,11 +45,24 @@ fn serve_logs_requests_and_stops_on_sigterm() -> anyhow::Result<()> {
     assert!(response.contains("<h1>hi</h1>"));
 
     let access = lines.next().transpose()?.unwrap_or_default();
-    for field in ["method=GET", "path=/", "status=200", "x_cache=\"Miss\"", "origin=bucket", "bytes=11", "duration_us="] {
-        assert!(access.contains(field), "access log line lacks {field}: {access}");
+    for field in [
+        "method=GET",
+        "path=/",
+        "status=200",
+        "x_cache=\"Miss\"",
+        "origin=bucket",
+        "bytes=11",
+        "duration_us=",
+    ] {
+        assert!(
+            access.contains(field),
+            "access log line lacks {field}: {access}"
+        );
     }
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(20);
     let exit = loop {

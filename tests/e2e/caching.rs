@@ -35,9 +35,23 @@ async fn cache_hit_skips_origin() -> Result<()> {
     let origin = Origin::fixed("hello", &[("cache-control", "max-age=60")]).await?;
     let node = node_for(&origin, LONG, "{}").await?;
     let first = node.get("/a").await?;
-    assert_eq!((first.status.as_u16(), first.x_cache(), first.text().as_str()), (200, "Miss", "hello"));
+    assert_eq!(
+        (
+            first.status.as_u16(),
+            first.x_cache(),
+            first.text().as_str()
+        ),
+        (200, "Miss", "hello")
+    );
     let second = node.get("/a").await?;
-    assert_eq!((second.status.as_u16(), second.x_cache(), second.text().as_str()), (200, "Hit", "hello"));
+    assert_eq!(
+        (
+            second.status.as_u16(),
+            second.x_cache(),
+            second.text().as_str()
+        ),
+        (200, "Hit", "hello")
+    );
     assert_eq!(second.header("age"), Some("0"));
     assert_eq!(second.header("cache-control"), Some("max-age=60"));
     assert_eq!(origin.count(), 1, "a hit must not reach the origin");
@@ -56,24 +70,46 @@ async fn default_ttl_applies_only_when_origin_is_silent() -> Result<()> {
     let uncached = node_for(&origin, r#"{ default_ttl = "0s", max_ttl = "60s" }"#, "{}").await?;
     assert_eq!(uncached.get("/a").await?.x_cache(), "Miss");
     assert_eq!(uncached.get("/a").await?.x_cache(), "Miss");
-    assert_eq!(origin.count(), 2, "default_ttl 0 with a silent origin stores nothing");
+    assert_eq!(
+        origin.count(),
+        2,
+        "default_ttl 0 with a silent origin stores nothing"
+    );
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn max_ttl_caps_and_min_ttl_raises_origin_lifetime() -> Result<()> {
     let origin = Origin::fixed("long", &[("cache-control", "max-age=3600")]).await?;
-    let node = node_for(&origin, r#"{ min_ttl = "0s", default_ttl = "1s", max_ttl = "1s" }"#, "{}").await?;
+    let node = node_for(
+        &origin,
+        r#"{ min_ttl = "0s", default_ttl = "1s", max_ttl = "1s" }"#,
+        "{}",
+    )
+    .await?;
     node.get("/a").await?;
     assert_eq!(node.get("/a").await?.x_cache(), "Hit");
     tokio::time::sleep(Duration::from_millis(1100)).await; // let the 1 s max_ttl pass
-    assert_eq!(node.get("/a").await?.x_cache(), "Miss", "max_ttl 1s overrides max-age=3600");
+    assert_eq!(
+        node.get("/a").await?.x_cache(),
+        "Miss",
+        "max_ttl 1s overrides max-age=3600"
+    );
     assert_eq!(origin.count(), 2);
 
     let origin = Origin::fixed("short", &[("cache-control", "max-age=0")]).await?;
-    let node = node_for(&origin, r#"{ min_ttl = "60s", default_ttl = "60s", max_ttl = "60s" }"#, "{}").await?;
+    let node = node_for(
+        &origin,
+        r#"{ min_ttl = "60s", default_ttl = "60s", max_ttl = "60s" }"#,
+        "{}",
+    )
+    .await?;
     node.get("/a").await?;
-    assert_eq!(node.get("/a").await?.x_cache(), "Hit", "min_ttl 60s raises max-age=0");
+    assert_eq!(
+        node.get("/a").await?.x_cache(),
+        "Hit",
+        "min_ttl 60s raises max-age=0"
+    );
     assert_eq!(origin.count(), 1);
     Ok(())
 }
@@ -89,7 +125,11 @@ async fn expires_header_sets_lifetime() -> Result<()> {
     .await?;
     let node = node_for(&origin, r#"{ default_ttl = "0s", max_ttl = "1d" }"#, "{}").await?;
     node.get("/a").await?;
-    assert_eq!(node.get("/a").await?.x_cache(), "Hit", "Expires 2 minutes ahead is fresh although default_ttl is 0");
+    assert_eq!(
+        node.get("/a").await?.x_cache(),
+        "Hit",
+        "Expires 2 minutes ahead is fresh although default_ttl is 0"
+    );
     Ok(())
 }
 
@@ -98,18 +138,30 @@ async fn responses_that_forbid_sharing_are_never_stored() -> Result<()> {
     for headers in [
         &[("cache-control", "no-store")][..],
         &[("cache-control", "private, max-age=60")][..],
-        &[("cache-control", "max-age=60"), ("set-cookie", "session=abc")][..],
+        &[
+            ("cache-control", "max-age=60"),
+            ("set-cookie", "session=abc"),
+        ][..],
         &[("cache-control", "max-age=60"), ("vary", "*")][..],
         &[("cache-control", "max-age=60, s-maxage=0")][..],
     ] {
-        let headers: &'static [(&'static str, &'static str)] = Box::leak(headers.to_vec().into_boxed_slice());
+        let headers: &'static [(&'static str, &'static str)] =
+            Box::leak(headers.to_vec().into_boxed_slice());
         let origin = Origin::fixed("secret", headers).await?;
         let node = node_for(&origin, LONG, "{}").await?;
         for _ in 0..2 {
             let r = node.get("/a").await?;
-            assert_eq!((r.status.as_u16(), r.x_cache()), (200, "Miss"), "{headers:?}");
+            assert_eq!(
+                (r.status.as_u16(), r.x_cache()),
+                (200, "Miss"),
+                "{headers:?}"
+            );
         }
-        assert_eq!(origin.count(), 2, "{headers:?} must reach the origin every time");
+        assert_eq!(
+            origin.count(),
+            2,
+            "{headers:?} must reach the origin every time"
+        );
     }
     Ok(())
 }
@@ -135,14 +187,29 @@ async fn error_statuses_404_cached_500_not() -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn vary_keeps_variants_apart() -> Result<()> {
     let origin = Origin::start(|r| async move {
-        let body = if r.header("accept-language") == Some("fr") { "bonjour" } else { "hello" };
-        reply(200, &[("cache-control", "max-age=60"), ("vary", "Accept-Language")], body)
+        let body = if r.header("accept-language") == Some("fr") {
+            "bonjour"
+        } else {
+            "hello"
+        };
+        reply(
+            200,
+            &[("cache-control", "max-age=60"), ("vary", "Accept-Language")],
+            body,
+        )
     })
     .await?;
     let node = node_for(&origin, LONG, "{}").await?;
     let get = |lang: &'static str| {
         let node = &node;
-        async move { node.send(node.request("GET", "/a").header("accept-language", lang).body(Full::default())?).await }
+        async move {
+            node.send(
+                node.request("GET", "/a")
+                    .header("accept-language", lang)
+                    .body(Full::default())?,
+            )
+            .await
+        }
     };
     assert_eq!(get("en").await?.x_cache(), "Miss");
     assert_eq!(get("fr").await?.x_cache(), "Miss");
@@ -158,27 +225,67 @@ async fn vary_keeps_variants_apart() -> Result<()> {
 async fn conditional_requests_get_304() -> Result<()> {
     let origin = Origin::fixed(
         "body",
-        &[("cache-control", "max-age=60"), ("etag", "\"v1\""), ("last-modified", "Wed, 21 Oct 2015 07:28:00 GMT")],
+        &[
+            ("cache-control", "max-age=60"),
+            ("etag", "\"v1\""),
+            ("last-modified", "Wed, 21 Oct 2015 07:28:00 GMT"),
+        ],
     )
     .await?;
     let node = node_for(&origin, LONG, "{}").await?;
 
     // On a miss the node asks for the full object, stores it, and answers the viewer 304.
-    let first = node.send(node.request("GET", "/a").header("if-none-match", "\"v1\"").body(Full::default())?).await?;
+    let first = node
+        .send(
+            node.request("GET", "/a")
+                .header("if-none-match", "\"v1\"")
+                .body(Full::default())?,
+        )
+        .await?;
     assert_eq!((first.status.as_u16(), first.body.len()), (304, 0));
     assert_eq!(first.header("etag"), Some("\"v1\""));
-    assert_eq!(origin.last().header("if-none-match"), None, "the viewer's validator is not forwarded on a fill");
+    assert_eq!(
+        origin.last().header("if-none-match"),
+        None,
+        "the viewer's validator is not forwarded on a fill"
+    );
 
-    let hit = node.send(node.request("GET", "/a").header("if-none-match", "W/\"v1\"").body(Full::default())?).await?;
-    assert_eq!((hit.status.as_u16(), hit.x_cache(), hit.body.len()), (304, "Hit", 0));
+    let hit = node
+        .send(
+            node.request("GET", "/a")
+                .header("if-none-match", "W/\"v1\"")
+                .body(Full::default())?,
+        )
+        .await?;
+    assert_eq!(
+        (hit.status.as_u16(), hit.x_cache(), hit.body.len()),
+        (304, "Hit", 0)
+    );
     let since = node
-        .send(node.request("GET", "/a").header("if-modified-since", "Wed, 21 Oct 2015 07:28:00 GMT").body(Full::default())?)
+        .send(
+            node.request("GET", "/a")
+                .header("if-modified-since", "Wed, 21 Oct 2015 07:28:00 GMT")
+                .body(Full::default())?,
+        )
         .await?;
     assert_eq!((since.status.as_u16(), since.x_cache()), (304, "Hit"));
-    let changed = node.send(node.request("GET", "/a").header("if-none-match", "\"v0\"").body(Full::default())?).await?;
-    assert_eq!((changed.status.as_u16(), changed.text().as_str()), (200, "body"));
+    let changed = node
+        .send(
+            node.request("GET", "/a")
+                .header("if-none-match", "\"v0\"")
+                .body(Full::default())?,
+        )
+        .await?;
+    assert_eq!(
+        (changed.status.as_u16(), changed.text().as_str()),
+        (200, "body")
+    );
     let modified = node
-        .send(node.request("GET", "/a").header("if-modified-since", "Wed, 21 Oct 2015 07:27:59 GMT").body(Full::default())?)
+        .send(
+            node.request("GET", "/a")
+                .header("if-modified-since", "Wed, 21 Oct 2015 07:27:59 GMT")
+                .body(Full::default())?,
+        )
         .await?;
     assert_eq!(modified.status.as_u16(), 200);
     assert_eq!(origin.count(), 1);
@@ -191,13 +298,23 @@ async fn head_is_answered_from_cached_get() -> Result<()> {
     let node = node_for(&origin, LONG, "{}").await?;
 
     // A HEAD miss is forwarded as HEAD and stores nothing.
-    let head_miss = node.send(node.request("HEAD", "/a").body(Full::default())?).await?;
-    assert_eq!((head_miss.status.as_u16(), head_miss.x_cache()), (200, "Miss"));
+    let head_miss = node
+        .send(node.request("HEAD", "/a").body(Full::default())?)
+        .await?;
+    assert_eq!(
+        (head_miss.status.as_u16(), head_miss.x_cache()),
+        (200, "Miss")
+    );
     assert_eq!(origin.last().method, http::Method::HEAD);
 
     node.get("/a").await?;
-    let head = node.send(node.request("HEAD", "/a").body(Full::default())?).await?;
-    assert_eq!((head.status.as_u16(), head.x_cache(), head.body.len()), (200, "Hit", 0));
+    let head = node
+        .send(node.request("HEAD", "/a").body(Full::default())?)
+        .await?;
+    assert_eq!(
+        (head.status.as_u16(), head.x_cache(), head.body.len()),
+        (200, "Hit", 0)
+    );
     assert_eq!(head.header("content-length"), Some("12"));
     assert_eq!(origin.count(), 2);
     Ok(())
@@ -205,16 +322,29 @@ async fn head_is_answered_from_cached_get() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn query_in_key_is_normalised_and_still_forwarded() -> Result<()> {
-    let origin = Origin::start(|r| async move { reply(200, &[("cache-control", "max-age=60")], r.uri) }).await?;
+    let origin =
+        Origin::start(|r| async move { reply(200, &[("cache-control", "max-age=60")], r.uri) })
+            .await?;
     let all = node_for(&origin, LONG, r#"{ query = "all" }"#).await?;
     assert_eq!(all.get("/a?x=1&y=2").await?.x_cache(), "Miss");
-    assert_eq!(all.get("/a?y=2&x=1").await?.x_cache(), "Hit", "parameter order must not split the cache");
+    assert_eq!(
+        all.get("/a?y=2&x=1").await?.x_cache(),
+        "Hit",
+        "parameter order must not split the cache"
+    );
     assert_eq!(all.get("/a?x=1&y=3").await?.x_cache(), "Miss");
 
     let none = node_for(&origin, LONG, r#"{ query = "none" }"#).await?;
-    assert_eq!(none.get("/b?x=1").await?.text(), "/b?x=1", "the query still reaches the origin");
+    assert_eq!(
+        none.get("/b?x=1").await?.text(),
+        "/b?x=1",
+        "the query still reaches the origin"
+    );
     let ignored = none.get("/b?x=2").await?;
-    assert_eq!((ignored.x_cache(), ignored.text().as_str()), ("Hit", "/b?x=1"));
+    assert_eq!(
+        (ignored.x_cache(), ignored.text().as_str()),
+        ("Hit", "/b?x=1")
+    );
 
     let allow = node_for(&origin, LONG, r#"{ query = ["page"] }"#).await?;
     allow.get("/c?page=1&utm_source=a").await?;
@@ -226,18 +356,33 @@ async fn query_in_key_is_normalised_and_still_forwarded() -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn only_listed_headers_and_cookies_split_the_cache() -> Result<()> {
     let origin = Origin::fixed("x", &[("cache-control", "max-age=60")]).await?;
-    let node = node_for(&origin, LONG, r#"{ headers = ["Accept-Language"], cookies = ["session"] }"#).await?;
+    let node = node_for(
+        &origin,
+        LONG,
+        r#"{ headers = ["Accept-Language"], cookies = ["session"] }"#,
+    )
+    .await?;
     let get = |lang: &'static str, cookie: &'static str| {
         let node = &node;
         async move {
             let r = node
-                .send(node.request("GET", "/a").header("accept-language", lang).header("cookie", cookie).header("user-agent", cookie).body(Full::default())?)
+                .send(
+                    node.request("GET", "/a")
+                        .header("accept-language", lang)
+                        .header("cookie", cookie)
+                        .header("user-agent", cookie)
+                        .body(Full::default())?,
+                )
                 .await?;
             anyhow::Ok(r.x_cache().to_owned())
         }
     };
     assert_eq!(get("en", "session=1; theme=dark").await?, "Miss");
-    assert_eq!(get("en", "theme=light; session=1").await?, "Hit", "unlisted cookies and headers are ignored");
+    assert_eq!(
+        get("en", "theme=light; session=1").await?,
+        "Hit",
+        "unlisted cookies and headers are ignored"
+    );
     assert_eq!(get("en", "session=2").await?, "Miss");
     assert_eq!(get("fr", "session=1").await?, "Miss");
     assert_eq!(origin.count(), 3);
@@ -248,9 +393,17 @@ async fn only_listed_headers_and_cookies_split_the_cache() -> Result<()> {
 async fn stale_object_is_revalidated_with_its_etag() -> Result<()> {
     let origin = Origin::start(|r| async move {
         if r.header("if-none-match") == Some("\"v1\"") {
-            reply(304, &[("cache-control", "max-age=60"), ("etag", "\"v1\"")], Bytes::new())
+            reply(
+                304,
+                &[("cache-control", "max-age=60"), ("etag", "\"v1\"")],
+                Bytes::new(),
+            )
         } else {
-            reply(200, &[("cache-control", "max-age=1"), ("etag", "\"v1\"")], "original body")
+            reply(
+                200,
+                &[("cache-control", "max-age=1"), ("etag", "\"v1\"")],
+                "original body",
+            )
         }
     })
     .await?;
@@ -258,11 +411,26 @@ async fn stale_object_is_revalidated_with_its_etag() -> Result<()> {
     node.get("/a").await?;
     tokio::time::sleep(Duration::from_millis(1100)).await; // let max-age=1 run out
     let refreshed = node.get("/a").await?;
-    assert_eq!((refreshed.status.as_u16(), refreshed.x_cache(), refreshed.text().as_str()), (200, "RefreshHit", "original body"));
+    assert_eq!(
+        (
+            refreshed.status.as_u16(),
+            refreshed.x_cache(),
+            refreshed.text().as_str()
+        ),
+        (200, "RefreshHit", "original body")
+    );
     assert_eq!(origin.last().header("if-none-match"), Some("\"v1\""));
-    assert_eq!(refreshed.header("cache-control"), Some("max-age=60"), "headers from the 304 replace the stored ones");
+    assert_eq!(
+        refreshed.header("cache-control"),
+        Some("max-age=60"),
+        "headers from the 304 replace the stored ones"
+    );
     let hit = node.get("/a").await?;
-    assert_eq!(hit.x_cache(), "Hit", "the 304's max-age=60 made it fresh again");
+    assert_eq!(
+        hit.x_cache(),
+        "Hit",
+        "the 304's max-age=60 made it fresh again"
+    );
     assert_eq!(origin.count(), 2);
     Ok(())
 }
@@ -276,7 +444,12 @@ async fn unsafe_methods_always_reach_the_origin() -> Result<()> {
     ))
     .await?;
     for _ in 0..2 {
-        let r = node.send(node.request("POST", "/a").body(Full::new(Bytes::from("x")))?).await?;
+        let r = node
+            .send(
+                node.request("POST", "/a")
+                    .body(Full::new(Bytes::from("x")))?,
+            )
+            .await?;
         assert_eq!((r.status.as_u16(), r.x_cache()), (200, "Miss"));
     }
     assert_eq!(origin.count(), 2);
@@ -285,7 +458,14 @@ async fn unsafe_methods_always_reach_the_origin() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cache_stays_within_max_size() -> Result<()> {
-    let origin = Origin::start(|_| async { reply(200, &[("cache-control", "max-age=600")], vec![b'x'; 8 * 1024]) }).await?;
+    let origin = Origin::start(|_| async {
+        reply(
+            200,
+            &[("cache-control", "max-age=600")],
+            vec![b'x'; 8 * 1024],
+        )
+    })
+    .await?;
     let node = TestNode::start(&format!(
         "[cache]\nmax_size = \"64 KiB\"\nmax_object_size = \"16 KiB\"\n[origins.app]\ntype = \"http\"\ntargets = [\"{}\"]\n[[behaviors]]\npath = \"*\"\norigin = \"app\"\n",
         origin.url()
@@ -295,8 +475,20 @@ async fn cache_stays_within_max_size() -> Result<()> {
         assert_eq!(node.get(&format!("/{i}")).await?.body.len(), 8 * 1024);
     }
     let store = node.node.node().cache();
-    assert!(store.weight() <= 64 * 1024, "cache holds {} bytes, over max_size", store.weight());
-    assert_eq!(node.get("/39").await?.x_cache(), "Hit", "the newest object is kept");
-    assert_eq!(node.get("/0").await?.x_cache(), "Miss", "the oldest was evicted to make room");
+    assert!(
+        store.weight() <= 64 * 1024,
+        "cache holds {} bytes, over max_size",
+        store.weight()
+    );
+    assert_eq!(
+        node.get("/39").await?.x_cache(),
+        "Hit",
+        "the newest object is kept"
+    );
+    assert_eq!(
+        node.get("/0").await?.x_cache(),
+        "Miss",
+        "the oldest was evicted to make room"
+    );
     Ok(())
 }

@@ -27,13 +27,21 @@ async fn fire(node: &TestNode, n: usize) -> Result<Vec<(u16, String, String)>> {
     let mut tasks = Vec::new();
     for _ in 0..n {
         let url = node.url("/same");
-        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http::<http_body_util::Full<bytes::Bytes>>();
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Full<bytes::Bytes>>();
         tasks.push(tokio::spawn(async move {
             let response = client.get(url.parse()?).await?;
             let status = response.status().as_u16();
-            let x_cache = response.headers().get("x-cache").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-            let body = http_body_util::BodyExt::collect(response.into_body()).await?.to_bytes();
+            let x_cache = response
+                .headers()
+                .get("x-cache")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await?
+                .to_bytes();
             anyhow::Ok((status, x_cache, String::from_utf8_lossy(&body).into_owned()))
         }));
     }
@@ -50,7 +58,12 @@ async fn concurrent_misses_share_one_fetch() -> Result<()> {
     let node = node_for(&origin).await?;
     let results = fire(&node, 10).await?;
     assert_eq!(origin.count(), 1, "ten concurrent misses, one origin fetch");
-    assert!(results.iter().all(|(s, _, b)| *s == 200 && b == "shared body"), "{results:?}");
+    assert!(
+        results
+            .iter()
+            .all(|(s, _, b)| *s == 200 && b == "shared body"),
+        "{results:?}"
+    );
     let misses = results.iter().filter(|(_, x, _)| x == "Miss").count();
     assert_eq!(misses, 1, "only the leader is a miss: {results:?}");
     Ok(())
@@ -61,7 +74,16 @@ async fn uncacheable_response_is_forwarded_for_each_waiter() -> Result<()> {
     let origin = slow_origin("private").await?;
     let node = node_for(&origin).await?;
     let results = fire(&node, 5).await?;
-    assert!(results.iter().all(|(s, x, b)| *s == 200 && x == "Miss" && b == "shared body"), "{results:?}");
-    assert_eq!(origin.count(), 5, "a private response is never shared: each waiter asks the origin");
+    assert!(
+        results
+            .iter()
+            .all(|(s, x, b)| *s == 200 && x == "Miss" && b == "shared body"),
+        "{results:?}"
+    );
+    assert_eq!(
+        origin.count(),
+        5,
+        "a private response is never shared: each waiter asks the origin"
+    );
     Ok(())
 }

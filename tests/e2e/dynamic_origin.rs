@@ -44,27 +44,44 @@ async fn forwards_method_body_and_headers_with_proxy_headers() -> Result<()> {
         )
         .await?;
     assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "ok"));
-    assert!(r.header("via").is_some_and(|v| v.contains("1.1 edge")), "response Via: {:?}", r.header("via"));
+    assert!(
+        r.header("via").is_some_and(|v| v.contains("1.1 edge")),
+        "response Via: {:?}",
+        r.header("via")
+    );
 
     let got = origin.last();
     assert_eq!(got.method, http::Method::POST);
     assert_eq!(got.uri, "/api/items?q=1");
     assert_eq!(&got.body[..], b"payload");
     assert_eq!(got.header("x-custom"), Some("kept"));
-    assert_eq!(got.header("x-hop"), None, "headers listed in Connection are hop-by-hop");
-    assert_eq!(got.header("x-forwarded-for"), Some("203.0.113.9, 127.0.0.1"));
+    assert_eq!(
+        got.header("x-hop"),
+        None,
+        "headers listed in Connection are hop-by-hop"
+    );
+    assert_eq!(
+        got.header("x-forwarded-for"),
+        Some("203.0.113.9, 127.0.0.1")
+    );
     assert!(got.header("via").is_some_and(|v| v.contains("1.1 edge")));
     assert_eq!(got.header("host"), Some(origin.addr.to_string().as_str()));
-    assert_eq!(got.header("x-forwarded-host"), Some(node.node.addr().to_string().as_str()));
+    assert_eq!(
+        got.header("x-forwarded-host"),
+        Some(node.node.addr().to_string().as_str())
+    );
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn large_request_body_is_streamed_through() -> Result<()> {
-    let origin = Origin::start(|r| async move { reply(200, &[], r.body.len().to_string()) }).await?;
+    let origin =
+        Origin::start(|r| async move { reply(200, &[], r.body.len().to_string()) }).await?;
     let node = node_for(&[origin.url()], "").await?;
     let body = Bytes::from(vec![7u8; 3 * 1024 * 1024]);
-    let r = node.send(node.request("PUT", "/api/upload").body(Full::new(body))?).await?;
+    let r = node
+        .send(node.request("PUT", "/api/upload").body(Full::new(body))?)
+        .await?;
     assert_eq!(r.text(), (3 * 1024 * 1024).to_string());
     Ok(())
 }
@@ -100,10 +117,20 @@ async fn post_is_not_replayed_after_a_connect_failure() -> Result<()> {
     let dead = format!("http://{}", refused_addr().await?);
     let node = node_for(&[dead, good.url()], "").await?;
     // The first request goes to the first target: refused, and a POST body cannot be replayed.
-    let first = node.send(node.request("POST", "/api/x").body(Full::new(Bytes::from("once")))?).await?;
+    let first = node
+        .send(
+            node.request("POST", "/api/x")
+                .body(Full::new(Bytes::from("once")))?,
+        )
+        .await?;
     assert_eq!((first.status.as_u16(), first.x_cache()), (502, "Error"));
     // The dead target is now skipped.
-    let second = node.send(node.request("POST", "/api/x").body(Full::new(Bytes::from("once")))?).await?;
+    let second = node
+        .send(
+            node.request("POST", "/api/x")
+                .body(Full::new(Bytes::from("once")))?,
+        )
+        .await?;
     assert_eq!(second.status.as_u16(), 200);
     assert_eq!(good.count(), 1);
     Ok(())
@@ -114,8 +141,16 @@ async fn unreachable_origin_gives_502() -> Result<()> {
     let node = node_for(&[format!("http://{}", refused_addr().await?)], "").await?;
     let r = node.get("/api/x").await?;
     assert_eq!((r.status.as_u16(), r.x_cache()), (502, "Error"));
-    assert!(r.text().contains("origin \"app\""), "body names the origin: {}", r.text());
-    assert!(!r.text().contains("127.0.0.1"), "body does not leak target addresses: {}", r.text());
+    assert!(
+        r.text().contains("origin \"app\""),
+        "body names the origin: {}",
+        r.text()
+    );
+    assert!(
+        !r.text().contains("127.0.0.1"),
+        "body does not leak target addresses: {}",
+        r.text()
+    );
     Ok(())
 }
 
@@ -125,8 +160,17 @@ async fn connect_timeout_gives_504() -> Result<()> {
     let node = node_for(&[format!("http://{addr}")], "connect_timeout = \"300ms\"").await?;
     let started = Instant::now();
     let r = node.get("/api/x").await?;
-    assert_eq!((r.status.as_u16(), r.x_cache()), (504, "Error"), "{}", r.text());
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert_eq!(
+        (r.status.as_u16(), r.x_cache()),
+        (504, "Error"),
+        "{}",
+        r.text()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
     Ok(())
 }
 
@@ -142,7 +186,11 @@ async fn response_timeout_gives_504() -> Result<()> {
     let r = node.get("/api/x").await?;
     assert_eq!((r.status.as_u16(), r.x_cache()), (504, "Error"));
     assert!(r.text().contains("timed out"), "{}", r.text());
-    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
     // The node keeps serving.
     let fast = Origin::fixed("fast", &[]).await?;
     let node = node_for(&[fast.url()], "response_timeout = \"300ms\"").await?;

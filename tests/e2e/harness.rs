@@ -86,11 +86,18 @@ impl Origin {
                 }
             }
         });
-        Ok(Origin { addr, received, shutdown: Some(tx) })
+        Ok(Origin {
+            addr,
+            received,
+            shutdown: Some(tx),
+        })
     }
 
     /// An origin that answers every request 200 with `body` and these headers.
-    pub async fn fixed(body: &'static str, headers: &'static [(&'static str, &'static str)]) -> Result<Origin> {
+    pub async fn fixed(
+        body: &'static str,
+        headers: &'static [(&'static str, &'static str)],
+    ) -> Result<Origin> {
         Origin::start(move |_| async move { reply(200, headers, body) }).await
     }
 
@@ -108,7 +115,9 @@ impl Origin {
     }
 
     pub fn last(&self) -> Received {
-        self.received().pop().expect("the origin received a request")
+        self.received()
+            .pop()
+            .expect("the origin received a request")
     }
 }
 
@@ -221,7 +230,10 @@ impl TestNode {
     pub async fn start(toml: &str) -> Result<TestNode> {
         let config: Config = format!("[server]\nlisten = \"127.0.0.1:0\"\n{toml}").parse()?;
         let node = edge_runtime::start(config, std::future::pending()).await?;
-        Ok(TestNode { node, client: Client::builder(TokioExecutor::new()).build_http() })
+        Ok(TestNode {
+            node,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -234,7 +246,8 @@ impl TestNode {
     }
 
     pub async fn get(&self, path: &str) -> Result<Reply> {
-        self.send(self.request("GET", path).body(Full::default())?).await
+        self.send(self.request("GET", path).body(Full::default())?)
+            .await
     }
 
     /// Sends and reads the whole response (bounded by a 10 s timeout).
@@ -245,13 +258,22 @@ impl TestNode {
             .await
             .context("response body took over 10 s")??
             .to_bytes();
-        Ok(Reply { status: parts.status, headers: parts.headers, body })
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
     }
 
     /// Sends and returns as soon as the response headers arrive.
-    pub async fn send_streaming(&self, request: Request<Full<Bytes>>) -> Result<Response<Incoming>> {
-        Ok(tokio::time::timeout(Duration::from_secs(10), self.client.request(request))
-            .await
-            .context("no response headers within 10 s")??)
+    pub async fn send_streaming(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<Response<Incoming>> {
+        Ok(
+            tokio::time::timeout(Duration::from_secs(10), self.client.request(request))
+                .await
+                .context("no response headers within 10 s")??,
+        )
     }
 }

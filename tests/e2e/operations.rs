@@ -20,12 +20,15 @@ async fn shutdown_finishes_in_flight_requests() -> Result<()> {
     ))
     .await?;
     let addr = node.addr();
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<bytes::Bytes>>();
     let in_flight = tokio::spawn({
         let client = client.clone();
         async move {
             let response = client.get(format!("http://{addr}/slow").parse()?).await?;
-            let body = http_body_util::BodyExt::collect(response.into_body()).await?.to_bytes();
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await?
+                .to_bytes();
             anyhow::Ok(body)
         }
     });
@@ -34,7 +37,14 @@ async fn shutdown_finishes_in_flight_requests() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     node.shutdown().await;
-    assert_eq!(&in_flight.await??[..], b"finished", "the in-flight request completed");
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no new connections after shutdown");
+    assert_eq!(
+        &in_flight.await??[..],
+        b"finished",
+        "the in-flight request completed"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no new connections after shutdown"
+    );
     Ok(())
 }

@@ -27,7 +27,9 @@ async fn viewer_gets_first_bytes_before_origin_finishes() -> Result<()> {
                 let _ = tx.send(Ok(Bytes::from_static(b"second"))).await;
             });
             let mut response = Response::new(body);
-            response.headers_mut().insert("cache-control", "max-age=60".parse().expect("value"));
+            response
+                .headers_mut()
+                .insert("cache-control", "max-age=60".parse().expect("value"));
             response
         }
     })
@@ -38,7 +40,9 @@ async fn viewer_gets_first_bytes_before_origin_finishes() -> Result<()> {
     ))
     .await?;
 
-    let response = node.send_streaming(node.request("GET", "/s").body(Full::default())?).await?;
+    let response = node
+        .send_streaming(node.request("GET", "/s").body(Full::default())?)
+        .await?;
     assert_eq!(response.headers()["x-cache"], "Miss");
     let mut body = response.into_body();
     let first = tokio::time::timeout(Duration::from_secs(5), body.frame())
@@ -47,7 +51,9 @@ async fn viewer_gets_first_bytes_before_origin_finishes() -> Result<()> {
         .context("body ended early")??;
     assert_eq!(first.into_data().ok().as_deref(), Some(&b"first;"[..]));
     release.notify_one();
-    let rest = tokio::time::timeout(Duration::from_secs(5), body.collect()).await??.to_bytes();
+    let rest = tokio::time::timeout(Duration::from_secs(5), body.collect())
+        .await??
+        .to_bytes();
     assert_eq!(&rest[..], b"second");
 
     // The object was stored whole while it streamed. The store completes just after the last
@@ -60,7 +66,10 @@ async fn viewer_gets_first_bytes_before_origin_finishes() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(25)).await;
         hit = node.get("/s").await?;
     }
-    assert_eq!((hit.x_cache(), hit.text().as_str()), ("Hit", "first;second"));
+    assert_eq!(
+        (hit.x_cache(), hit.text().as_str()),
+        ("Hit", "first;second")
+    );
     Ok(())
 }
 
@@ -81,7 +90,9 @@ async fn oversized_objects_pass_through_unstored() -> Result<()> {
                 }
             });
             let mut response = Response::new(body);
-            response.headers_mut().insert("cache-control", "max-age=60".parse().expect("value"));
+            response
+                .headers_mut()
+                .insert("cache-control", "max-age=60".parse().expect("value"));
             response
         }
     })
@@ -94,9 +105,17 @@ async fn oversized_objects_pass_through_unstored() -> Result<()> {
     for path in ["/sized", "/chunked"] {
         for _ in 0..2 {
             let r = node.get(path).await?;
-            assert_eq!((r.status.as_u16(), r.x_cache(), r.body.len()), (200, "Miss", SIZE), "{path}");
+            assert_eq!(
+                (r.status.as_u16(), r.x_cache(), r.body.len()),
+                (200, "Miss", SIZE),
+                "{path}"
+            );
         }
     }
-    assert_eq!(origin.count(), 4, "objects over max_object_size are fetched every time");
+    assert_eq!(
+        origin.count(),
+        4,
+        "objects over max_object_size are fetched every time"
+    );
     Ok(())
 }

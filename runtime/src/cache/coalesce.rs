@@ -41,17 +41,28 @@ pub struct Coalescer {
 impl Coalescer {
     /// Joins the flight for `key`, starting it if there is none.
     pub fn join(self: &Arc<Self>, key: &CacheKey) -> Join {
-        let mut flights = self.flights.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut flights = self
+            .flights
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(rx) = flights.get(key) {
             return Join::Waiter(rx.clone());
         }
         let (tx, rx) = watch::channel(FlightOutcome::Pending);
         flights.insert(key.clone(), rx);
-        Join::Leader(Leader { key: key.clone(), tx, coalescer: Arc::clone(self), finished: false })
+        Join::Leader(Leader {
+            key: key.clone(),
+            tx,
+            coalescer: Arc::clone(self),
+            finished: false,
+        })
     }
 
     fn end(&self, key: &CacheKey) {
-        self.flights.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key);
+        self.flights
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(key);
     }
 }
 
@@ -99,27 +110,44 @@ mod tests {
     use super::*;
 
     fn key(path: &str) -> CacheKey {
-        let (parts, ()) = http::Request::get(path).body(()).expect("valid").into_parts();
+        let (parts, ()) = http::Request::get(path)
+            .body(())
+            .expect("valid")
+            .into_parts();
         CacheKey::build(&Default::default(), &parts)
     }
 
     #[tokio::test]
     async fn second_join_waits_for_leader() {
         let c = Arc::new(Coalescer::default());
-        let Join::Leader(leader) = c.join(&key("/a")) else { panic!("first join leads") };
-        let Join::Waiter(rx) = c.join(&key("/a")) else { panic!("second join waits") };
+        let Join::Leader(leader) = c.join(&key("/a")) else {
+            panic!("first join leads")
+        };
+        let Join::Waiter(rx) = c.join(&key("/a")) else {
+            panic!("second join waits")
+        };
         assert!(matches!(c.join(&key("/b")), Join::Leader(_)));
         let waiter = tokio::spawn(wait(rx));
         leader.finish(FlightOutcome::Forward);
-        assert!(matches!(waiter.await.expect("joined"), FlightOutcome::Forward));
-        assert!(matches!(c.join(&key("/a")), Join::Leader(_)), "flight ended");
+        assert!(matches!(
+            waiter.await.expect("joined"),
+            FlightOutcome::Forward
+        ));
+        assert!(
+            matches!(c.join(&key("/a")), Join::Leader(_)),
+            "flight ended"
+        );
     }
 
     #[tokio::test]
     async fn dropped_leader_releases_waiters() {
         let c = Arc::new(Coalescer::default());
-        let Join::Leader(leader) = c.join(&key("/a")) else { panic!("first join leads") };
-        let Join::Waiter(rx) = c.join(&key("/a")) else { panic!("second join waits") };
+        let Join::Leader(leader) = c.join(&key("/a")) else {
+            panic!("first join leads")
+        };
+        let Join::Waiter(rx) = c.join(&key("/a")) else {
+            panic!("second join waits")
+        };
         drop(leader);
         assert!(matches!(wait(rx).await, FlightOutcome::Forward));
     }

@@ -143,7 +143,10 @@ mod tests {
 
     #[test]
     fn query_all_is_order_independent() {
-        let c = CacheKeyConfig { query: QueryKey::All, ..Default::default() };
+        let c = CacheKeyConfig {
+            query: QueryKey::All,
+            ..Default::default()
+        };
         assert_eq!(key(&c, "/a?b=2&a=1", &[]), key(&c, "/a?a=1&b=2", &[]));
         assert_ne!(key(&c, "/a?a=1", &[]), key(&c, "/a?a=2", &[]));
         // Repeated names keep their relative order: that order can be meaningful.
@@ -152,8 +155,14 @@ mod tests {
 
     #[test]
     fn query_allow_list_keeps_only_listed() {
-        let c = CacheKeyConfig { query: QueryKey::Allow(vec!["page".into()]), ..Default::default() };
-        assert_eq!(key(&c, "/a?page=2&utm=x", &[]), key(&c, "/a?utm=y&page=2", &[]));
+        let c = CacheKeyConfig {
+            query: QueryKey::Allow(vec!["page".into()]),
+            ..Default::default()
+        };
+        assert_eq!(
+            key(&c, "/a?page=2&utm=x", &[]),
+            key(&c, "/a?utm=y&page=2", &[])
+        );
         assert_ne!(key(&c, "/a?page=2", &[]), key(&c, "/a?page=3", &[]));
         // `pages` is not `page`.
         assert_eq!(key(&c, "/a?pages=1", &[]), key(&c, "/a", &[]));
@@ -166,17 +175,54 @@ mod tests {
             cookies: vec!["session".into()],
             ..Default::default()
         };
-        let en = key(&c, "/a", &[("accept-language", "en"), ("cookie", "session=1; other=2")]);
-        assert_eq!(en, key(&c, "/a", &[("accept-language", "en"), ("cookie", "other=3;session=1"), ("user-agent", "x")]));
-        assert_ne!(en, key(&c, "/a", &[("accept-language", "fr"), ("cookie", "session=1")]));
-        assert_ne!(en, key(&c, "/a", &[("accept-language", "en"), ("cookie", "session=2")]));
+        let en = key(
+            &c,
+            "/a",
+            &[("accept-language", "en"), ("cookie", "session=1; other=2")],
+        );
+        assert_eq!(
+            en,
+            key(
+                &c,
+                "/a",
+                &[
+                    ("accept-language", "en"),
+                    ("cookie", "other=3;session=1"),
+                    ("user-agent", "x")
+                ]
+            )
+        );
+        assert_ne!(
+            en,
+            key(
+                &c,
+                "/a",
+                &[("accept-language", "fr"), ("cookie", "session=1")]
+            )
+        );
+        assert_ne!(
+            en,
+            key(
+                &c,
+                "/a",
+                &[("accept-language", "en"), ("cookie", "session=2")]
+            )
+        );
     }
 
     #[test]
     fn host_is_case_insensitive_and_part_of_key() {
         let c = CacheKeyConfig::default();
-        let (a, ()) = http::Request::get("/x").header("host", "a.test").body(()).expect("valid").into_parts();
-        let (b, ()) = http::Request::get("/x").header("host", "b.test").body(()).expect("valid").into_parts();
+        let (a, ()) = http::Request::get("/x")
+            .header("host", "a.test")
+            .body(())
+            .expect("valid")
+            .into_parts();
+        let (b, ()) = http::Request::get("/x")
+            .header("host", "b.test")
+            .body(())
+            .expect("valid")
+            .into_parts();
         assert_ne!(CacheKey::build(&c, &a), CacheKey::build(&c, &b));
         assert_eq!(CacheKey::build(&c, &a).host_path(), "a.test/x");
     }

@@ -75,7 +75,12 @@ pub enum Storability {
 /// clamped to `[min_ttl, max_ttl]`; without one, `default_ttl` applies (at most
 /// [`DEFAULT_ERROR_TTL`] for error statuses). `no-cache` stores with a zero lifetime, so every
 /// reuse revalidates. A zero lifetime is worth storing only with a validator to revalidate with.
-pub fn storability(status: StatusCode, headers: &HeaderMap, policy: &CachePolicyConfig, now: SystemTime) -> Storability {
+pub fn storability(
+    status: StatusCode,
+    headers: &HeaderMap,
+    policy: &CachePolicyConfig,
+    now: SystemTime,
+) -> Storability {
     let is_error = match status.as_u16() {
         200 | 203 | 204 | 300 | 301 | 308 => false,
         404 | 405 | 410 | 414 | 501 => true,
@@ -91,7 +96,11 @@ pub fn storability(status: StatusCode, headers: &HeaderMap, policy: &CachePolicy
     if headers.contains_key(SET_COOKIE) {
         return Storability::NotStorable("set-cookie");
     }
-    if headers.get_all(VARY).iter().any(|v| v.as_bytes().split(|&b| b == b',').any(|n| n.trim_ascii() == b"*")) {
+    if headers.get_all(VARY).iter().any(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|n| n.trim_ascii() == b"*")
+    }) {
         return Storability::NotStorable("vary-star");
     }
 
@@ -118,7 +127,11 @@ fn origin_lifetime(cc: &CacheControl, headers: &HeaderMap, now: SystemTime) -> O
     }
     let expires = headers.get(EXPIRES)?;
     // An invalid Expires (often "0") means already expired (§5.3).
-    let Some(expires) = expires.to_str().ok().and_then(|v| httpdate::parse_http_date(v).ok()) else {
+    let Some(expires) = expires
+        .to_str()
+        .ok()
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+    else {
         return Some(Duration::ZERO);
     };
     let date = headers
@@ -131,7 +144,11 @@ fn origin_lifetime(cc: &CacheControl, headers: &HeaderMap, now: SystemTime) -> O
 
 /// The origin's `Age` in seconds (0 when absent or malformed).
 pub fn age(headers: &HeaderMap) -> u64 {
-    headers.get(AGE).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+    headers
+        .get(AGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Whether the response carries a validator a conditional request can use.
@@ -154,71 +171,129 @@ mod tests {
     fn decide(status: u16, headers: &[(&str, &str)], p: &CachePolicyConfig) -> Storability {
         let mut map = HeaderMap::new();
         for (n, v) in headers {
-            map.append(http::header::HeaderName::from_bytes(n.as_bytes()).expect("name"), v.parse().expect("value"));
+            map.append(
+                http::header::HeaderName::from_bytes(n.as_bytes()).expect("name"),
+                v.parse().expect("value"),
+            );
         }
-        storability(StatusCode::from_u16(status).expect("status"), &map, p, SystemTime::now())
+        storability(
+            StatusCode::from_u16(status).expect("status"),
+            &map,
+            p,
+            SystemTime::now(),
+        )
     }
 
     fn ttl(secs: u64) -> Storability {
-        Storability::Store { ttl: Duration::from_secs(secs) }
+        Storability::Store {
+            ttl: Duration::from_secs(secs),
+        }
     }
 
     #[test]
     fn parses_directives_case_insensitively() {
         let mut h = HeaderMap::new();
         h.append(CACHE_CONTROL, "Public, MAX-AGE=60".parse().expect("v"));
-        h.append(CACHE_CONTROL, "s-maxage=\"5\", no-cache".parse().expect("v"));
+        h.append(
+            CACHE_CONTROL,
+            "s-maxage=\"5\", no-cache".parse().expect("v"),
+        );
         let cc = CacheControl::parse(&h);
-        assert_eq!((cc.max_age, cc.s_maxage, cc.no_cache, cc.no_store), (Some(60), Some(5), true, false));
+        assert_eq!(
+            (cc.max_age, cc.s_maxage, cc.no_cache, cc.no_store),
+            (Some(60), Some(5), true, false)
+        );
     }
 
     #[test]
     fn s_maxage_beats_max_age_and_bounds_clamp() {
         let p = policy(10, 100, 1000);
-        assert_eq!(decide(200, &[("cache-control", "max-age=50, s-maxage=70")], &p), ttl(70));
+        assert_eq!(
+            decide(200, &[("cache-control", "max-age=50, s-maxage=70")], &p),
+            ttl(70)
+        );
         assert_eq!(decide(200, &[("cache-control", "max-age=5")], &p), ttl(10));
-        assert_eq!(decide(200, &[("cache-control", "max-age=5000")], &p), ttl(1000));
+        assert_eq!(
+            decide(200, &[("cache-control", "max-age=5000")], &p),
+            ttl(1000)
+        );
         assert_eq!(decide(200, &[], &p), ttl(100));
     }
 
     #[test]
     fn expires_relative_to_date() {
         let p = policy(0, 100, 1000);
-        let h = [("date", "Wed, 21 Oct 2015 07:28:00 GMT"), ("expires", "Wed, 21 Oct 2015 07:30:00 GMT")];
+        let h = [
+            ("date", "Wed, 21 Oct 2015 07:28:00 GMT"),
+            ("expires", "Wed, 21 Oct 2015 07:30:00 GMT"),
+        ];
         assert_eq!(decide(200, &h, &p), ttl(120));
-        assert_eq!(decide(200, &[("expires", "0")], &p), Storability::NotStorable("zero-ttl"));
+        assert_eq!(
+            decide(200, &[("expires", "0")], &p),
+            Storability::NotStorable("zero-ttl")
+        );
     }
 
     #[test]
     fn refusals() {
         let p = policy(0, 100, 1000);
-        assert_eq!(decide(200, &[("cache-control", "no-store")], &p), Storability::NotStorable("no-store"));
-        assert_eq!(decide(200, &[("cache-control", "private, max-age=60")], &p), Storability::NotStorable("private"));
-        assert_eq!(decide(200, &[("set-cookie", "a=b")], &p), Storability::NotStorable("set-cookie"));
-        assert_eq!(decide(200, &[("vary", "accept, *")], &p), Storability::NotStorable("vary-star"));
-        assert_eq!(decide(500, &[("cache-control", "max-age=60")], &p), Storability::NotStorable("status"));
+        assert_eq!(
+            decide(200, &[("cache-control", "no-store")], &p),
+            Storability::NotStorable("no-store")
+        );
+        assert_eq!(
+            decide(200, &[("cache-control", "private, max-age=60")], &p),
+            Storability::NotStorable("private")
+        );
+        assert_eq!(
+            decide(200, &[("set-cookie", "a=b")], &p),
+            Storability::NotStorable("set-cookie")
+        );
+        assert_eq!(
+            decide(200, &[("vary", "accept, *")], &p),
+            Storability::NotStorable("vary-star")
+        );
+        assert_eq!(
+            decide(500, &[("cache-control", "max-age=60")], &p),
+            Storability::NotStorable("status")
+        );
         assert_eq!(decide(206, &[], &p), Storability::NotStorable("status"));
     }
 
     #[test]
     fn no_cache_stores_only_with_validator() {
         let p = policy(0, 100, 1000);
-        assert_eq!(decide(200, &[("cache-control", "no-cache")], &p), Storability::NotStorable("zero-ttl"));
-        assert_eq!(decide(200, &[("cache-control", "no-cache"), ("etag", "\"x\"")], &p), ttl(0));
+        assert_eq!(
+            decide(200, &[("cache-control", "no-cache")], &p),
+            Storability::NotStorable("zero-ttl")
+        );
+        assert_eq!(
+            decide(200, &[("cache-control", "no-cache"), ("etag", "\"x\"")], &p),
+            ttl(0)
+        );
     }
 
     #[test]
     fn zero_default_ttl_means_not_stored_unless_origin_says() {
         let p = policy(0, 0, 60);
         assert_eq!(decide(200, &[], &p), Storability::NotStorable("zero-ttl"));
-        assert_eq!(decide(200, &[("cache-control", "max-age=600")], &p), ttl(60));
+        assert_eq!(
+            decide(200, &[("cache-control", "max-age=600")], &p),
+            ttl(60)
+        );
     }
 
     #[test]
     fn errors_get_short_default_and_age_is_subtracted() {
         let p = policy(0, 86400, 86400 * 365);
         assert_eq!(decide(404, &[], &p), ttl(10));
-        assert_eq!(decide(404, &[("cache-control", "max-age=300")], &p), ttl(300));
-        assert_eq!(decide(200, &[("cache-control", "max-age=300"), ("age", "100")], &p), ttl(200));
+        assert_eq!(
+            decide(404, &[("cache-control", "max-age=300")], &p),
+            ttl(300)
+        );
+        assert_eq!(
+            decide(200, &[("cache-control", "max-age=300"), ("age", "100")], &p),
+            ttl(200)
+        );
     }
 }

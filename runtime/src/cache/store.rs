@@ -37,13 +37,28 @@ pub struct CachedObject {
 
 impl CachedObject {
     /// Builds an object from a complete response, reading its validators once.
-    pub fn new(status: StatusCode, headers: HeaderMap, body: Bytes, ttl: Duration, initial_age: u64) -> Self {
+    pub fn new(
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+        ttl: Duration,
+        initial_age: u64,
+    ) -> Self {
         let etag = headers.get(ETAG).cloned();
         let last_modified = headers
             .get(LAST_MODIFIED)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| httpdate::parse_http_date(v).ok());
-        CachedObject { status, headers, body, stored_at: Instant::now(), ttl, initial_age, etag, last_modified }
+        CachedObject {
+            status,
+            headers,
+            body,
+            stored_at: Instant::now(),
+            ttl,
+            initial_age,
+            etag,
+            last_modified,
+        }
     }
 
     /// Whether it may be served without asking the origin.
@@ -57,7 +72,11 @@ impl CachedObject {
     }
 
     fn weight(&self) -> u64 {
-        let headers: usize = self.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 32).sum();
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 32)
+            .sum();
         self.body.len() as u64 + headers as u64 + ENTRY_OVERHEAD
     }
 }
@@ -105,7 +124,11 @@ impl Store {
         // quick_cache refuses items heavier than one shard's share, so the shard count is chosen
         // to keep a shard at least twice the largest object.
         let shards = (max_size / max_object_size.saturating_mul(2).max(1)).clamp(1, 64) as usize;
-        let shards = if shards.is_power_of_two() { shards } else { shards.next_power_of_two() / 2 };
+        let shards = if shards.is_power_of_two() {
+            shards
+        } else {
+            shards.next_power_of_two() / 2
+        };
         let estimated_items = (max_size / (16 * 1024)).clamp(64, 1 << 24) as usize;
         let options = quick_cache::OptionsBuilder::new()
             .shards(shards)
@@ -127,7 +150,10 @@ impl Store {
         let object = match self.entries.get(key) {
             None => return Lookup::Miss,
             Some(Entry::Object(o)) => o,
-            Some(Entry::Vary(names)) => match self.entries.get(&key.variant(&variant_suffix(&names, request))) {
+            Some(Entry::Vary(names)) => match self
+                .entries
+                .get(&key.variant(&variant_suffix(&names, request)))
+            {
                 Some(Entry::Object(o)) => o,
                 _ => return Lookup::Miss,
             },
@@ -205,22 +231,38 @@ mod tests {
     use super::*;
 
     fn key(path: &str) -> CacheKey {
-        let (parts, ()) = http::Request::get(path).header("host", "h").body(()).expect("valid").into_parts();
+        let (parts, ()) = http::Request::get(path)
+            .header("host", "h")
+            .body(())
+            .expect("valid")
+            .into_parts();
         CacheKey::build(&Default::default(), &parts)
     }
 
     fn object(body: &'static str, headers: &[(&str, &str)], ttl: u64) -> Arc<CachedObject> {
         let mut map = HeaderMap::new();
         for (n, v) in headers {
-            map.append(HeaderName::from_bytes(n.as_bytes()).expect("name"), v.parse().expect("value"));
+            map.append(
+                HeaderName::from_bytes(n.as_bytes()).expect("name"),
+                v.parse().expect("value"),
+            );
         }
-        Arc::new(CachedObject::new(StatusCode::OK, map, Bytes::from_static(body.as_bytes()), Duration::from_secs(ttl), 0))
+        Arc::new(CachedObject::new(
+            StatusCode::OK,
+            map,
+            Bytes::from_static(body.as_bytes()),
+            Duration::from_secs(ttl),
+            0,
+        ))
     }
 
     fn request(headers: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (n, v) in headers {
-            map.append(HeaderName::from_bytes(n.as_bytes()).expect("name"), v.parse().expect("value"));
+            map.append(
+                HeaderName::from_bytes(n.as_bytes()).expect("name"),
+                v.parse().expect("value"),
+            );
         }
         map
     }
@@ -238,9 +280,15 @@ mod tests {
         let store = Store::new(1 << 20, 1 << 16);
         store.insert(&key("/a"), &HeaderMap::new(), object("a", &[], 10));
         let now = Instant::now();
-        assert_eq!(body(store.lookup(&key("/a"), &HeaderMap::new(), now)), Some((true, Bytes::from("a"))));
+        assert_eq!(
+            body(store.lookup(&key("/a"), &HeaderMap::new(), now)),
+            Some((true, Bytes::from("a")))
+        );
         let later = now + Duration::from_secs(11);
-        assert_eq!(body(store.lookup(&key("/a"), &HeaderMap::new(), later)), Some((false, Bytes::from("a"))));
+        assert_eq!(
+            body(store.lookup(&key("/a"), &HeaderMap::new(), later)),
+            Some((false, Bytes::from("a")))
+        );
         assert!(body(store.lookup(&key("/b"), &HeaderMap::new(), now)).is_none());
     }
 
@@ -250,12 +298,29 @@ mod tests {
         let now = Instant::now();
         let en = request(&[("accept-language", "en")]);
         let fr = request(&[("accept-language", "fr")]);
-        store.insert(&key("/a"), &en, object("hello", &[("vary", "Accept-Language")], 10));
-        assert_eq!(body(store.lookup(&key("/a"), &en, now)), Some((true, Bytes::from("hello"))));
+        store.insert(
+            &key("/a"),
+            &en,
+            object("hello", &[("vary", "Accept-Language")], 10),
+        );
+        assert_eq!(
+            body(store.lookup(&key("/a"), &en, now)),
+            Some((true, Bytes::from("hello")))
+        );
         assert!(body(store.lookup(&key("/a"), &fr, now)).is_none());
-        store.insert(&key("/a"), &fr, object("bonjour", &[("vary", "Accept-Language")], 10));
-        assert_eq!(body(store.lookup(&key("/a"), &fr, now)), Some((true, Bytes::from("bonjour"))));
-        assert_eq!(body(store.lookup(&key("/a"), &en, now)), Some((true, Bytes::from("hello"))));
+        store.insert(
+            &key("/a"),
+            &fr,
+            object("bonjour", &[("vary", "Accept-Language")], 10),
+        );
+        assert_eq!(
+            body(store.lookup(&key("/a"), &fr, now)),
+            Some((true, Bytes::from("bonjour")))
+        );
+        assert_eq!(
+            body(store.lookup(&key("/a"), &en, now)),
+            Some((true, Bytes::from("hello")))
+        );
     }
 
     #[test]
@@ -263,7 +328,11 @@ mod tests {
         let store = Store::new(64 * 1024, 8 * 1024);
         let big: &'static str = Box::leak("x".repeat(4000).into_boxed_str());
         for i in 0..100 {
-            store.insert(&key(&format!("/{i}")), &HeaderMap::new(), object(big, &[], 10));
+            store.insert(
+                &key(&format!("/{i}")),
+                &HeaderMap::new(),
+                object(big, &[], 10),
+            );
         }
         assert!(store.weight() <= 64 * 1024, "weight {}", store.weight());
         assert!(!store.is_empty());

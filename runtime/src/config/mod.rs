@@ -196,7 +196,11 @@ struct Validator<'a> {
 impl Validator<'_> {
     fn error(&self, span: std::ops::Range<usize>, key: &str, message: impl Into<String>) -> Error {
         let upto = span.start.min(self.text.len());
-        let line = self.text.as_bytes()[..upto].iter().filter(|&&b| b == b'\n').count() + 1;
+        let line = self.text.as_bytes()[..upto]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
         Error::Invalid {
             file: self.file.to_owned(),
             line,
@@ -212,19 +216,41 @@ impl Validator<'_> {
     fn config(&self, raw: RawConfig) -> Result<Config, Error> {
         let listen = match &raw.server.listen {
             Some(v) => v.get_ref().parse().map_err(|_| {
-                self.invalid(v, "server.listen", format!("{:?} is not an address like \"127.0.0.1:8080\"", v.get_ref()))
+                self.invalid(
+                    v,
+                    "server.listen",
+                    format!(
+                        "{:?} is not an address like \"127.0.0.1:8080\"",
+                        v.get_ref()
+                    ),
+                )
             })?,
-            None => DEFAULT_LISTEN.parse().expect("DEFAULT_LISTEN is a valid address"),
+            None => DEFAULT_LISTEN
+                .parse()
+                .expect("DEFAULT_LISTEN is a valid address"),
         };
-        let max_size = self.size(raw.cache.max_size.as_ref(), "cache.max_size", DEFAULT_CACHE_MAX_SIZE)?;
+        let max_size = self.size(
+            raw.cache.max_size.as_ref(),
+            "cache.max_size",
+            DEFAULT_CACHE_MAX_SIZE,
+        )?;
         let max_object_size = self.size(
             raw.cache.max_object_size.as_ref(),
             "cache.max_object_size",
             DEFAULT_MAX_OBJECT_SIZE,
         )?;
         if max_object_size > max_size {
-            let at = raw.cache.max_object_size.as_ref().map(|v| v.span()).unwrap_or(0..0);
-            return Err(self.error(at, "cache.max_object_size", "must not exceed cache.max_size"));
+            let at = raw
+                .cache
+                .max_object_size
+                .as_ref()
+                .map(|v| v.span())
+                .unwrap_or(0..0);
+            return Err(self.error(
+                at,
+                "cache.max_object_size",
+                "must not exceed cache.max_size",
+            ));
         }
 
         let mut origins = Vec::with_capacity(raw.origins.len());
@@ -237,7 +263,9 @@ impl Validator<'_> {
                 file: self.file.to_owned(),
                 line: self.text.lines().count().max(1),
                 key: "behaviors".to_owned(),
-                message: "at least one [[behaviors]] entry is needed (path = \"*\" for the default)".to_owned(),
+                message:
+                    "at least one [[behaviors]] entry is needed (path = \"*\" for the default)"
+                        .to_owned(),
             });
         }
         let behaviors = raw
@@ -249,7 +277,10 @@ impl Validator<'_> {
 
         Ok(Config {
             server: ServerConfig { listen },
-            cache: CacheConfig { max_size, max_object_size },
+            cache: CacheConfig {
+                max_size,
+                max_object_size,
+            },
             origins,
             behaviors,
         })
@@ -258,34 +289,67 @@ impl Validator<'_> {
     fn origin(&self, name: &Spanned<String>, raw: &RawOrigin) -> Result<OriginConfig, Error> {
         let prefix = format!("origins.{}", name.get_ref());
         let key = |field: &str| format!("{prefix}.{field}");
-        let unexpected = |v: Option<std::ops::Range<usize>>, field: &str, kind: &str| -> Result<(), Error> {
-            match v {
-                Some(span) => Err(self.error(span, &key(field), format!("not used by a {kind:?} origin"))),
-                None => Ok(()),
-            }
-        };
+        let unexpected =
+            |v: Option<std::ops::Range<usize>>, field: &str, kind: &str| -> Result<(), Error> {
+                match v {
+                    Some(span) => {
+                        Err(self.error(span, &key(field), format!("not used by a {kind:?} origin")))
+                    }
+                    None => Ok(()),
+                }
+            };
         let kind = match raw.kind.get_ref().as_str() {
             "static" => {
                 unexpected(raw.targets.as_ref().map(|v| v.span()), "targets", "static")?;
-                unexpected(raw.connect_timeout.as_ref().map(|v| v.span()), "connect_timeout", "static")?;
-                unexpected(raw.response_timeout.as_ref().map(|v| v.span()), "response_timeout", "static")?;
+                unexpected(
+                    raw.connect_timeout.as_ref().map(|v| v.span()),
+                    "connect_timeout",
+                    "static",
+                )?;
+                unexpected(
+                    raw.response_timeout.as_ref().map(|v| v.span()),
+                    "response_timeout",
+                    "static",
+                )?;
                 let Some(root) = &raw.root else {
-                    return Err(self.invalid(&raw.kind, &key("root"), "a static origin needs `root`, the directory to serve"));
+                    return Err(self.invalid(
+                        &raw.kind,
+                        &key("root"),
+                        "a static origin needs `root`, the directory to serve",
+                    ));
                 };
-                let path = if self.base == Path::new(".") { PathBuf::from(root.get_ref()) } else { self.base.join(root.get_ref()) };
+                let path = if self.base == Path::new(".") {
+                    PathBuf::from(root.get_ref())
+                } else {
+                    self.base.join(root.get_ref())
+                };
                 let root_dir = std::fs::canonicalize(&path)
                     .ok()
                     .filter(|p| p.is_dir())
-                    .ok_or_else(|| self.invalid(root, &key("root"), format!("{} is not a directory", path.display())))?;
+                    .ok_or_else(|| {
+                        self.invalid(
+                            root,
+                            &key("root"),
+                            format!("{} is not a directory", path.display()),
+                        )
+                    })?;
                 OriginKind::Static { root: root_dir }
             }
             "http" => {
                 unexpected(raw.root.as_ref().map(|v| v.span()), "root", "http")?;
                 let Some(targets) = &raw.targets else {
-                    return Err(self.invalid(&raw.kind, &key("targets"), "an http origin needs `targets`, e.g. [\"http://127.0.0.1:3000\"]"));
+                    return Err(self.invalid(
+                        &raw.kind,
+                        &key("targets"),
+                        "an http origin needs `targets`, e.g. [\"http://127.0.0.1:3000\"]",
+                    ));
                 };
                 if targets.get_ref().is_empty() {
-                    return Err(self.error(targets.span(), &key("targets"), "needs at least one target"));
+                    return Err(self.error(
+                        targets.span(),
+                        &key("targets"),
+                        "needs at least one target",
+                    ));
                 }
                 let targets = targets
                     .get_ref()
@@ -294,42 +358,90 @@ impl Validator<'_> {
                     .collect::<Result<Vec<_>, _>>()?;
                 OriginKind::Http {
                     targets,
-                    connect_timeout: self.duration(raw.connect_timeout.as_ref(), &key("connect_timeout"), DEFAULT_CONNECT_TIMEOUT)?,
-                    response_timeout: self.duration(raw.response_timeout.as_ref(), &key("response_timeout"), DEFAULT_RESPONSE_TIMEOUT)?,
+                    connect_timeout: self.duration(
+                        raw.connect_timeout.as_ref(),
+                        &key("connect_timeout"),
+                        DEFAULT_CONNECT_TIMEOUT,
+                    )?,
+                    response_timeout: self.duration(
+                        raw.response_timeout.as_ref(),
+                        &key("response_timeout"),
+                        DEFAULT_RESPONSE_TIMEOUT,
+                    )?,
                 }
             }
             other => {
-                return Err(self.invalid(&raw.kind, &key("type"), format!("unknown origin type {other:?}; expected \"static\" or \"http\"")))
+                return Err(self.invalid(
+                    &raw.kind,
+                    &key("type"),
+                    format!("unknown origin type {other:?}; expected \"static\" or \"http\""),
+                ))
             }
         };
-        Ok(OriginConfig { name: name.get_ref().clone(), kind })
+        Ok(OriginConfig {
+            name: name.get_ref().clone(),
+            kind,
+        })
     }
 
     fn target(&self, raw: &Spanned<String>, key: &str) -> Result<Target, Error> {
-        let bad = |why: &str| self.invalid(raw, key, format!("{:?} {why}; expected \"http://host:port\"", raw.get_ref()));
+        let bad = |why: &str| {
+            self.invalid(
+                raw,
+                key,
+                format!("{:?} {why}; expected \"http://host:port\"", raw.get_ref()),
+            )
+        };
         let uri: Uri = raw.get_ref().parse().map_err(|_| bad("is not a URL"))?;
         match uri.scheme_str() {
             Some("http") => {}
-            Some("https") => return Err(bad("uses https, which this node cannot speak to origins yet")),
+            Some("https") => {
+                return Err(bad(
+                    "uses https, which this node cannot speak to origins yet",
+                ))
+            }
             _ => return Err(bad("has no http:// scheme")),
         }
         if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
             return Err(bad("has a path; targets are host and port only"));
         }
         let authority = uri.authority().cloned().ok_or_else(|| bad("has no host"))?;
-        Ok(Target { scheme: Scheme::HTTP, authority })
+        Ok(Target {
+            scheme: Scheme::HTTP,
+            authority,
+        })
     }
 
-    fn behavior(&self, i: usize, raw: &RawBehavior, origins: &[OriginConfig]) -> Result<BehaviorConfig, Error> {
+    fn behavior(
+        &self,
+        i: usize,
+        raw: &RawBehavior,
+        origins: &[OriginConfig],
+    ) -> Result<BehaviorConfig, Error> {
         let key = |field: &str| format!("behaviors[{i}].{field}");
         let path = raw.path.get_ref();
         if !(path.starts_with('/') || path.starts_with('*')) {
-            return Err(self.invalid(&raw.path, &key("path"), format!("{path:?} must start with `/` or `*`")));
+            return Err(self.invalid(
+                &raw.path,
+                &key("path"),
+                format!("{path:?} must start with `/` or `*`"),
+            ));
         }
-        let origin = origins.iter().position(|o| &o.name == raw.origin.get_ref()).ok_or_else(|| {
-            let known: Vec<&str> = origins.iter().map(|o| o.name.as_str()).collect();
-            self.invalid(&raw.origin, &key("origin"), format!("unknown origin {:?}; known: {}", raw.origin.get_ref(), known.join(", ")))
-        })?;
+        let origin = origins
+            .iter()
+            .position(|o| &o.name == raw.origin.get_ref())
+            .ok_or_else(|| {
+                let known: Vec<&str> = origins.iter().map(|o| o.name.as_str()).collect();
+                self.invalid(
+                    &raw.origin,
+                    &key("origin"),
+                    format!(
+                        "unknown origin {:?}; known: {}",
+                        raw.origin.get_ref(),
+                        known.join(", ")
+                    ),
+                )
+            })?;
         let methods = match &raw.methods {
             None => vec![Method::GET, Method::HEAD],
             Some(list) => {
@@ -338,11 +450,21 @@ impl Validator<'_> {
                     let method = Method::from_bytes(m.get_ref().as_bytes())
                         .ok()
                         .filter(|m| m.as_str().chars().all(|c| c.is_ascii_uppercase()))
-                        .ok_or_else(|| self.invalid(m, &key("methods"), format!("{:?} is not an HTTP method name in capitals", m.get_ref())))?;
+                        .ok_or_else(|| {
+                            self.invalid(
+                                m,
+                                &key("methods"),
+                                format!("{:?} is not an HTTP method name in capitals", m.get_ref()),
+                            )
+                        })?;
                     methods.push(method);
                 }
                 if methods.is_empty() {
-                    return Err(self.error(list.span(), &key("methods"), "needs at least one method"));
+                    return Err(self.error(
+                        list.span(),
+                        &key("methods"),
+                        "needs at least one method",
+                    ));
                 }
                 methods
             }
@@ -357,7 +479,11 @@ impl Validator<'_> {
         })
     }
 
-    fn cache_policy(&self, raw: Option<&Spanned<RawCachePolicy>>, key: &str) -> Result<CachePolicyConfig, Error> {
+    fn cache_policy(
+        &self,
+        raw: Option<&Spanned<RawCachePolicy>>,
+        key: &str,
+    ) -> Result<CachePolicyConfig, Error> {
         let Some(raw) = raw else {
             return Ok(CachePolicyConfig {
                 min_ttl: DEFAULT_MIN_TTL,
@@ -367,11 +493,23 @@ impl Validator<'_> {
         };
         let span = raw.span();
         let raw = raw.get_ref();
-        let min_ttl = self.duration(raw.min_ttl.as_ref(), &format!("{key}.min_ttl"), DEFAULT_MIN_TTL)?;
-        let max_ttl = self.duration(raw.max_ttl.as_ref(), &format!("{key}.max_ttl"), DEFAULT_MAX_TTL)?;
+        let min_ttl = self.duration(
+            raw.min_ttl.as_ref(),
+            &format!("{key}.min_ttl"),
+            DEFAULT_MIN_TTL,
+        )?;
+        let max_ttl = self.duration(
+            raw.max_ttl.as_ref(),
+            &format!("{key}.max_ttl"),
+            DEFAULT_MAX_TTL,
+        )?;
         // An absent default_ttl follows the bounds so that `{ max_ttl = "60s" }` alone is valid.
         let default_ttl = self
-            .duration(raw.default_ttl.as_ref(), &format!("{key}.default_ttl"), DEFAULT_DEFAULT_TTL)?
+            .duration(
+                raw.default_ttl.as_ref(),
+                &format!("{key}.default_ttl"),
+                DEFAULT_DEFAULT_TTL,
+            )?
             .clamp(min_ttl.min(max_ttl), max_ttl);
         if min_ttl > max_ttl {
             return Err(self.error(span, key, "min_ttl must not exceed max_ttl"));
@@ -379,18 +517,34 @@ impl Validator<'_> {
         if let Some(d) = &raw.default_ttl {
             let given = self.duration(Some(d), key, DEFAULT_DEFAULT_TTL)?;
             if given < min_ttl || given > max_ttl {
-                return Err(self.invalid(d, &format!("{key}.default_ttl"), "must lie between min_ttl and max_ttl"));
+                return Err(self.invalid(
+                    d,
+                    &format!("{key}.default_ttl"),
+                    "must lie between min_ttl and max_ttl",
+                ));
             }
         }
-        Ok(CachePolicyConfig { min_ttl, default_ttl, max_ttl })
+        Ok(CachePolicyConfig {
+            min_ttl,
+            default_ttl,
+            max_ttl,
+        })
     }
 
     fn cache_key(&self, raw: Option<&RawCacheKey>, key: &str) -> Result<CacheKeyConfig, Error> {
-        let Some(raw) = raw else { return Ok(CacheKeyConfig::default()) };
+        let Some(raw) = raw else {
+            return Ok(CacheKeyConfig::default());
+        };
         let query = match &raw.query {
             None => QueryKey::None,
             Some(v) => {
-                let bad = || self.error(v.span(), &format!("{key}.query"), "expected \"none\", \"all\" or a list of parameter names");
+                let bad = || {
+                    self.error(
+                        v.span(),
+                        &format!("{key}.query"),
+                        "expected \"none\", \"all\" or a list of parameter names",
+                    )
+                };
                 match v.get_ref() {
                     toml::Value::String(s) if s == "none" => QueryKey::None,
                     toml::Value::String(s) if s == "all" => QueryKey::All,
@@ -410,25 +564,53 @@ impl Validator<'_> {
         let mut headers = Vec::new();
         for h in raw.headers.iter().flatten() {
             headers.push(HeaderName::from_bytes(h.get_ref().as_bytes()).map_err(|_| {
-                self.invalid(h, &format!("{key}.headers"), format!("{:?} is not a valid header name", h.get_ref()))
+                self.invalid(
+                    h,
+                    &format!("{key}.headers"),
+                    format!("{:?} is not a valid header name", h.get_ref()),
+                )
             })?);
         }
         let mut cookies = Vec::new();
         for c in raw.cookies.iter().flatten() {
             let name = c.get_ref();
-            if name.is_empty() || name.bytes().any(|b| b <= b' ' || b"=;,\"".contains(&b) || b >= 0x7f) {
-                return Err(self.invalid(c, &format!("{key}.cookies"), format!("{name:?} is not a valid cookie name")));
+            if name.is_empty()
+                || name
+                    .bytes()
+                    .any(|b| b <= b' ' || b"=;,\"".contains(&b) || b >= 0x7f)
+            {
+                return Err(self.invalid(
+                    c,
+                    &format!("{key}.cookies"),
+                    format!("{name:?} is not a valid cookie name"),
+                ));
             }
             cookies.push(name.clone());
         }
-        Ok(CacheKeyConfig { query, headers, cookies })
+        Ok(CacheKeyConfig {
+            query,
+            headers,
+            cookies,
+        })
     }
 
-    fn duration(&self, raw: Option<&Spanned<String>>, key: &str, default: Duration) -> Result<Duration, Error> {
+    fn duration(
+        &self,
+        raw: Option<&Spanned<String>>,
+        key: &str,
+        default: Duration,
+    ) -> Result<Duration, Error> {
         match raw {
             None => Ok(default),
             Some(v) => humantime::parse_duration(v.get_ref().trim()).map_err(|e| {
-                self.invalid(v, key, format!("{:?} is not a duration like \"30s\", \"5m\" or \"1d\" ({e})", v.get_ref()))
+                self.invalid(
+                    v,
+                    key,
+                    format!(
+                        "{:?} is not a duration like \"30s\", \"5m\" or \"1d\" ({e})",
+                        v.get_ref()
+                    ),
+                )
             }),
         }
     }
@@ -441,7 +623,13 @@ impl Validator<'_> {
                 .trim()
                 .parse::<bytesize::ByteSize>()
                 .map(|b| b.as_u64())
-                .map_err(|e| self.invalid(v, key, format!("{:?} is not a size like \"256 MiB\" ({e})", v.get_ref()))),
+                .map_err(|e| {
+                    self.invalid(
+                        v,
+                        key,
+                        format!("{:?} is not a size like \"256 MiB\" ({e})", v.get_ref()),
+                    )
+                }),
         }
     }
 }
@@ -499,8 +687,14 @@ cache_key = { query = "none" }
         assert_eq!(api.cache.max_ttl, Duration::from_secs(60));
         assert_eq!(api.cache.default_ttl, Duration::ZERO);
         assert_eq!(api.cache_key.query, QueryKey::All);
-        assert_eq!(api.cache_key.headers, vec![HeaderName::from_static("accept-language")]);
-        assert_eq!(c.behaviors[1].cache.max_ttl, Duration::from_secs(365 * 86400));
+        assert_eq!(
+            api.cache_key.headers,
+            vec![HeaderName::from_static("accept-language")]
+        );
+        assert_eq!(
+            c.behaviors[1].cache.max_ttl,
+            Duration::from_secs(365 * 86400)
+        );
         assert_eq!(c.behaviors[1].methods, vec![Method::GET, Method::HEAD]);
     }
 
@@ -508,7 +702,10 @@ cache_key = { query = "none" }
     fn unknown_origin_names_line_and_key() {
         let text = EXAMPLE.replace("origin = \"app\"", "origin = \"ap\"");
         let e = err(&text);
-        assert!(e.starts_with("<inline>:21: `behaviors[0].origin`: unknown origin \"ap\""), "{e}");
+        assert!(
+            e.starts_with("<inline>:21: `behaviors[0].origin`: unknown origin \"ap\""),
+            "{e}"
+        );
     }
 
     #[test]
@@ -536,7 +733,10 @@ cache_key = { query = "none" }
     #[test]
     fn targets_must_be_plain_http() {
         let e = err(&EXAMPLE.replace("http://127.0.0.1:3001", "https://127.0.0.1:3001"));
-        assert!(e.contains("`origins.app.targets`") && e.contains("https"), "{e}");
+        assert!(
+            e.contains("`origins.app.targets`") && e.contains("https"),
+            "{e}"
+        );
         let e = err(&EXAMPLE.replace("http://127.0.0.1:3001", "http://127.0.0.1:3001/x"));
         assert!(e.contains("has a path"), "{e}");
     }
@@ -544,7 +744,10 @@ cache_key = { query = "none" }
     #[test]
     fn static_root_must_exist() {
         let e = err(&EXAMPLE.replace("root = \".\"", "root = \"./no-such-dir\""));
-        assert!(e.contains(":11: `origins.bucket.root`") && e.contains("not a directory"), "{e}");
+        assert!(
+            e.contains(":11: `origins.bucket.root`") && e.contains("not a directory"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -557,8 +760,14 @@ cache_key = { query = "none" }
 
     #[test]
     fn allow_list_query_is_sorted() {
-        let c: Config = EXAMPLE.replace("query = \"all\"", "query = [\"b\", \"a\"]").parse().expect("valid");
-        assert_eq!(c.behaviors[0].cache_key.query, QueryKey::Allow(vec!["a".into(), "b".into()]));
+        let c: Config = EXAMPLE
+            .replace("query = \"all\"", "query = [\"b\", \"a\"]")
+            .parse()
+            .expect("valid");
+        assert_eq!(
+            c.behaviors[0].cache_key.query,
+            QueryKey::Allow(vec!["a".into(), "b".into()])
+        );
     }
 
     #[test]

@@ -58,10 +58,12 @@ pub async fn lookup(node: &Node, behavior: &BehaviorConfig, parts: &Parts) -> Ca
         Join::Waiter(rx) => match coalesce::wait(rx).await {
             // Look up again rather than take the leader's object: under `Vary` the leader's
             // variant may not be this request's.
-            FlightOutcome::Stored(_) => match node.store.lookup(&key, &parts.headers, Instant::now()) {
-                Lookup::Fresh(object) => CacheDecision::Hit(object),
-                _ => CacheDecision::Pass,
-            },
+            FlightOutcome::Stored(_) => {
+                match node.store.lookup(&key, &parts.headers, Instant::now()) {
+                    Lookup::Fresh(object) => CacheDecision::Hit(object),
+                    _ => CacheDecision::Pass,
+                }
+            }
             FlightOutcome::Forward | FlightOutcome::Pending => CacheDecision::Pass,
         },
     }

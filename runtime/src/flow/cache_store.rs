@@ -53,13 +53,20 @@ pub fn refresh(
             headers.append(name.clone(), value.clone());
         }
     }
-    let storability = policy::storability(stale.status, &headers, &behavior.cache, SystemTime::now());
+    let storability =
+        policy::storability(stale.status, &headers, &behavior.cache, SystemTime::now());
     let ttl = match storability {
         Storability::Store { ttl } => ttl,
         Storability::NotStorable(_) => Duration::ZERO,
     };
     let age = policy::age(response.headers());
-    let object = Arc::new(CachedObject::new(stale.status, headers, stale.body.clone(), ttl, age));
+    let object = Arc::new(CachedObject::new(
+        stale.status,
+        headers,
+        stale.body.clone(),
+        ttl,
+        age,
+    ));
     if matches!(storability, Storability::Store { .. }) {
         node.store.insert(key, &parts.headers, object.clone());
     }
@@ -77,8 +84,15 @@ pub fn store(
     parts: &Parts,
     response: Response<EdgeBody>,
 ) -> Response<EdgeBody> {
-    let Some(leader) = leader else { return response };
-    let ttl = match policy::storability(response.status(), response.headers(), &behavior.cache, SystemTime::now()) {
+    let Some(leader) = leader else {
+        return response;
+    };
+    let ttl = match policy::storability(
+        response.status(),
+        response.headers(),
+        &behavior.cache,
+        SystemTime::now(),
+    ) {
         Storability::Store { ttl } => ttl,
         Storability::NotStorable(reason) => {
             tracing::debug!(request = ctx.id, reason, "response not stored");
@@ -93,7 +107,12 @@ pub fn store(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if length.is_some_and(|l| l > max) {
-        tracing::debug!(request = ctx.id, length, max, "object over max_object_size passed through");
+        tracing::debug!(
+            request = ctx.id,
+            length,
+            max,
+            "object over max_object_size passed through"
+        );
         leader.finish(FlightOutcome::Forward);
         return response;
     }
@@ -138,8 +157,15 @@ struct Pending {
 
 impl Pending {
     fn complete(self, body: Bytes) {
-        let object = Arc::new(CachedObject::new(self.status, self.headers, body, self.ttl, self.age));
-        self.store.insert(&self.key, &self.request_headers, object.clone());
+        let object = Arc::new(CachedObject::new(
+            self.status,
+            self.headers,
+            body,
+            self.ttl,
+            self.age,
+        ));
+        self.store
+            .insert(&self.key, &self.request_headers, object.clone());
         self.leader.finish(FlightOutcome::Stored(object));
     }
 }
@@ -170,7 +196,9 @@ fn tee(mut body: EdgeBody, pending: Pending, max: u64, length: Option<u64>) -> E
                     return;
                 }
             };
-            let Ok(data) = frame.into_data() else { continue };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
             if pending.is_some() {
                 if (buffer.len() + data.len()) as u64 > max {
                     tracing::debug!(max, "object over max_object_size passed through");

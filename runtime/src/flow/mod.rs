@@ -72,13 +72,25 @@ pub struct RequestCtx {
 impl RequestCtx {
     /// A context for a request that just arrived.
     pub fn new(id: u64, viewer: SocketAddr) -> Self {
-        RequestCtx { id, viewer, started: Instant::now(), behavior: None, origin: None, cache: CachePhase::Miss, age: None }
+        RequestCtx {
+            id,
+            viewer,
+            started: Instant::now(),
+            behavior: None,
+            origin: None,
+            cache: CachePhase::Miss,
+            age: None,
+        }
     }
 }
 
 /// Serves one viewer request. Never fails: errors become short responses with
 /// `X-Cache: Error`.
-pub async fn handle(node: &Node, ctx: &mut RequestCtx, request: Request<EdgeBody>) -> Response<EdgeBody> {
+pub async fn handle(
+    node: &Node,
+    ctx: &mut RequestCtx,
+    request: Request<EdgeBody>,
+) -> Response<EdgeBody> {
     let response = match run(node, ctx, request).await {
         Ok(response) => response,
         Err(error) => respond::error(node, ctx, &error),
@@ -86,8 +98,14 @@ pub async fn handle(node: &Node, ctx: &mut RequestCtx, request: Request<EdgeBody
     respond::finish(ctx, response)
 }
 
-async fn run(node: &Node, ctx: &mut RequestCtx, request: Request<EdgeBody>) -> Result<Response<EdgeBody>, Error> {
-    // Routing: the first behavior whose pattern matches, and whether it allows the method.
+async fn run(
+    node: &Node,
+    ctx: &mut RequestCtx,
+    request: Request<EdgeBody>,
+) -> Result<Response<EdgeBody>, Error> {
+    // Routing: on the normalized path, the first behavior whose pattern matches, and whether it
+    // allows the method.
+    let request = viewer_request::normalize(request)?;
     let behavior = origin_select::behavior(&node.config, ctx, &request)?;
 
     // viewer-request: may rewrite the request or answer it outright.
@@ -123,7 +141,9 @@ async fn run(node: &Node, ctx: &mut RequestCtx, request: Request<EdgeBody>) -> R
     let response = origin_response::run(response);
 
     // Cache store: a 304 refreshes the stale copy; otherwise store per policy while streaming.
-    if let Some(refreshed) = cache_store::refresh(node, behavior, &key, &parts, stale.as_ref(), &response) {
+    if let Some(refreshed) =
+        cache_store::refresh(node, behavior, &key, &parts, stale.as_ref(), &response)
+    {
         if let Some(leader) = leader {
             leader.finish(crate::cache::FlightOutcome::Stored(refreshed.clone()));
         }
@@ -133,5 +153,8 @@ async fn run(node: &Node, ctx: &mut RequestCtx, request: Request<EdgeBody>) -> R
     let response = cache_store::store(node, behavior, ctx, key, leader, &parts, response);
 
     // viewer-response, with the viewer's own conditional headers answered from the new object.
-    Ok(viewer_response::run(ctx, respond::not_modified_if_matching(&parts, response)))
+    Ok(viewer_response::run(
+        ctx,
+        respond::not_modified_if_matching(&parts, response),
+    ))
 }

@@ -10,5 +10,7 @@ use crate::origin::Origin;
 
 /// Fetches from `origin`.
 pub async fn fetch(origin: &Origin, forwarded: OriginRequest) -> Result<Response<EdgeBody>, Error> {
-    Ok(origin.fetch(forwarded.request, forwarded.replayable).await?)
+    Ok(origin
+        .fetch(forwarded.request, forwarded.replayable)
+        .await?)
 }

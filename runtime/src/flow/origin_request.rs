@@ -5,7 +5,10 @@
 //! removed (the cache answers those itself) and a stale copy's validators are added instead.
 //! A behavior's `origin-request` edge function will run here (functions issue).
 
-use http::header::{HOST, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LAST_MODIFIED, RANGE};
+use http::header::{
+    HOST, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LAST_MODIFIED,
+    RANGE,
+};
 use http::request::Parts;
 use http::{HeaderValue, Request, Version};
 use http_body::Body;
@@ -13,7 +16,9 @@ use http_body::Body;
 use super::RequestCtx;
 use crate::body::EdgeBody;
 use crate::cache::CachedObject;
-use crate::proxy_headers::{add_forwarded_for, add_via, strip_hop_by_hop, X_FORWARDED_HOST, X_FORWARDED_PROTO};
+use crate::proxy_headers::{
+    add_forwarded_for, add_via, strip_hop_by_hop, X_FORWARDED_HOST, X_FORWARDED_PROTO,
+};
 
 /// A request ready for an origin.
 pub struct OriginRequest {
@@ -26,11 +31,22 @@ pub struct OriginRequest {
 
 /// Builds the origin request. `fill` is `None` for a pass-through, `Some(stale)` when the
 /// response will fill the cache (revalidating `stale` if given).
-pub fn prepare(ctx: &RequestCtx, parts: &Parts, body: EdgeBody, fill: Option<Option<&CachedObject>>) -> OriginRequest {
+pub fn prepare(
+    ctx: &RequestCtx,
+    parts: &Parts,
+    body: EdgeBody,
+    fill: Option<Option<&CachedObject>>,
+) -> OriginRequest {
     let replayable = parts.method.is_idempotent() && body.is_end_stream();
     let mut request = Request::new(body);
     *request.method_mut() = parts.method.clone();
-    *request.uri_mut() = parts.uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/").parse().unwrap_or_default();
+    *request.uri_mut() = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/")
+        .parse()
+        .unwrap_or_default();
     *request.version_mut() = Version::HTTP_11;
     let headers = request.headers_mut();
     *headers = parts.headers.clone();
@@ -43,7 +59,14 @@ pub fn prepare(ctx: &RequestCtx, parts: &Parts, body: EdgeBody, fill: Option<Opt
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
 
     if let Some(stale) = fill {
-        for name in [IF_NONE_MATCH, IF_MODIFIED_SINCE, IF_MATCH, IF_UNMODIFIED_SINCE, IF_RANGE, RANGE] {
+        for name in [
+            IF_NONE_MATCH,
+            IF_MODIFIED_SINCE,
+            IF_MATCH,
+            IF_UNMODIFIED_SINCE,
+            IF_RANGE,
+            RANGE,
+        ] {
             headers.remove(name);
         }
         if let Some(stale) = stale {
@@ -55,5 +78,8 @@ pub fn prepare(ctx: &RequestCtx, parts: &Parts, body: EdgeBody, fill: Option<Opt
             }
         }
     }
-    OriginRequest { request, replayable }
+    OriginRequest {
+        request,
+        replayable,
+    }
 }

@@ -12,18 +12,27 @@ use crate::Node;
 
 /// The behavior for this request, recorded in `ctx`; 404 if none matches, 405 if it does not
 /// allow the method.
-pub fn behavior<'c>(config: &'c Config, ctx: &mut RequestCtx, request: &Request<EdgeBody>) -> Result<&'c BehaviorConfig, Error> {
+pub fn behavior<'c>(
+    config: &'c Config,
+    ctx: &mut RequestCtx,
+    request: &Request<EdgeBody>,
+) -> Result<&'c BehaviorConfig, Error> {
     let path = request.uri().path();
     let (index, behavior) = config
         .behaviors
         .iter()
         .enumerate()
         .find(|(_, b)| b.pattern.matches(path))
-        .ok_or_else(|| Error::NoBehavior { path: path.to_owned() })?;
+        .ok_or_else(|| Error::NoBehavior {
+            path: path.to_owned(),
+        })?;
     ctx.behavior = Some(index);
     if !behavior.methods.contains(request.method()) {
         let allowed: Vec<&str> = behavior.methods.iter().map(|m| m.as_str()).collect();
-        return Err(Error::MethodNotAllowed { method: request.method().clone(), allowed: allowed.join(", ") });
+        return Err(Error::MethodNotAllowed {
+            method: request.method().clone(),
+            allowed: allowed.join(", "),
+        });
     }
     Ok(behavior)
 }

@@ -4,7 +4,10 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{HeaderName, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_LOCATION, CONTENT_TYPE, DATE, ETAG, EXPIRES, LAST_MODIFIED, VARY, VIA};
+use http::header::{
+    HeaderName, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_LOCATION, CONTENT_TYPE, DATE, ETAG,
+    EXPIRES, LAST_MODIFIED, VARY, VIA,
+};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
@@ -19,17 +22,37 @@ use crate::Node;
 pub static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 /// Headers a 304 keeps from the full response (RFC 9110 §15.4.5).
-static NOT_MODIFIED_KEEPS: [HeaderName; 8] = [CACHE_CONTROL, CONTENT_LOCATION, DATE, ETAG, EXPIRES, LAST_MODIFIED, VARY, VIA];
+static NOT_MODIFIED_KEEPS: [HeaderName; 8] = [
+    CACHE_CONTROL,
+    CONTENT_LOCATION,
+    DATE,
+    ETAG,
+    EXPIRES,
+    LAST_MODIFIED,
+    VARY,
+    VIA,
+];
 
 /// A response from a cached object: the object itself, or 304 when the viewer's validators
 /// match. HEAD gets the headers only.
-pub fn from_cache(ctx: &mut RequestCtx, parts: &Parts, object: &CachedObject, phase: CachePhase) -> Response<EdgeBody> {
+pub fn from_cache(
+    ctx: &mut RequestCtx,
+    parts: &Parts,
+    object: &CachedObject,
+    phase: CachePhase,
+) -> Response<EdgeBody> {
     ctx.cache = phase;
     ctx.age = Some(object.age(Instant::now()));
-    if object.status == StatusCode::OK && is_not_modified(&parts.headers, object.etag.as_ref(), object.last_modified) {
+    if object.status == StatusCode::OK
+        && is_not_modified(&parts.headers, object.etag.as_ref(), object.last_modified)
+    {
         return not_modified(&object.headers);
     }
-    let body = if parts.method == Method::HEAD { EdgeBody::Empty } else { EdgeBody::full(object.body.clone()) };
+    let body = if parts.method == Method::HEAD {
+        EdgeBody::Empty
+    } else {
+        EdgeBody::full(object.body.clone())
+    };
     let mut response = Response::new(body);
     *response.status_mut() = object.status;
     *response.headers_mut() = object.headers.clone();
@@ -71,7 +94,9 @@ pub fn error(node: &Node, ctx: &mut RequestCtx, error: &Error) -> Response<EdgeB
     let status = error.status();
     let origin = ctx.origin.map(|i| node.config.origins[i].name.as_str());
     match error.side() {
-        Side::Viewer => tracing::debug!(request = ctx.id, status = status.as_u16(), error = %error, "request refused"),
+        Side::Viewer => {
+            tracing::debug!(request = ctx.id, status = status.as_u16(), error = %error, "request refused")
+        }
         Side::Origin | Side::Internal => {
             tracing::warn!(request = ctx.id, status = status.as_u16(), origin, error = %ErrorChain(error), "request failed")
         }
@@ -82,11 +107,18 @@ pub fn error(node: &Node, ctx: &mut RequestCtx, error: &Error) -> Response<EdgeB
         (Error::Origin(_), Some(name)) => format!("origin {name:?} is unreachable or failed"),
         _ => error.to_string(),
     };
-    let body = Bytes::from(format!("{} {}: {message}\n", status.as_u16(), status.canonical_reason().unwrap_or("Error")));
+    let body = Bytes::from(format!(
+        "{} {}: {message}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error")
+    ));
     let mut response = Response::new(EdgeBody::full(body.clone()));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Error::MethodNotAllowed { allowed, .. } = error {
@@ -100,7 +132,10 @@ pub fn error(node: &Node, ctx: &mut RequestCtx, error: &Error) -> Response<EdgeB
 /// Adds `X-Cache` and, for responses that went through the cache, `Age`.
 pub fn finish(ctx: &RequestCtx, mut response: Response<EdgeBody>) -> Response<EdgeBody> {
     let headers = response.headers_mut();
-    headers.insert(X_CACHE.clone(), HeaderValue::from_static(ctx.cache.as_str()));
+    headers.insert(
+        X_CACHE.clone(),
+        HeaderValue::from_static(ctx.cache.as_str()),
+    );
     if let Some(age) = ctx.age {
         headers.insert(http::header::AGE, HeaderValue::from(age));
     }

@@ -54,7 +54,12 @@ enum AttemptError {
 
 impl DynamicPool {
     /// A pool over `targets` (non-empty, checked by config validation).
-    pub fn new(name: &str, targets: Vec<Target>, connect_timeout: Duration, response_timeout: Duration) -> Self {
+    pub fn new(
+        name: &str,
+        targets: Vec<Target>,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+    ) -> Self {
         let mut connector = HttpConnector::new();
         // Without TCP_NODELAY a request whose headers and body go out in two writes waits for
         // the delayed ACK (40 ms on Linux loopback).
@@ -66,7 +71,13 @@ impl DynamicPool {
             .build(connector);
         DynamicPool {
             name: name.to_owned(),
-            targets: targets.into_iter().map(|target| TargetState { target, down_until_ms: AtomicU64::new(0) }).collect(),
+            targets: targets
+                .into_iter()
+                .map(|target| TargetState {
+                    target,
+                    down_until_ms: AtomicU64::new(0),
+                })
+                .collect(),
             next: AtomicUsize::new(0),
             client,
             connect_timeout,
@@ -77,7 +88,11 @@ impl DynamicPool {
 
     /// Sends the request to the next healthy target, failing over on connect errors when
     /// `replayable`.
-    pub async fn fetch(&self, request: Request<EdgeBody>, replayable: bool) -> Result<Response<EdgeBody>, Error> {
+    pub async fn fetch(
+        &self,
+        request: Request<EdgeBody>,
+        replayable: bool,
+    ) -> Result<Response<EdgeBody>, Error> {
         let (parts, body) = request.into_parts();
         let mut body = Some(body);
         let n = self.targets.len();
@@ -89,7 +104,9 @@ impl DynamicPool {
 
         let mut last_error = None;
         for index in order {
-            let Some(attempt_body) = body.take() else { break };
+            let Some(attempt_body) = body.take() else {
+                break;
+            };
             let state = &self.targets[index];
             let request = self.target_request(&parts, &state.target, attempt_body);
             match self.attempt(state, request).await {
@@ -112,7 +129,11 @@ impl DynamicPool {
         Err(last_error.expect("a pool has at least one target, so one attempt was made"))
     }
 
-    async fn attempt(&self, state: &TargetState, request: Request<EdgeBody>) -> Result<Response<hyper::body::Incoming>, AttemptError> {
+    async fn attempt(
+        &self,
+        state: &TargetState,
+        request: Request<EdgeBody>,
+    ) -> Result<Response<hyper::body::Incoming>, AttemptError> {
         let target = state.target.authority.to_string();
         match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
             Ok(Ok(response)) => Ok(response),
@@ -129,17 +150,34 @@ impl DynamicPool {
                         timeout: self.connect_timeout,
                     }))
                 } else {
-                    Err(AttemptError::Connect(Error::Refused { origin: self.name.clone(), target, source: e.into() }))
+                    Err(AttemptError::Connect(Error::Refused {
+                        origin: self.name.clone(),
+                        target,
+                        source: e.into(),
+                    }))
                 }
             }
-            Ok(Err(e)) => Err(AttemptError::Other(Error::Exchange { origin: self.name.clone(), target, source: e.into() })),
+            Ok(Err(e)) => Err(AttemptError::Other(Error::Exchange {
+                origin: self.name.clone(),
+                target,
+                source: e.into(),
+            })),
         }
     }
 
     /// The request as one target receives it: absolute URI for the client, `Host` set to the
     /// target (the viewer's host travels in `X-Forwarded-Host`, set by `origin_request`).
-    fn target_request(&self, parts: &http::request::Parts, target: &Target, body: EdgeBody) -> Request<EdgeBody> {
-        let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    fn target_request(
+        &self,
+        parts: &http::request::Parts,
+        target: &Target,
+        body: EdgeBody,
+    ) -> Request<EdgeBody> {
+        let path = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let uri = Uri::builder()
             .scheme(target.scheme.clone())
             .authority(target.authority.clone())

@@ -75,7 +75,10 @@ pub enum Error {
 impl Error {
     /// Whether it is a timeout (504) rather than a failure (502).
     pub fn is_timeout(&self) -> bool {
-        matches!(self, Error::ConnectTimeout { .. } | Error::ResponseTimeout { .. })
+        matches!(
+            self,
+            Error::ConnectTimeout { .. } | Error::ResponseTimeout { .. }
+        )
     }
 }
 
@@ -91,16 +94,29 @@ impl Origin {
     /// Builds the origin for its config.
     pub fn new(config: &OriginConfig) -> Self {
         match &config.kind {
-            OriginKind::Static { root } => Origin::Static(StaticBucket::new(&config.name, root.clone())),
-            OriginKind::Http { targets, connect_timeout, response_timeout } => {
-                Origin::Dynamic(DynamicPool::new(&config.name, targets.clone(), *connect_timeout, *response_timeout))
+            OriginKind::Static { root } => {
+                Origin::Static(StaticBucket::new(&config.name, root.clone()))
             }
+            OriginKind::Http {
+                targets,
+                connect_timeout,
+                response_timeout,
+            } => Origin::Dynamic(DynamicPool::new(
+                &config.name,
+                targets.clone(),
+                *connect_timeout,
+                *response_timeout,
+            )),
         }
     }
 
     /// Sends a prepared request (absolute path and query in the URI, proxy headers set).
     /// `replayable` says whether it may be sent again to another target after a connect failure.
-    pub async fn fetch(&self, request: Request<EdgeBody>, replayable: bool) -> Result<Response<EdgeBody>, Error> {
+    pub async fn fetch(
+        &self,
+        request: Request<EdgeBody>,
+        replayable: bool,
+    ) -> Result<Response<EdgeBody>, Error> {
         match self {
             Origin::Static(bucket) => bucket.fetch(request).await,
             Origin::Dynamic(pool) => pool.fetch(request, replayable).await,

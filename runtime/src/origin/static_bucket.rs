@@ -9,9 +9,11 @@ use std::path::{Component, Path, PathBuf};
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use http::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, LAST_MODIFIED, LOCATION};
+use http::header::{
+    ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, LAST_MODIFIED, LOCATION,
+};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use percent_encoding::percent_decode_str;
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 use tokio::io::AsyncReadExt;
 
 use super::Error;
@@ -35,15 +37,23 @@ pub struct StaticBucket {
 impl StaticBucket {
     /// A bucket serving `root`, which must be canonical (config validation makes it so).
     pub fn new(name: &str, root: PathBuf) -> Self {
-        StaticBucket { name: name.to_owned(), root }
+        StaticBucket {
+            name: name.to_owned(),
+            root,
+        }
     }
 
     /// Answers a request the way S3 would: 200, 304, 301 to add a directory's slash, 404, 405.
     pub async fn fetch(&self, request: Request<EdgeBody>) -> Result<Response<EdgeBody>, Error> {
         let method = request.method().clone();
         if method != Method::GET && method != Method::HEAD {
-            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed: a static origin serves GET and HEAD\n");
-            response.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+            let mut response = text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed: a static origin serves GET and HEAD\n",
+            );
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
             return Ok(response);
         }
         let raw_path = request.uri().path();
@@ -55,16 +65,7 @@ impl StaticBucket {
         };
         if metadata.is_dir() {
             if !raw_path.ends_with('/') {
-                // Relative links in the index page only work under the slashed URL.
-                let mut location = format!("{raw_path}/");
-                if let Some(q) = request.uri().query() {
-                    location = format!("{location}?{q}");
-                }
-                let mut response = text(StatusCode::MOVED_PERMANENTLY, "moved permanently\n");
-                if let Ok(value) = HeaderValue::from_str(&location) {
-                    response.headers_mut().insert(LOCATION, value);
-                }
-                return Ok(response);
+                return Ok(slash_redirect(&relative, request.uri().query()));
             }
             return match self.resolve(&relative.join("index.html")).await {
                 Some((index, meta)) if meta.is_file() => self.serve(&request, &index, &meta).await,
@@ -79,7 +80,9 @@ impl StaticBucket {
 
     /// The canonical file for a relative path, if it exists inside the root.
     async fn resolve(&self, relative: &Path) -> Option<(PathBuf, std::fs::Metadata)> {
-        let full = tokio::fs::canonicalize(self.root.join(relative)).await.ok()?;
+        let full = tokio::fs::canonicalize(self.root.join(relative))
+            .await
+            .ok()?;
         if !full.starts_with(&self.root) {
             return None;
         }
@@ -87,12 +90,22 @@ impl StaticBucket {
         Some((full, metadata))
     }
 
-    async fn serve(&self, request: &Request<EdgeBody>, file: &Path, meta: &std::fs::Metadata) -> Result<Response<EdgeBody>, Error> {
-        let read_error = |source| Error::Read { origin: self.name.clone(), path: file.display().to_string(), source };
+    async fn serve(
+        &self,
+        request: &Request<EdgeBody>,
+        file: &Path,
+        meta: &std::fs::Metadata,
+    ) -> Result<Response<EdgeBody>, Error> {
+        let read_error = |source| Error::Read {
+            origin: self.name.clone(),
+            path: file.display().to_string(),
+            source,
+        };
         let modified = meta.modified().ok();
         let etag = modified.map(|m| etag(m, meta.len()));
         // HTTP dates have second resolution; compare conditionals at that resolution.
-        let modified_secs = modified.and_then(|m| httpdate::parse_http_date(&httpdate::fmt_http_date(m)).ok());
+        let modified_secs =
+            modified.and_then(|m| httpdate::parse_http_date(&httpdate::fmt_http_date(m)).ok());
 
         let mut builder = Response::builder();
         let headers = builder.headers_mut().expect("builder has no error yet");
@@ -106,7 +119,10 @@ impl StaticBucket {
             }
         }
         if is_not_modified(request.headers(), etag.as_ref(), modified_secs) {
-            return Ok(builder.status(StatusCode::NOT_MODIFIED).body(EdgeBody::Empty).expect("valid response parts"));
+            return Ok(builder
+                .status(StatusCode::NOT_MODIFIED)
+                .body(EdgeBody::Empty)
+                .expect("valid response parts"));
         }
         headers.insert(CONTENT_LENGTH, HeaderValue::from(meta.len()));
         let body = if request.method() == Method::HEAD {
@@ -117,7 +133,10 @@ impl StaticBucket {
             let handle = tokio::fs::File::open(file).await.map_err(read_error)?;
             stream_file(handle)
         };
-        Ok(builder.status(StatusCode::OK).body(body).expect("valid response parts"))
+        Ok(builder
+            .status(StatusCode::OK)
+            .body(body)
+            .expect("valid response parts"))
     }
 }
 
@@ -136,20 +155,74 @@ fn relative_path(raw: &str) -> Option<PathBuf> {
         }
     }
     // Every component must be a plain name: no root, prefix or parent sneaks in.
-    relative.components().all(|c| matches!(c, Component::Normal(_))).then_some(relative)
+    relative
+        .components()
+        .all(|c| matches!(c, Component::Normal(_)))
+        .then_some(relative)
+}
+
+/// Characters escaped in a path segment of a `Location` we build (RFC 3986 §3.3 `pchar`).
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// 301 to the directory's slashed URL, where relative links in its index page work.
+///
+/// The location is rebuilt from the cleaned path, never the raw one: `//docs` must not become
+/// `//docs/`, which browsers read as another host. A redirect that carries the viewer's query is
+/// not stored, since the cache key may ignore the query and the next viewer would get this one's.
+fn slash_redirect(relative: &Path, query: Option<&str>) -> Response<EdgeBody> {
+    let mut location = String::from("/");
+    for part in relative.iter() {
+        location.extend(utf8_percent_encode(&part.to_string_lossy(), SEGMENT));
+        location.push('/');
+    }
+    let mut response = text(StatusCode::MOVED_PERMANENTLY, "moved permanently\n");
+    if let Some(q) = query {
+        location.push('?');
+        location.push_str(q);
+        response
+            .headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(LOCATION, value);
+    }
+    response
 }
 
 /// A strong validator from modification time and size, as nginx builds it, with nanoseconds so
 /// that two writes in one second of a same-sized file still differ.
 fn etag(modified: SystemTime, len: u64) -> HeaderValue {
-    let since = modified.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    HeaderValue::from_str(&format!("\"{:x}.{:x}-{:x}\"", since.as_secs(), since.subsec_nanos(), len))
-        .expect("hex digits and quotes are valid header bytes")
+    let since = modified
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    HeaderValue::from_str(&format!(
+        "\"{:x}.{:x}-{:x}\"",
+        since.as_secs(),
+        since.subsec_nanos(),
+        len
+    ))
+    .expect("hex digits and quotes are valid header bytes")
 }
 
 fn content_type(file: &Path) -> HeaderValue {
     let mime = mime_guess::from_path(file).first_or_octet_stream();
-    let value = if mime.type_() == mime_guess::mime::TEXT || mime.essence_str() == "application/javascript" {
+    let value = if mime.type_() == mime_guess::mime::TEXT
+        || mime.essence_str() == "application/javascript"
+    {
         format!("{}; charset=utf-8", mime.essence_str())
     } else {
         mime.essence_str().to_owned()
@@ -186,7 +259,10 @@ fn text(status: StatusCode, body: &'static str) -> Response<EdgeBody> {
     let mut response = Response::new(EdgeBody::full(Bytes::from_static(body.as_bytes())));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
     if status == StatusCode::BAD_REQUEST {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -204,7 +280,17 @@ mod tests {
         assert_eq!(relative_path("/a/./b"), Some(PathBuf::from("a/b")));
         assert_eq!(relative_path("/"), Some(PathBuf::new()));
         assert_eq!(relative_path("/a%20b"), Some(PathBuf::from("a b")));
-        for bad in ["/../etc/passwd", "/a/../../x", "/%2e%2e/x", "/%2E%2E/x", "/a/%2e%2e", "/a%2f..%2fb", "/a%00", "/a\\..\\b", "/%ff"] {
+        for bad in [
+            "/../etc/passwd",
+            "/a/../../x",
+            "/%2e%2e/x",
+            "/%2E%2E/x",
+            "/a/%2e%2e",
+            "/a%2f..%2fb",
+            "/a%00",
+            "/a\\..\\b",
+            "/%ff",
+        ] {
             assert_eq!(relative_path(bad), None, "{bad}");
         }
     }
