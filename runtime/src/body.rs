@@ -29,6 +29,9 @@ pub enum EdgeBody {
     Incoming(Incoming),
     /// Fed by a task through a bounded channel (the bound gives backpressure).
     Channel(mpsc::Receiver<Result<Bytes, BodyError>>),
+    /// Bytes already read from `rest` (e.g. to give a function the start of a body that turned
+    /// out too large), then `rest`.
+    Chain(Option<Bytes>, Box<EdgeBody>),
 }
 
 impl EdgeBody {
@@ -64,6 +67,10 @@ impl Body for EdgeBody {
             EdgeBody::Channel(rx) => rx
                 .poll_recv(cx)
                 .map(|chunk| chunk.map(|r| r.map(Frame::data))),
+            EdgeBody::Chain(prefix, rest) => match prefix.take().filter(|b| !b.is_empty()) {
+                Some(bytes) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
+                None => Pin::new(rest.as_mut()).poll_frame(cx),
+            },
         }
     }
 
@@ -73,6 +80,9 @@ impl Body for EdgeBody {
             EdgeBody::Full(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
             EdgeBody::Incoming(incoming) => incoming.is_end_stream(),
             EdgeBody::Channel(_) => false,
+            EdgeBody::Chain(prefix, rest) => {
+                prefix.as_ref().is_none_or(Bytes::is_empty) && rest.is_end_stream()
+            }
         }
     }
 
@@ -83,7 +93,7 @@ impl Body for EdgeBody {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
             EdgeBody::Incoming(incoming) => incoming.size_hint(),
-            EdgeBody::Channel(_) => SizeHint::default(),
+            EdgeBody::Channel(_) | EdgeBody::Chain(..) => SizeHint::default(),
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use http::{Method, StatusCode};
 
-use crate::origin;
+use crate::{origin, wasm};
 
 /// Who caused an error; decides the status class and where operators look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,6 +12,8 @@ pub enum Side {
     Viewer,
     /// The origin failed or timed out (502/504).
     Origin,
+    /// An edge function failed (502) or hit a limit (503).
+    Function,
     /// The node itself (500).
     Internal,
 }
@@ -40,6 +42,27 @@ pub enum Error {
     /// Fetching from the origin failed.
     #[error(transparent)]
     Origin(#[from] origin::Error),
+    /// An edge function failed or hit a limit.
+    #[error(transparent)]
+    Function(#[from] wasm::Error),
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The listener could not bind.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The configured address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A function could not be loaded.
+    #[error(transparent)]
+    Function(#[from] wasm::Error),
 }
 
 impl Error {
@@ -50,6 +73,7 @@ impl Error {
                 Side::Viewer
             }
             Error::Origin(_) => Side::Origin,
+            Error::Function(_) => Side::Function,
         }
     }
 
@@ -61,6 +85,8 @@ impl Error {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::Origin(e) if e.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
             Error::Origin(_) => StatusCode::BAD_GATEWAY,
+            Error::Function(e) if e.is_limit() => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Function(_) => StatusCode::BAD_GATEWAY,
         }
     }
 }

@@ -37,6 +37,7 @@ pub mod flow;
 pub mod listener;
 pub mod origin;
 pub mod proxy_headers;
+pub mod wasm;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -57,24 +58,33 @@ pub struct Node {
     pub(crate) store: Arc<Store>,
     /// Misses in flight, for request collapsing.
     pub(crate) coalescer: Arc<Coalescer>,
+    /// Loaded edge functions; `None` when the config declares none.
+    pub(crate) functions: Option<wasm::Registry>,
     next_request_id: AtomicU64,
 }
 
 impl Node {
-    /// Builds a node (origins, empty cache) from a validated config.
-    pub fn new(config: Config) -> Self {
+    /// Builds a node (origins, empty cache, loaded functions) from a validated config.
+    pub fn new(config: Config) -> Result<Self, wasm::Error> {
         let origins = config.origins.iter().map(Origin::new).collect();
         let store = Arc::new(Store::new(
             config.cache.max_size,
             config.cache.max_object_size,
         ));
-        Node {
+        let functions = wasm::Registry::load(&config)?;
+        Ok(Node {
             config: Arc::new(config),
             origins,
             store,
             coalescer: Arc::default(),
+            functions,
             next_request_id: AtomicU64::new(1),
-        }
+        })
+    }
+
+    /// The loaded functions, if the config declares any.
+    pub fn functions(&self) -> Option<&wasm::Registry> {
+        self.functions.as_ref()
     }
 
     /// The configuration the node runs with.

@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use crate::access_log::{self, AccessRecord, LoggedBody};
 use crate::body::EdgeBody;
 use crate::config::Config;
+use crate::error::StartError;
 use crate::flow::{self, RequestCtx};
 use crate::Node;
 
@@ -74,14 +75,19 @@ impl Drop for RunningNode {
     }
 }
 
-/// Binds `config.server.listen` and serves until [`RunningNode::shutdown`] or `signal`.
+/// Loads the config's functions, binds `config.server.listen` and serves until [`RunningNode::shutdown`] or `signal`.
 pub async fn start(
     config: Config,
     signal: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<RunningNode> {
-    let listener = TcpListener::bind(config.server.listen).await?;
-    let addr = listener.local_addr()?;
-    let node = Arc::new(Node::new(config));
+) -> Result<RunningNode, StartError> {
+    let listen = config.server.listen;
+    let bind_error = |source| StartError::Bind {
+        addr: listen,
+        source,
+    };
+    let node = Arc::new(Node::new(config)?);
+    let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(serve(listener, Arc::clone(&node), async move {
         tokio::select! {

@@ -112,10 +112,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let listen = config.server.listen;
-    let node = edge_runtime::start(config, shutdown_signal())
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+    let node = edge_runtime::start(config, shutdown_signal()).await?;
     tracing::info!(addr = %node.addr(), "edge node listening");
     node.shutdown_when_done().await;
     Ok(())

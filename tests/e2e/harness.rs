@@ -277,3 +277,45 @@ impl TestNode {
         )
     }
 }
+
+/// Hand-written modules for a test, as `.wat` files in a temp dir.
+pub struct Modules {
+    pub dir: tempfile::TempDir,
+    names: Vec<String>,
+}
+
+impl Modules {
+    /// Writes each `(name, wat)`; [`Modules::toml`] declares them as `[functions.NAME]`.
+    pub fn new(modules: &[(&str, &str)]) -> Result<Modules> {
+        let dir = tempfile::tempdir()?;
+        for (name, wat) in modules {
+            std::fs::write(dir.path().join(format!("{name}.wat")), wat)?;
+        }
+        Ok(Modules {
+            dir,
+            names: modules.iter().map(|(n, _)| n.to_string()).collect(),
+        })
+    }
+
+    /// `[functions.NAME]` tables for every module, with `extra` lines in each.
+    pub fn toml(&self, extra: &str) -> String {
+        self.names
+            .iter()
+            .map(|n| {
+                format!(
+                    "[functions.{n}]\nmodule = {:?}\n{extra}\n",
+                    self.dir
+                        .path()
+                        .join(format!("{n}.wat"))
+                        .display()
+                        .to_string()
+                )
+            })
+            .collect()
+    }
+}
+
+/// `[functions.NAME]` for a module file.
+pub fn function(name: &str, path: &str) -> String {
+    format!("[functions.{name}]\nmodule = {path:?}\n")
+}

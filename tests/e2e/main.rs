@@ -6,6 +6,8 @@ mod harness;
 mod caching;
 mod collapsing;
 mod dynamic_origin;
+mod functions;
+mod hostile;
 mod operations;
 mod routing;
 mod static_origin;

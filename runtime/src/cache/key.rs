@@ -58,6 +58,12 @@ impl CacheKey {
         CacheKey(key)
     }
 
+    /// A key an edge function set outright. The prefix keeps it apart from every key
+    /// [`build`](Self::build) makes, which start with a host and never with a separator.
+    pub fn custom(key: &str) -> Self {
+        CacheKey(format!("{SEP}fn{SEP}{key}"))
+    }
+
     /// The key with a suffix, for the variants of a `Vary` response.
     pub fn variant(&self, suffix: &str) -> Self {
         let mut key = String::with_capacity(self.0.len() + suffix.len() + 1);

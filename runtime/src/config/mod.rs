@@ -16,8 +16,9 @@ use http::uri::{Authority, Scheme};
 use http::{Method, Uri};
 use toml::Spanned;
 
+use edge_sdk::abi::Event;
 pub use error::Error;
-use raw::{RawBehavior, RawCacheKey, RawCachePolicy, RawConfig, RawOrigin};
+use raw::{RawBehavior, RawCacheKey, RawCachePolicy, RawConfig, RawFunction, RawOrigin};
 
 /// Where a node listens when `[server] listen` is absent: loopback, so that a bare config never
 /// exposes a development node to the network.
@@ -31,6 +32,17 @@ pub const DEFAULT_MAX_OBJECT_SIZE: u64 = 16 * 1024 * 1024;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time from sending a request to receiving response headers; CloudFront's default.
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Linear memory a function may use: enough for a Rust function with headers and a body of
+/// `DEFAULT_BODY_LIMIT`, small enough that a thousand instances fit in RAM.
+pub const DEFAULT_FUNCTION_MEMORY: u64 = 16 * 1024 * 1024;
+/// Time a function may run per invocation; a router takes microseconds, so 5 ms only stops
+/// runaway code (CloudFront Functions allow about 1 ms of compute).
+pub const DEFAULT_FUNCTION_CPU: Duration = Duration::from_millis(5);
+/// Largest module accepted.
+pub const DEFAULT_MAX_MODULE_SIZE: u64 = 8 * 1024 * 1024;
+/// Largest response body a function may read or write.
+pub const DEFAULT_BODY_LIMIT: u64 = 1024 * 1024;
+
 /// TTL bounds when a behavior has no `cache` table (CloudFront's `CachingOptimized` bounds,
 /// with a 0 s minimum so that an origin's `max-age=0` is honoured).
 pub const DEFAULT_MIN_TTL: Duration = Duration::ZERO;
@@ -50,6 +62,43 @@ pub struct Config {
     pub origins: Vec<OriginConfig>,
     /// `[[behaviors]]` in file order.
     pub behaviors: Vec<BehaviorConfig>,
+    /// `[functions.*]`, sorted by name; behaviors refer to them by index.
+    pub functions: Vec<FunctionConfig>,
+}
+
+/// One `[functions.NAME]` entry.
+#[derive(Debug, Clone)]
+pub struct FunctionConfig {
+    /// The table name.
+    pub name: String,
+    /// The module file (`.wasm` or `.wat`).
+    pub module: PathBuf,
+    /// Resource limits per invocation.
+    pub limits: FunctionLimits,
+}
+
+/// A function's resource limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionLimits {
+    /// Linear memory, bytes.
+    pub memory: usize,
+    /// Time per invocation (wall clock, checked every millisecond).
+    pub cpu: Duration,
+    /// Largest module file, bytes.
+    pub max_module_size: usize,
+    /// Largest body read or written, bytes.
+    pub body_limit: usize,
+}
+
+impl Default for FunctionLimits {
+    fn default() -> Self {
+        FunctionLimits {
+            memory: DEFAULT_FUNCTION_MEMORY as usize,
+            cpu: DEFAULT_FUNCTION_CPU,
+            max_module_size: DEFAULT_MAX_MODULE_SIZE as usize,
+            body_limit: DEFAULT_BODY_LIMIT as usize,
+        }
+    }
 }
 
 /// `[server]`
@@ -57,6 +106,8 @@ pub struct Config {
 pub struct ServerConfig {
     /// Address of the viewer listener (port 0 picks a free port).
     pub listen: SocketAddr,
+    /// Where compiled functions are cached; `None` compiles at every start.
+    pub compile_cache: Option<PathBuf>,
 }
 
 /// `[cache]`
@@ -120,6 +171,8 @@ pub struct BehaviorConfig {
     pub cache: CachePolicyConfig,
     /// What goes into the cache key.
     pub cache_key: CacheKeyConfig,
+    /// Functions attached: event and index into [`Config::functions`].
+    pub functions: Vec<(Event, usize)>,
 }
 
 /// TTL bounds of a behavior, applied to what the origin says (see `cache::policy`).
@@ -258,6 +311,11 @@ impl Validator<'_> {
             origins.push(self.origin(name, origin)?);
         }
 
+        let mut functions = Vec::with_capacity(raw.functions.len());
+        for (name, function) in &raw.functions {
+            functions.push(self.function(name, function)?);
+        }
+
         if raw.behaviors.is_empty() {
             return Err(Error::Invalid {
                 file: self.file.to_owned(),
@@ -272,17 +330,25 @@ impl Validator<'_> {
             .behaviors
             .iter()
             .enumerate()
-            .map(|(i, b)| self.behavior(i, b, &origins))
+            .map(|(i, b)| self.behavior(i, b, &origins, &functions))
             .collect::<Result<Vec<_>, _>>()?;
 
+        let compile_cache = match &raw.server.compile_cache {
+            Some(dir) => Some(self.path(dir.get_ref())),
+            None => default_compile_cache(),
+        };
         Ok(Config {
-            server: ServerConfig { listen },
+            server: ServerConfig {
+                listen,
+                compile_cache,
+            },
             cache: CacheConfig {
                 max_size,
                 max_object_size,
             },
             origins,
             behaviors,
+            functions,
         })
     }
 
@@ -318,11 +384,7 @@ impl Validator<'_> {
                         "a static origin needs `root`, the directory to serve",
                     ));
                 };
-                let path = if self.base == Path::new(".") {
-                    PathBuf::from(root.get_ref())
-                } else {
-                    self.base.join(root.get_ref())
-                };
+                let path = self.path(root.get_ref());
                 let root_dir = std::fs::canonicalize(&path)
                     .ok()
                     .filter(|p| p.is_dir())
@@ -412,11 +474,98 @@ impl Validator<'_> {
         })
     }
 
+    fn path(&self, relative: &str) -> PathBuf {
+        if self.base == Path::new(".") {
+            PathBuf::from(relative)
+        } else {
+            self.base.join(relative)
+        }
+    }
+
+    fn function(&self, name: &Spanned<String>, raw: &RawFunction) -> Result<FunctionConfig, Error> {
+        let key = |field: &str| format!("functions.{}.{field}", name.get_ref());
+        let module = self.path(raw.module.get_ref());
+        if !module.is_file() {
+            return Err(self.invalid(
+                &raw.module,
+                &key("module"),
+                format!("{} is not a file", module.display()),
+            ));
+        }
+        let defaults = FunctionLimits::default();
+        let size =
+            |v: &Option<Spanned<String>>, field: &str, default: usize| -> Result<usize, Error> {
+                let bytes = self.size(v.as_ref(), &key(field), default as u64)?;
+                Ok(usize::try_from(bytes).unwrap_or(usize::MAX))
+            };
+        let limits = FunctionLimits {
+            memory: size(&raw.memory_limit, "memory_limit", defaults.memory)?,
+            cpu: self.duration(raw.cpu_limit.as_ref(), &key("cpu_limit"), defaults.cpu)?,
+            max_module_size: size(
+                &raw.max_module_size,
+                "max_module_size",
+                defaults.max_module_size,
+            )?,
+            body_limit: size(&raw.body_limit, "body_limit", defaults.body_limit)?,
+        };
+        if limits.cpu.is_zero() {
+            let at = raw
+                .cpu_limit
+                .as_ref()
+                .map_or(raw.module.span(), |v| v.span());
+            return Err(self.error(at, &key("cpu_limit"), "must be more than zero"));
+        }
+        Ok(FunctionConfig {
+            name: name.get_ref().clone(),
+            module,
+            limits,
+        })
+    }
+
+    fn attachments(
+        &self,
+        raw: Option<&std::collections::BTreeMap<Spanned<String>, Spanned<String>>>,
+        key: &str,
+        functions: &[FunctionConfig],
+    ) -> Result<Vec<(Event, usize)>, Error> {
+        let mut attached = Vec::new();
+        for (event_name, function) in raw.into_iter().flatten() {
+            let event = Event::ALL.into_iter().find(|e| e.config_name() == event_name.get_ref()).ok_or_else(|| {
+                self.invalid(
+                    event_name,
+                    key,
+                    format!(
+                        "unknown event {:?}; expected viewer_request, origin_request, origin_response or viewer_response",
+                        event_name.get_ref()
+                    ),
+                )
+            })?;
+            let index = functions
+                .iter()
+                .position(|f| &f.name == function.get_ref())
+                .ok_or_else(|| {
+                    let known: Vec<&str> = functions.iter().map(|f| f.name.as_str()).collect();
+                    self.invalid(
+                        function,
+                        &format!("{key}.{}", event_name.get_ref()),
+                        format!(
+                            "unknown function {:?}; known: {}",
+                            function.get_ref(),
+                            known.join(", ")
+                        ),
+                    )
+                })?;
+            attached.push((event, index));
+        }
+        Ok(attached)
+    }
+
     fn behavior(
         &self,
         i: usize,
         raw: &RawBehavior,
         origins: &[OriginConfig],
+        functions: &[FunctionConfig],
     ) -> Result<BehaviorConfig, Error> {
         let key = |field: &str| format!("behaviors[{i}].{field}");
         let path = raw.path.get_ref();
@@ -476,6 +625,7 @@ impl Validator<'_> {
             methods,
             cache: self.cache_policy(raw.cache.as_ref(), &key("cache"))?,
             cache_key: self.cache_key(raw.cache_key.as_ref(), &key("cache_key"))?,
+            functions: self.attachments(raw.functions.as_ref(), &key("functions"), functions)?,
         })
     }
 
@@ -632,6 +782,14 @@ impl Validator<'_> {
                 }),
         }
     }
+}
+
+/// `$XDG_CACHE_HOME/edge/compiled`, else `$HOME/.cache/edge/compiled`.
+fn default_compile_cache() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("edge").join("compiled"))
 }
 
 #[cfg(test)]

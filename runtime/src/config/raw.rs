@@ -22,6 +22,25 @@ pub struct RawConfig {
     /// `[[behaviors]]`, in file order; the first match wins.
     #[serde(default)]
     pub behaviors: Vec<RawBehavior>,
+    /// `[functions.NAME]`, one table per edge function.
+    #[serde(default)]
+    pub functions: BTreeMap<Spanned<String>, RawFunction>,
+}
+
+/// `[functions.NAME]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFunction {
+    /// `module = "router.wasm"` (`.wasm` or `.wat`)
+    pub module: Spanned<String>,
+    /// `memory_limit = "16 MiB"`
+    pub memory_limit: Option<Spanned<String>>,
+    /// `cpu_limit = "5ms"`
+    pub cpu_limit: Option<Spanned<String>>,
+    /// `max_module_size = "8 MiB"`
+    pub max_module_size: Option<Spanned<String>>,
+    /// `body_limit = "1 MiB"`
+    pub body_limit: Option<Spanned<String>>,
 }
 
 /// `[server]`
@@ -30,6 +49,8 @@ pub struct RawConfig {
 pub struct RawServer {
     /// `listen = "127.0.0.1:8080"`
     pub listen: Option<Spanned<String>>,
+    /// `compile_cache = "/var/cache/edge"`: where compiled functions are kept across restarts
+    pub compile_cache: Option<Spanned<String>>,
 }
 
 /// `[cache]`
@@ -76,6 +97,8 @@ pub struct RawBehavior {
     pub cache: Option<Spanned<RawCachePolicy>>,
     /// `cache_key = { query = "all", headers = [..], cookies = [..] }`
     pub cache_key: Option<RawCacheKey>,
+    /// `functions = { viewer_request = "router", origin_response = "headers" }`
+    pub functions: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
 }
 
 /// `cache = { .. }` of a behavior.

@@ -7,6 +7,7 @@ use std::time::Instant;
 use http::request::Parts;
 use http::Method;
 
+use super::RequestCtx;
 use crate::cache::{coalesce, CacheKey, CachedObject, FlightOutcome, Join, Leader, Lookup};
 use crate::config::BehaviorConfig;
 use crate::Node;
@@ -30,12 +31,17 @@ pub enum CacheDecision {
 }
 
 /// Looks the request up, waiting on another request's fetch if one is under way.
-pub async fn lookup(node: &Node, behavior: &BehaviorConfig, parts: &Parts) -> CacheDecision {
+pub async fn lookup(
+    node: &Node,
+    behavior: &BehaviorConfig,
+    ctx: &RequestCtx,
+    parts: &Parts,
+) -> CacheDecision {
     let is_head = parts.method == Method::HEAD;
     if parts.method != Method::GET && !is_head {
         return CacheDecision::Pass;
     }
-    let key = CacheKey::build(&behavior.cache_key, parts);
+    let key = key(node, behavior, ctx, parts);
     let stale = match node.store.lookup(&key, &parts.headers, Instant::now()) {
         Lookup::Fresh(object) => return CacheDecision::Hit(object),
         Lookup::Stale(object) => Some(object),
@@ -67,4 +73,21 @@ pub async fn lookup(node: &Node, behavior: &BehaviorConfig, parts: &Parts) -> Ca
             FlightOutcome::Forward | FlightOutcome::Pending => CacheDecision::Pass,
         },
     }
+}
+
+/// The cache key: the behavior's, or the one a viewer-request function set, plus the parts it
+/// added. When a function sent the request to another origin than the behavior's, the origin
+/// is part of the key: the same path from two origins is two objects.
+fn key(node: &Node, behavior: &BehaviorConfig, ctx: &RequestCtx, parts: &Parts) -> CacheKey {
+    let mut key = match &ctx.cache_key_override {
+        Some(custom) => CacheKey::custom(custom),
+        None => CacheKey::build(&behavior.cache_key, parts),
+    };
+    for part in &ctx.cache_key_parts {
+        key = key.variant(part);
+    }
+    if let Some(origin) = ctx.origin_override.filter(|o| *o != behavior.origin) {
+        key = key.variant(&format!("origin={}", node.config.origins[origin].name));
+    }
+    key
 }

@@ -87,14 +87,24 @@ pub fn store(
     let Some(leader) = leader else {
         return response;
     };
-    let ttl = match policy::storability(
+    let storability = policy::storability(
         response.status(),
         response.headers(),
         &behavior.cache,
         SystemTime::now(),
-    ) {
-        Storability::Store { ttl } => ttl,
-        Storability::NotStorable(reason) => {
+    );
+    // A function's lifetime replaces the origin's and the behavior's, but never makes storable
+    // what must not be shared (no-store, private, Set-Cookie, ...).
+    let decided = match (storability, ctx.ttl_override) {
+        (Storability::NotStorable(reason), _) if reason != "zero-ttl" => Err(reason),
+        (_, Some(0)) => Err("function-ttl-zero"),
+        (_, Some(seconds)) => Ok(Duration::from_secs(seconds)),
+        (Storability::Store { ttl }, None) => Ok(ttl),
+        (Storability::NotStorable(reason), None) => Err(reason),
+    };
+    let ttl = match decided {
+        Ok(ttl) => ttl,
+        Err(reason) => {
             tracing::debug!(request = ctx.id, reason, "response not stored");
             leader.finish(FlightOutcome::Forward);
             return response;

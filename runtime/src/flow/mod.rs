@@ -2,10 +2,13 @@
 //! in order. Read it top to bottom to learn what the node does with a request.
 //!
 //! Phases do not call each other; they take and return plain values (a request, a response, a
-//! cache decision) and record shared facts in one [`RequestCtx`].
+//! cache decision) and record shared facts in one [`RequestCtx`]. Edge functions run inside the
+//! phases named for their events, through [`functions`]; a behavior without functions never
+//! reaches Wasm code.
 
 pub mod cache_lookup;
 pub mod cache_store;
+pub mod functions;
 pub mod origin_fetch;
 pub mod origin_request;
 pub mod origin_response;
@@ -17,13 +20,16 @@ pub mod viewer_response;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use http::request::Parts;
 use http::{Request, Response};
 
 use crate::body::EdgeBody;
+use crate::cache::FlightOutcome;
 use crate::error::Error;
 use crate::Node;
 use cache_lookup::CacheDecision;
-use viewer_request::HookOutcome;
+use functions::HookOutcome;
+use origin_request::Forward;
 
 /// How the cache took part in a request; its string form is exactly the `X-Cache` value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +40,8 @@ pub enum CachePhase {
     Miss,
     /// A stale object was revalidated with the origin (304) and served.
     RefreshHit,
+    /// An edge function answered; the cache and origin were skipped.
+    Generated,
     /// The node answered with an error.
     Error,
 }
@@ -45,6 +53,7 @@ impl CachePhase {
             CachePhase::Hit => "Hit",
             CachePhase::Miss => "Miss",
             CachePhase::RefreshHit => "RefreshHit",
+            CachePhase::Generated => "FunctionGeneratedResponse",
             CachePhase::Error => "Error",
         }
     }
@@ -67,6 +76,14 @@ pub struct RequestCtx {
     pub cache: CachePhase,
     /// Seconds for the `Age` header, when the response went through the cache.
     pub age: Option<u64>,
+    /// Origin chosen by a request-event function.
+    pub origin_override: Option<usize>,
+    /// Cache key set outright by the viewer-request function.
+    pub cache_key_override: Option<String>,
+    /// Parts the viewer-request function added to the cache key.
+    pub cache_key_parts: Vec<String>,
+    /// Caching lifetime set by the origin-response function, in seconds.
+    pub ttl_override: Option<u64>,
 }
 
 impl RequestCtx {
@@ -80,6 +97,10 @@ impl RequestCtx {
             origin: None,
             cache: CachePhase::Miss,
             age: None,
+            origin_override: None,
+            cache_key_override: None,
+            cache_key_parts: Vec::new(),
+            ttl_override: None,
         }
     }
 }
@@ -108,53 +129,85 @@ async fn run(
     let request = viewer_request::normalize(request)?;
     let behavior = origin_select::behavior(&node.config, ctx, &request)?;
 
-    // viewer-request: may rewrite the request or answer it outright.
-    let request = match viewer_request::run(ctx, request) {
+    // viewer-request: the function may rewrite the request or answer it outright.
+    let request = match viewer_request::run(node, ctx, request)? {
         HookOutcome::Continue(request) => request,
-        HookOutcome::Respond(response) => return Ok(viewer_response::run(ctx, response)),
+        HookOutcome::Respond { request, response } => {
+            let (parts, _) = request.into_parts();
+            return viewer_response::run(node, ctx, &parts, response).await;
+        }
     };
     let (parts, body) = request.into_parts();
 
     // Cache lookup: a fresh hit is answered at once; concurrent misses collapse into one fetch.
-    let (key, leader, stale) = match cache_lookup::lookup(node, behavior, &parts).await {
+    let (key, leader, stale) = match cache_lookup::lookup(node, behavior, ctx, &parts).await {
         CacheDecision::Hit(object) => {
             let response = respond::from_cache(ctx, &parts, &object, CachePhase::Hit);
-            return Ok(viewer_response::run(ctx, response));
+            return viewer_response::run(node, ctx, &parts, response).await;
         }
         CacheDecision::Fetch { key, leader, stale } => (key, Some(leader), stale),
         CacheDecision::Pass => {
-            let origin = origin_select::origin(node, ctx, behavior);
             let forwarded = origin_request::prepare(ctx, &parts, body, None);
-            let response = origin_fetch::fetch(origin, forwarded).await?;
-            return Ok(viewer_response::run(ctx, origin_response::run(response)));
+            return pass(node, ctx, behavior, &parts, forwarded).await;
         }
     };
 
-    // origin-request: the request as the origin will see it (revalidating a stale copy if any).
-    let origin = origin_select::origin(node, ctx, behavior);
+    // origin-request: the request as the origin will see it (revalidating a stale copy if any);
+    // the function may change it, pick another origin, or answer.
     let forwarded = origin_request::prepare(ctx, &parts, body, Some(stale.as_deref()));
+    let forwarded = match origin_request::run(node, ctx, forwarded)? {
+        Forward::Fetch(forwarded) => forwarded,
+        Forward::Respond(response) => {
+            return viewer_response::run(node, ctx, &parts, response).await
+        }
+    };
 
-    // Origin fetch.
+    // Origin fetch (a dropped leader releases collapsed waiters if this fails).
+    let origin = origin_select::origin(node, ctx, behavior);
     let response = origin_fetch::fetch(origin, forwarded).await?;
 
     // origin-response: the response as the cache will store it.
-    let response = origin_response::run(response);
+    let response = origin_response::run(node, ctx, &parts, response).await?;
 
     // Cache store: a 304 refreshes the stale copy; otherwise store per policy while streaming.
     if let Some(refreshed) =
         cache_store::refresh(node, behavior, &key, &parts, stale.as_ref(), &response)
     {
         if let Some(leader) = leader {
-            leader.finish(crate::cache::FlightOutcome::Stored(refreshed.clone()));
+            leader.finish(FlightOutcome::Stored(refreshed.clone()));
         }
         let response = respond::from_cache(ctx, &parts, &refreshed, CachePhase::RefreshHit);
-        return Ok(viewer_response::run(ctx, response));
+        return viewer_response::run(node, ctx, &parts, response).await;
     }
     let response = cache_store::store(node, behavior, ctx, key, leader, &parts, response);
 
     // viewer-response, with the viewer's own conditional headers answered from the new object.
-    Ok(viewer_response::run(
+    viewer_response::run(
+        node,
         ctx,
+        &parts,
         respond::not_modified_if_matching(&parts, response),
-    ))
+    )
+    .await
+}
+
+/// The path for requests the cache does not take part in: origin-request, fetch,
+/// origin-response, viewer-response.
+async fn pass(
+    node: &Node,
+    ctx: &mut RequestCtx,
+    behavior: &crate::config::BehaviorConfig,
+    parts: &Parts,
+    forwarded: origin_request::OriginRequest,
+) -> Result<Response<EdgeBody>, Error> {
+    let forwarded = match origin_request::run(node, ctx, forwarded)? {
+        Forward::Fetch(forwarded) => forwarded,
+        Forward::Respond(response) => {
+            return viewer_response::run(node, ctx, parts, response).await
+        }
+    };
+    let origin = origin_select::origin(node, ctx, behavior);
+    let response = origin_fetch::fetch(origin, forwarded).await?;
+    let response = origin_response::run(node, ctx, parts, response).await?;
+    viewer_response::run(node, ctx, parts, response).await
 }

@@ -1,16 +1,39 @@
 //! origin-response: the origin's response as the cache will store it and viewers will see it:
-//! hop-by-hop headers removed, this hop added to `Via`. A behavior's `origin-response` edge
-//! function will run here (functions issue), before the cache stores anything.
+//! hop-by-hop headers removed, this hop added to `Via`, then the behavior's `origin-response`
+//! function (status, headers, body, caching lifetime) before the cache stores anything.
 
+use edge_sdk::abi::Event;
+use http::request::Parts;
 use http::Response;
 
+use super::{functions, RequestCtx};
 use crate::body::EdgeBody;
+use crate::error::Error;
 use crate::proxy_headers::{add_via, strip_hop_by_hop};
+use crate::Node;
 
 /// Runs the origin-response phase.
-pub fn run(mut response: Response<EdgeBody>) -> Response<EdgeBody> {
+pub async fn run(
+    node: &Node,
+    ctx: &mut RequestCtx,
+    request: &Parts,
+    mut response: Response<EdgeBody>,
+) -> Result<Response<EdgeBody>, Error> {
     let headers = response.headers_mut();
     strip_hop_by_hop(headers);
     add_via(headers);
-    response
+    match functions::attached(node, ctx, Event::OriginResponse) {
+        None => Ok(response),
+        Some(function) => {
+            functions::run_response_event(
+                node,
+                ctx,
+                Event::OriginResponse,
+                &function,
+                request,
+                response,
+            )
+            .await
+        }
+    }
 }

@@ -37,8 +37,9 @@ pub fn behavior<'c>(
     Ok(behavior)
 }
 
-/// The origin the behavior fetches from, recorded in `ctx`.
+/// The origin to fetch from: the one a function chose, else the behavior's; recorded in `ctx`.
 pub fn origin<'n>(node: &'n Node, ctx: &mut RequestCtx, behavior: &BehaviorConfig) -> &'n Origin {
-    ctx.origin = Some(behavior.origin);
-    &node.origins[behavior.origin]
+    let index = ctx.origin_override.unwrap_or(behavior.origin);
+    ctx.origin = Some(index);
+    &node.origins[index]
 }

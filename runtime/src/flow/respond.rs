@@ -97,7 +97,7 @@ pub fn error(node: &Node, ctx: &mut RequestCtx, error: &Error) -> Response<EdgeB
         Side::Viewer => {
             tracing::debug!(request = ctx.id, status = status.as_u16(), error = %error, "request refused")
         }
-        Side::Origin | Side::Internal => {
+        Side::Origin | Side::Function | Side::Internal => {
             tracing::warn!(request = ctx.id, status = status.as_u16(), origin, error = %ErrorChain(error), "request failed")
         }
     }

@@ -2,16 +2,33 @@
 //!
 //! [`normalize`] runs first, before routing: dot segments are resolved (RFC 3986 §5.2.4) so that
 //! `/x/../api/y` is routed, keyed and forwarded as `/api/y`, and no path sneaks past a
-//! behavior's pattern or method list. Then, after routing, [`run`] is where a behavior's `viewer-request` edge function will run: it may rewrite the URI,
-//! headers and query, change the cache key, pick the origin, or answer at once. Edge functions
-//! arrive with the functions issue; until then the request continues unchanged.
+//! behavior's pattern or method list. Then, after routing, [`run`] runs the behavior's
+//! `viewer-request` function, which may rewrite the URI, headers and query, change the cache
+//! key, pick the origin, or answer at once.
 
+use edge_sdk::abi::Event;
 use http::uri::{PathAndQuery, Uri};
-use http::{Request, Response};
+use http::Request;
 
+use super::functions::{self, HookOutcome};
 use super::RequestCtx;
 use crate::body::EdgeBody;
 use crate::error::Error;
+use crate::Node;
+
+/// Runs the behavior's viewer-request function, if it has one.
+pub fn run(
+    node: &Node,
+    ctx: &mut RequestCtx,
+    request: Request<EdgeBody>,
+) -> Result<HookOutcome, Error> {
+    match functions::attached(node, ctx, Event::ViewerRequest) {
+        None => Ok(HookOutcome::Continue(request)),
+        Some(function) => {
+            functions::run_request_event(node, ctx, Event::ViewerRequest, &function, request)
+        }
+    }
+}
 
 /// Resolves `.` and `..` segments (also percent-encoded: `%2e` is `.`, RFC 3986 §2.3) in the
 /// request path. A path that climbs above the root is refused.
@@ -62,20 +79,6 @@ fn remove_dot_segments(path: &str) -> Result<Option<String>, Error> {
         }
     }
     Ok(Some(format!("/{}", out.join("/"))))
-}
-
-/// What a request-phase hook decided.
-#[derive(Debug)]
-pub enum HookOutcome {
-    /// Go on with this (possibly changed) request.
-    Continue(Request<EdgeBody>),
-    /// Answer the viewer with this response; the cache and origin are skipped.
-    Respond(Response<EdgeBody>),
-}
-
-/// Runs the viewer-request phase.
-pub fn run(_ctx: &mut RequestCtx, request: Request<EdgeBody>) -> HookOutcome {
-    HookOutcome::Continue(request)
 }
 
 #[cfg(test)]

@@ -1,15 +1,35 @@
-//! viewer-response: the last phase, on every response (hit, miss, generated or error-free),
-//! just before `X-Cache` and `Age` are added.
-//!
-//! This is where a behavior's `viewer-response` edge function will run (functions issue);
-//! until then the response goes out unchanged.
+//! viewer-response: the last phase, on every response that goes to the viewer (hit, miss,
+//! generated), just before `X-Cache` and `Age` are added. Runs the behavior's
+//! `viewer-response` function, which may change status and headers.
 
+use edge_sdk::abi::Event;
+use http::request::Parts;
 use http::Response;
 
-use super::RequestCtx;
+use super::{functions, RequestCtx};
 use crate::body::EdgeBody;
+use crate::error::Error;
+use crate::Node;
 
-/// Runs the viewer-response phase.
-pub fn run(_ctx: &mut RequestCtx, response: Response<EdgeBody>) -> Response<EdgeBody> {
-    response
+/// Runs the behavior's viewer-response function, if it has one.
+pub async fn run(
+    node: &Node,
+    ctx: &mut RequestCtx,
+    request: &Parts,
+    response: Response<EdgeBody>,
+) -> Result<Response<EdgeBody>, Error> {
+    match functions::attached(node, ctx, Event::ViewerResponse) {
+        None => Ok(response),
+        Some(function) => {
+            functions::run_response_event(
+                node,
+                ctx,
+                Event::ViewerResponse,
+                &function,
+                request,
+                response,
+            )
+            .await
+        }
+    }
 }

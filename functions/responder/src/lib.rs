@@ -1,0 +1,149 @@
+//! **responder** (viewer-request): answers some requests at the edge, without the cache or an
+//! origin.
+//!
+//! - Redirects from a table ([`REDIRECTS`]): moved pages get 301, temporary campaigns 302, with
+//!   `Location` keeping the viewer's query.
+//! - 403 for blocked paths ([`BLOCKED_PREFIXES`]: admin panels, VCS folders, probes) and for
+//!   viewers in blocked IP ranges ([`BLOCKED_RANGES`], CIDR notation, IPv4 and IPv6).
+//! - A maintenance page (503 with `Retry-After`) for site sections whose maintenance flag is on
+//!   ([`MAINTENANCE`]); flip it and redeploy the function to take a section offline at the edge.
+
+use std::net::IpAddr;
+
+use edge_sdk::{respond, Error, Outcome, Request};
+
+/// `(from, to, status)`: exact paths.
+pub const REDIRECTS: &[(&str, &str, u16)] = &[
+    ("/old-pricing", "/pricing", 301),
+    ("/blog/2019/launch", "/blog/launch", 301),
+    ("/black-friday", "/sale", 302),
+];
+
+/// Paths starting with these are refused.
+pub const BLOCKED_PREFIXES: &[&str] = &["/admin", "/.git", "/.env", "/wp-login.php"];
+
+/// Viewers from these ranges are refused.
+pub const BLOCKED_RANGES: &[&str] = &["203.0.113.0/24", "198.51.100.7/32", "2001:db8:dead::/48"];
+
+/// Section prefixes whose maintenance flag is on.
+pub const MAINTENANCE: &[&str] = &["/checkout/"];
+
+const MAINTENANCE_PAGE: &str = "<!doctype html><title>Back soon</title><h1>Back soon</h1><p>This part of the site is down for maintenance. Please try again in a few minutes.</p>\n";
+
+/// The viewer-request handler.
+pub fn viewer_request(req: Request) -> Result<Outcome, Error> {
+    let path = req.path()?;
+    if let Some((_, to, status)) = REDIRECTS.iter().find(|(from, _, _)| *from == path) {
+        let location = match req.query()? {
+            Some(q) => format!("{to}?{q}"),
+            None => (*to).to_owned(),
+        };
+        return Ok(Outcome::Respond(
+            respond(*status).header("location", &location),
+        ));
+    }
+    let ip = req.client_ip()?;
+    if BLOCKED_PREFIXES.iter().any(|p| path.starts_with(p))
+        || BLOCKED_RANGES.iter().any(|r| in_range(ip, r))
+    {
+        return Ok(Outcome::Respond(
+            respond(403)
+                .header("content-type", "text/plain; charset=utf-8")
+                .header("cache-control", "no-store")
+                .body("403 Forbidden\n"),
+        ));
+    }
+    if MAINTENANCE.iter().any(|p| path.starts_with(p)) {
+        return Ok(Outcome::Respond(
+            respond(503)
+                .header("content-type", "text/html; charset=utf-8")
+                .header("retry-after", "300")
+                .header("cache-control", "no-store")
+                .body(MAINTENANCE_PAGE),
+        ));
+    }
+    Ok(Outcome::Continue)
+}
+
+/// Whether `ip` lies in `cidr` (`a.b.c.d/n` or `x::/n`); a malformed range matches nothing.
+pub fn in_range(ip: IpAddr, cidr: &str) -> bool {
+    let Some((net, bits)) = cidr.split_once('/') else {
+        return false;
+    };
+    let (Ok(net), Ok(bits)) = (net.parse::<IpAddr>(), bits.parse::<u32>()) else {
+        return false;
+    };
+    match (ip, net) {
+        (IpAddr::V4(ip), IpAddr::V4(net)) if bits <= 32 => {
+            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+            u32::from(ip) & mask == u32::from(net) & mask
+        }
+        (IpAddr::V6(ip), IpAddr::V6(net)) if bits <= 128 => {
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            u128::from(ip) & mask == u128::from(net) & mask
+        }
+        _ => false,
+    }
+}
+
+edge_sdk::viewer_request!(viewer_request);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edge_sdk::testing::TestHost;
+
+    #[test]
+    fn redirects_keep_query() {
+        let run = TestHost::viewer_request("/old-pricing?plan=pro").run_request(viewer_request);
+        let reply = run.responded().expect("redirect");
+        assert_eq!(
+            (reply.status, reply.header("location")),
+            (301, Some("/pricing?plan=pro"))
+        );
+        let run = TestHost::viewer_request("/black-friday").run_request(viewer_request);
+        assert_eq!(run.responded().map(|r| r.status), Some(302));
+    }
+
+    #[test]
+    fn blocked_paths_and_ranges() {
+        let run = TestHost::viewer_request("/admin/users").run_request(viewer_request);
+        assert_eq!(run.responded().map(|r| r.status), Some(403));
+        let run = TestHost::viewer_request("/")
+            .client_ip("203.0.113.77")
+            .run_request(viewer_request);
+        assert_eq!(run.responded().map(|r| r.status), Some(403));
+        let run = TestHost::viewer_request("/")
+            .client_ip("203.0.114.1")
+            .run_request(viewer_request);
+        assert!(run.continued());
+    }
+
+    #[test]
+    fn maintenance_page() {
+        let run = TestHost::viewer_request("/checkout/cart").run_request(viewer_request);
+        let reply = run.responded().expect("maintenance page");
+        assert_eq!(
+            (reply.status, reply.header("retry-after")),
+            (503, Some("300"))
+        );
+    }
+
+    #[test]
+    fn ranges() {
+        assert!(in_range(
+            "198.51.100.7".parse().expect("ip"),
+            "198.51.100.7/32"
+        ));
+        assert!(!in_range(
+            "198.51.100.8".parse().expect("ip"),
+            "198.51.100.7/32"
+        ));
+        assert!(in_range(
+            "2001:db8:dead:1::1".parse().expect("ip"),
+            "2001:db8:dead::/48"
+        ));
+        assert!(in_range("10.1.2.3".parse().expect("ip"), "0.0.0.0/0"));
+        assert!(!in_range("10.1.2.3".parse().expect("ip"), "garbage"));
+    }
+}

@@ -1,0 +1,187 @@
+//! The flow's side of edge functions: moves the request or response into a `HostState`, runs
+//! the behavior's function for the event, and puts the changes back. Phases call this only
+//! when the behavior has a function for their event; otherwise no Wasm code is touched.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use edge_sdk::abi::Event;
+use http::header::CONTENT_LENGTH;
+use http::request::Parts;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+
+use super::{CachePhase, RequestCtx};
+use crate::body::EdgeBody;
+use crate::error::Error;
+use crate::flow::cache_store::DEFAULT_BODY_IDLE_TIMEOUT;
+use crate::wasm::invoke::{invoke, Decision};
+use crate::wasm::state::{BodyView, HostState, RequestView, ResponseView};
+use crate::wasm::Function;
+use crate::Node;
+
+/// What a request-event function decided.
+#[derive(Debug)]
+pub enum HookOutcome {
+    /// Go on with this (possibly changed) request.
+    Continue(Request<EdgeBody>),
+    /// Answer the viewer with `response`; the cache and origin are skipped. `request` is the
+    /// request as the function left it, for the viewer-response event.
+    Respond {
+        /// The request.
+        request: Request<EdgeBody>,
+        /// The generated response.
+        response: Response<EdgeBody>,
+    },
+}
+
+/// The function attached to the request's behavior for `event`, if any.
+pub fn attached(node: &Node, ctx: &RequestCtx, event: Event) -> Option<Arc<Function>> {
+    let registry = node.functions.as_ref()?;
+    registry.behavior(ctx.behavior?).get(event).cloned()
+}
+
+/// Runs a request event (viewer-request, origin-request) on `request`.
+pub fn run_request_event(
+    node: &Node,
+    ctx: &mut RequestCtx,
+    event: Event,
+    function: &Function,
+    request: Request<EdgeBody>,
+) -> Result<HookOutcome, Error> {
+    let registry = node
+        .functions
+        .as_ref()
+        .expect("a function is attached, so the registry exists");
+    let (mut parts, body) = request.into_parts();
+    let view = RequestView {
+        method: parts.method.clone(),
+        uri: std::mem::take(&mut parts.uri),
+        headers: std::mem::take(&mut parts.headers),
+    };
+    let state = HostState::new(Arc::clone(&node.config), view, ctx.viewer.ip(), None);
+    let (decision, state) = invoke(&registry.engine, function, event, ctx.id, state);
+    let decision = decision?;
+    parts.method = state.request.method;
+    parts.uri = state.request.uri;
+    parts.headers = state.request.headers;
+    if state.origin.is_some() {
+        ctx.origin_override = state.origin;
+    }
+    if event == Event::ViewerRequest {
+        ctx.cache_key_override = state.cache_key;
+        ctx.cache_key_parts = state.cache_key_parts;
+    }
+    let request = Request::from_parts(parts, body);
+    match decision {
+        Decision::Continue => Ok(HookOutcome::Continue(request)),
+        Decision::Respond => {
+            ctx.cache = CachePhase::Generated;
+            let generated = state
+                .response
+                .expect("invoke checks that Respond comes with a response");
+            Ok(HookOutcome::Respond {
+                request,
+                response: into_response(generated, None),
+            })
+        }
+    }
+}
+
+/// Runs a response event (origin-response, viewer-response) on `response`, with the viewer's
+/// request readable. origin-response first reads the body, up to the function's body limit.
+pub async fn run_response_event(
+    node: &Node,
+    ctx: &mut RequestCtx,
+    event: Event,
+    function: &Function,
+    request: &Parts,
+    response: Response<EdgeBody>,
+) -> Result<Response<EdgeBody>, Error> {
+    let registry = node
+        .functions
+        .as_ref()
+        .expect("a function is attached, so the registry exists");
+    let (mut head, body) = response.into_parts();
+    let (body_view, rest) = if event == Event::OriginResponse {
+        read_body(body, function.limits.body_limit).await
+    } else {
+        (BodyView::Unavailable, Some(body))
+    };
+    let view = RequestView {
+        method: request.method.clone(),
+        uri: request.uri.clone(),
+        headers: request.headers.clone(),
+    };
+    let response = ResponseView {
+        status: head.status,
+        headers: std::mem::take(&mut head.headers),
+        body: body_view,
+    };
+    let state = HostState::new(
+        Arc::clone(&node.config),
+        view,
+        ctx.viewer.ip(),
+        Some(response),
+    );
+    let (decision, state) = invoke(&registry.engine, function, event, ctx.id, state);
+    decision?;
+    if event == Event::OriginResponse {
+        ctx.ttl_override = state.ttl;
+    }
+    let changed = state.response.expect("a response event keeps its response");
+    Ok(into_response(changed, rest))
+}
+
+/// Reads the whole body if it fits in `limit`; otherwise gives back what was read chained to
+/// the rest, so the viewer still gets every byte.
+async fn read_body(mut body: EdgeBody, limit: usize) -> (BodyView, Option<EdgeBody>) {
+    let mut buffer = BytesMut::new();
+    loop {
+        match tokio::time::timeout(DEFAULT_BODY_IDLE_TIMEOUT, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    buffer.extend_from_slice(&data);
+                    if buffer.len() > limit {
+                        return (
+                            BodyView::Unavailable,
+                            Some(EdgeBody::Chain(Some(buffer.freeze()), Box::new(body))),
+                        );
+                    }
+                }
+            }
+            Ok(None) => return (BodyView::Buffered(buffer.freeze()), None),
+            // A broken or stalled body: the function cannot have it; the viewer gets what there
+            // is and then the error.
+            Ok(Some(Err(_))) | Err(_) => {
+                return (
+                    BodyView::Unavailable,
+                    Some(EdgeBody::Chain(Some(buffer.freeze()), Box::new(body))),
+                )
+            }
+        }
+    }
+}
+
+/// Builds the response a function left: its status and headers, and its body (replaced,
+/// buffered, or the untouched rest of the stream).
+fn into_response(view: ResponseView, rest: Option<EdgeBody>) -> Response<EdgeBody> {
+    let mut response = Response::new(EdgeBody::Empty);
+    *response.status_mut() = view.status;
+    *response.headers_mut() = view.headers;
+    let body = match view.body {
+        BodyView::Replaced(bytes) => Some(bytes),
+        BodyView::Buffered(bytes) => Some(bytes),
+        BodyView::Unavailable => None,
+    };
+    match body {
+        Some(bytes) => {
+            response
+                .headers_mut()
+                .insert(CONTENT_LENGTH, http::HeaderValue::from(bytes.len()));
+            *response.body_mut() = EdgeBody::full(bytes);
+        }
+        None => *response.body_mut() = rest.unwrap_or_default(),
+    }
+    response
+}

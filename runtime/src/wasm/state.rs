@@ -1,0 +1,167 @@
+//! `HostState`: everything one function invocation may touch, owned by its wasmtime `Store`.
+//! Host calls read and change it; the flow moves the request or response in before the call
+//! and takes the changes back after it.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use edge_sdk::abi::Event;
+use http::{HeaderMap, Method, StatusCode, Uri};
+use wasmtime::{Memory, ResourceLimiter};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+
+use crate::config::Config;
+
+/// The request as a function sees it.
+#[derive(Debug, Clone)]
+pub struct RequestView {
+    /// Method.
+    pub method: Method,
+    /// Path and query.
+    pub uri: Uri,
+    /// Headers.
+    pub headers: HeaderMap,
+}
+
+/// A response body as far as a function is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyView {
+    /// The whole body, read before the call (origin-response with a body within the limit).
+    Buffered(Bytes),
+    /// Not available to the function: over the body limit, or not an origin-response.
+    Unavailable,
+    /// Replaced by the function.
+    Replaced(Bytes),
+}
+
+/// The response as a function sees it (response events) or builds it (request events).
+#[derive(Debug, Clone)]
+pub struct ResponseView {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: BodyView,
+}
+
+/// Per-invocation memory limit; remembers whether the guest ran into it, so a trap that
+/// follows is reported as a limit (503) rather than a crash (502).
+pub struct MemoryLimiter {
+    /// Largest linear memory allowed, in bytes.
+    pub limit: usize,
+    /// Set when a growth beyond `limit` was refused.
+    pub hit: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = desired <= self.limit && maximum.is_none_or(|m| desired <= m);
+        if !allowed {
+            self.hit = true;
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS && maximum.is_none_or(|m| desired <= m))
+    }
+}
+
+/// Table elements a function may grow to; Rust guests use one small function table.
+pub const MAX_TABLE_ELEMENTS: usize = 10_000;
+
+/// The data of one invocation's `Store`.
+pub struct HostState {
+    /// The event running; decides which host calls are allowed. Set by `invoke`.
+    pub event: Event,
+    /// The function's name, for logs. Set by `invoke`.
+    pub function: Arc<str>,
+    /// The request: changed in place by request events, a read-only copy in response events.
+    /// Filled by the flow phase that runs the event.
+    pub request: RequestView,
+    /// The viewer's address. Filled by the flow.
+    pub client_ip: IpAddr,
+    /// The response in response events (filled by the flow); in request events the generated
+    /// response, created by the first `response_set_*` call.
+    pub response: Option<ResponseView>,
+    /// The config, to resolve `origin_set` names. Filled by the flow.
+    pub config: Arc<Config>,
+    /// Origin chosen with `origin_set` (index into `config.origins`).
+    pub origin: Option<usize>,
+    /// Cache key set outright with `cache_key_set`.
+    pub cache_key: Option<String>,
+    /// Parts added with `cache_key_add`.
+    pub cache_key_parts: Vec<String>,
+    /// Caching lifetime set with `cache_set_ttl`, in seconds.
+    pub ttl: Option<u64>,
+    /// Log lines (level, text), emitted by `invoke` after the call.
+    pub logs: Vec<(i32, String)>,
+    /// Largest body the function may read or write. Set by `invoke` from the function's limits.
+    pub body_limit: usize,
+    /// The guest's exported memory, looked up once per instance by `invoke`.
+    pub memory: Option<Memory>,
+    /// The memory limit. Set by `invoke`.
+    pub limiter: MemoryLimiter,
+    /// WASI preview 1 with nothing preopened; stdout/stderr captured. Built by `invoke`.
+    pub wasi: WasiP1Ctx,
+    /// Captured stdout.
+    pub stdout: MemoryOutputPipe,
+    /// Captured stderr.
+    pub stderr: MemoryOutputPipe,
+}
+
+/// Bytes of stdout/stderr kept per invocation; a guest printing more loses the rest.
+pub const MAX_CAPTURED_OUTPUT: usize = 16 * 1024;
+
+impl HostState {
+    /// A state for one invocation, before `invoke` fills the function's settings.
+    pub fn new(
+        config: Arc<Config>,
+        request: RequestView,
+        client_ip: IpAddr,
+        response: Option<ResponseView>,
+    ) -> Self {
+        let stdout = MemoryOutputPipe::new(MAX_CAPTURED_OUTPUT);
+        let stderr = MemoryOutputPipe::new(MAX_CAPTURED_OUTPUT);
+        // No args, env, preopens or sockets: a function's only world is the host calls.
+        let wasi = wasmtime_wasi::WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build_p1();
+        HostState {
+            event: Event::ViewerRequest,
+            function: Arc::from(""),
+            request,
+            client_ip,
+            response,
+            config,
+            origin: None,
+            cache_key: None,
+            cache_key_parts: Vec::new(),
+            ttl: None,
+            logs: Vec::new(),
+            body_limit: 0,
+            memory: None,
+            limiter: MemoryLimiter {
+                limit: 0,
+                hit: false,
+            },
+            wasi,
+            stdout,
+            stderr,
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! Hostile and broken modules: each gets a clean error for its own request (or is refused at
+//! load, naming what is wrong) and the node keeps serving everything else correctly.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use crate::harness::{Modules, Site, TestNode};
+
+/// A node with `/bad/*` running `module` at `event` and `*` serving a static site.
+async fn node_with_bad(
+    module: &str,
+    event: &str,
+    extra: &str,
+) -> Result<(TestNode, Site, Modules)> {
+    let modules = Modules::new(&[("bad", module)])?;
+    let site = Site::new(&[("ok.txt", "still serving")])?;
+    let node = TestNode::start(&format!(
+        r#"
+{functions}
+[origins.bucket]
+type = "static"
+root = {root}
+
+[[behaviors]]
+path = "/bad/*"
+origin = "bucket"
+functions = {{ {event} = "bad" }}
+
+[[behaviors]]
+path = "*"
+origin = "bucket"
+"#,
+        functions = modules.toml(extra),
+        root = site.root(),
+    ))
+    .await?;
+    Ok((node, site, modules))
+}
+
+/// The bad path gets `status` with `X-Cache: Error`; the good path still works, twice.
+async fn assert_contained(node: &TestNode, status: u16) -> Result<()> {
+    let bad = node.get("/bad/x").await?;
+    assert_eq!(
+        (bad.status.as_u16(), bad.x_cache()),
+        (status, "Error"),
+        "{}",
+        bad.text()
+    );
+    assert!(
+        bad.text().contains("function \"bad\""),
+        "the body names the function: {}",
+        bad.text()
+    );
+    for _ in 0..2 {
+        let ok = node.get("/ok.txt").await?;
+        assert_eq!(
+            (ok.status.as_u16(), ok.text().as_str()),
+            (200, "still serving")
+        );
+    }
+    // And the bad function fails the same way again: no state leaked from the last call.
+    assert_eq!(node.get("/bad/y").await?.status.as_u16(), status);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn infinite_loop_hits_the_cpu_limit() -> Result<()> {
+    let wat = r#"(module (memory (export "memory") 1)
+      (func (export "viewer-request") (result i32) (loop $l (br $l)) (i32.const 0)))"#;
+    let (node, _s, _m) = node_with_bad(wat, "viewer_request", "cpu_limit = \"20ms\"").await?;
+    let started = Instant::now();
+    assert_contained(&node, 503).await?;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "loops were cut off at the limit: {:?}",
+        started.elapsed()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_growth_stops_at_the_limit() -> Result<()> {
+    // Grows one page at a time and traps when growth is refused, as an allocator would abort.
+    let wat = r#"(module (memory (export "memory") 1)
+      (func (export "viewer-request") (result i32)
+        (loop $grow (br_if $grow (i32.ne (memory.grow (i32.const 1)) (i32.const -1))))
+        unreachable))"#;
+    let (node, _s, _m) = node_with_bad(wat, "viewer_request", "memory_limit = \"2 MiB\"").await?;
+    assert_contained(&node, 503).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deep_recursion_exhausts_the_stack() -> Result<()> {
+    let wat = r#"(module (memory (export "memory") 1)
+      (func $down (param i32) (result i32) (call $down (i32.add (local.get 0) (i32.const 1))))
+      (func (export "viewer-request") (result i32) (call $down (i32.const 0))))"#;
+    let (node, _s, _m) = node_with_bad(wat, "viewer_request", "").await?;
+    assert_contained(&node, 503).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trap_gives_502() -> Result<()> {
+    let wat = r#"(module (memory (export "memory") 1)
+      (func (export "viewer-request") (result i32) unreachable))"#;
+    let (node, _s, _m) = node_with_bad(wat, "viewer_request", "").await?;
+    assert_contained(&node, 502).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_return_value_gives_502() -> Result<()> {
+    // 7 is no outcome; 1 (respond) from a response event is not allowed either.
+    let wat = r#"(module (memory (export "memory") 1)
+      (func (export "viewer-request") (result i32) (i32.const 7)))"#;
+    let (node, _s, _m) = node_with_bad(wat, "viewer_request", "").await?;
+    assert_contained(&node, 502).await?;
+    let wat = r#"(module (memory (export "memory") 1)
+      (func (export "viewer-response") (result i32) (i32.const 1)))"#;
+    let (node, _s, _m) = node_with_bad(wat, "viewer_response", "").await?;
+    assert_contained(&node, 502).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_export_is_refused_at_load() -> Result<()> {
+    let no_entry = r#"(module (memory (export "memory") 1) (func (export "handle") (result i32) (i32.const 0)))"#;
+    let error = node_with_bad(no_entry, "viewer_request", "")
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        format!("{error:#}").contains("exports no entry point"),
+        "{error:#}"
+    );
+
+    let no_memory = r#"(module (func (export "viewer-request") (result i32) (i32.const 0)))"#;
+    let error = node_with_bad(no_memory, "viewer_request", "")
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        format!("{error:#}").contains("does not export its memory"),
+        "{error:#}"
+    );
+
+    // Attached to an event it has no entry point for.
+    let only_response = r#"(module (memory (export "memory") 1) (func (export "viewer-response") (result i32) (i32.const 0)))"#;
+    let error = node_with_bad(only_response, "viewer_request", "")
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        format!("{error:#}").contains("no `viewer-request` entry point"),
+        "{error:#}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_import_is_refused_at_load() -> Result<()> {
+    let unknown = r#"(module (import "edge_v1" "open_socket" (func (param i32) (result i32)))
+      (memory (export "memory") 1) (func (export "viewer-request") (result i32) (i32.const 0)))"#;
+    let error = node_with_bad(unknown, "viewer_request", "")
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        format!("{error:#}").contains("unknown import `edge_v1::open_socket`"),
+        "{error:#}"
+    );
+
+    let mistyped = r#"(module (import "edge_v1" "log" (func (param i64) (result i32)))
+      (memory (export "memory") 1) (func (export "viewer-request") (result i32) (i32.const 0)))"#;
+    let error = node_with_bad(mistyped, "viewer_request", "")
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        format!("{error:#}").contains("import `edge_v1::log` has type"),
+        "{error:#}"
+    );
+
+    let other_module = r#"(module (import "env" "system" (func (param i32) (result i32)))
+      (memory (export "memory") 1) (func (export "viewer-request") (result i32) (i32.const 0)))"#;
+    let error = node_with_bad(other_module, "viewer_request", "")
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        format!("{error:#}").contains("unknown import `env::system`"),
+        "{error:#}"
+    );
+    Ok(())
+}
+
+/// Sets a response header from memory and reports each call's status in `x-status-N` headers
+/// (as a digit), so the test sees what the host answered.
+fn header_probe(name: &str, value_len: usize, value_fill: &str) -> String {
+    format!(
+        r#"(module
+      (import "edge_v1" "response_set_header" (func $set (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 32)
+      (data (i32.const 0) "{name}")
+      (data (i32.const 100) "x-status")
+      (data (i32.const 1024) "{value_fill}")
+      (func (export "viewer-response") (result i32)
+        (i32.store8 (i32.const 200) (i32.add (i32.const 48)
+          (call $set (i32.const 0) (i32.const {name_len}) (i32.const 1024) (i32.const {value_len}))))
+        (drop (call $set (i32.const 100) (i32.const 8) (i32.const 200) (i32.const 1)))
+        (i32.const 0)))"#,
+        name_len = name.len()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn enormous_header_is_refused_with_a_status() -> Result<()> {
+    // A 1 MiB value (zeros are not valid either, but size is checked first).
+    let (node, _s, _m) = node_with_bad(
+        &header_probe("x-huge", 1024 * 1024, "a"),
+        "viewer_response",
+        "",
+    )
+    .await?;
+    let r = node.get("/bad/x").await?;
+    assert_eq!(r.status.as_u16(), 404, "the request itself goes on");
+    assert_eq!(r.header("x-status"), Some("5"), "LIMIT_EXCEEDED");
+    assert!(r.header("x-huge").is_none());
+    assert_eq!(node.get("/ok.txt").await?.text(), "still serving");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crlf_in_header_value_cannot_split_the_response() -> Result<()> {
+    let value = "ok\\0d\\0aset-cookie: stolen=1";
+    let (node, _s, _m) =
+        node_with_bad(&header_probe("x-split", 24, value), "viewer_response", "").await?;
+    let r = node.get("/bad/x").await?;
+    assert_eq!(r.header("x-status"), Some("2"), "INVALID_ARGUMENT");
+    assert!(
+        r.header("x-split").is_none() && r.header("set-cookie").is_none(),
+        "{:?}",
+        r.headers
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_call_from_the_wrong_event_gets_not_allowed() -> Result<()> {
+    // viewer-response may not pick an origin, set a TTL or set the cache key.
+    let wat = r#"(module
+      (import "edge_v1" "origin_set" (func $origin (param i32 i32) (result i32)))
+      (import "edge_v1" "cache_set_ttl" (func $ttl (param i64) (result i32)))
+      (import "edge_v1" "cache_key_set" (func $key (param i32 i32) (result i32)))
+      (import "edge_v1" "response_set_header" (func $set (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "bucket") (data (i32.const 100) "x-status")
+      (func (export "viewer-response") (result i32)
+        (i32.store8 (i32.const 200) (i32.add (i32.const 48) (call $origin (i32.const 0) (i32.const 6))))
+        (i32.store8 (i32.const 201) (i32.add (i32.const 48) (call $ttl (i64.const 60))))
+        (i32.store8 (i32.const 202) (i32.add (i32.const 48) (call $key (i32.const 0) (i32.const 6))))
+        (drop (call $set (i32.const 100) (i32.const 8) (i32.const 200) (i32.const 3)))
+        (i32.const 0)))"#;
+    let (node, _s, _m) = node_with_bad(wat, "viewer_response", "").await?;
+    let r = node.get("/bad/x").await?;
+    assert_eq!(r.header("x-status"), Some("444"), "NOT_ALLOWED three times");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn out_of_bounds_pointers_are_a_status_not_a_crash() -> Result<()> {
+    let wat = r#"(module
+      (import "edge_v1" "request_get_uri" (func $uri (param i32 i32 i32) (result i32)))
+      (import "edge_v1" "response_set_header" (func $set (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 100) "x-status")
+      (func (export "viewer-response") (result i32)
+        ;; Buffer far outside the 64 KiB memory, and a length that wraps.
+        (i32.store8 (i32.const 200) (i32.add (i32.const 48) (call $uri (i32.const 0x7fff0000) (i32.const 16) (i32.const 0))))
+        (i32.store8 (i32.const 201) (i32.add (i32.const 48) (call $uri (i32.const 16) (i32.const -1) (i32.const 0))))
+        (drop (call $set (i32.const 100) (i32.const 8) (i32.const 200) (i32.const 2)))
+        (i32.const 0)))"#;
+    let (node, _s, _m) = node_with_bad(wat, "viewer_response", "").await?;
+    let r = node.get("/bad/x").await?;
+    assert_eq!(
+        r.header("x-status"),
+        Some("22"),
+        "INVALID_ARGUMENT for both"
+    );
+    Ok(())
+}
