@@ -84,6 +84,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo { config, listen } => {
+            build_demo_functions()?;
             let mut config = Config::load(&config)?;
             if let Some(listen) = listen {
                 config.server.listen = listen;
@@ -115,6 +116,44 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let node = edge_runtime::start(config, shutdown_signal()).await?;
     tracing::info!(addr = %node.addr(), "edge node listening");
     node.shutdown_when_done().await;
+    Ok(())
+}
+
+/// Builds the demo's edge functions (`functions/router`, `functions/headers`) for wasm32-wasip1
+/// with the workspace's `wasm` profile, installing the target if rustup lacks it.
+fn build_demo_functions() -> anyhow::Result<()> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let installed = std::process::Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
+    if installed.is_ok_and(|o| !String::from_utf8_lossy(&o.stdout).contains("wasm32-wasip1")) {
+        tracing::info!("installing the wasm32-wasip1 target");
+        let status = std::process::Command::new("rustup")
+            .args(["target", "add", "wasm32-wasip1"])
+            .status()?;
+        anyhow::ensure!(status.success(), "`rustup target add wasm32-wasip1` failed");
+    }
+    tracing::info!("building the demo functions (router, headers)");
+    let status = std::process::Command::new(cargo)
+        .current_dir(&root)
+        .args([
+            "build",
+            "--profile",
+            "wasm",
+            "--target",
+            "wasm32-wasip1",
+            "-p",
+            "router",
+            "-p",
+            "headers",
+        ])
+        .status()
+        .context("cannot run cargo to build the demo functions")?;
+    anyhow::ensure!(
+        status.success(),
+        "building the demo functions failed (see above)"
+    );
     Ok(())
 }
 

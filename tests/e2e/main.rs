@@ -3,6 +3,8 @@
 
 mod harness;
 
+mod abi;
+
 mod caching;
 mod collapsing;
 mod dynamic_origin;

@@ -163,10 +163,16 @@ impl FunctionEngine {
         let path = dir.join(format!("{hash}-{engine_hash:016x}.cwasm"));
         if path.is_file() {
             #[allow(unsafe_code)]
-            // SAFETY: the file was written by `Module::serialize` of an engine with the same
-            // compatibility hash (it is in the name), into a cache directory the node owns, and
-            // renamed into place only when complete. wasmtime still checks its header.
-            let cached = unsafe { Module::deserialize_file(&self.engine, &path) };
+            // Read into memory rather than `deserialize_file`: a mapped file that someone
+            // truncates later would crash the node with SIGBUS.
+            let cached = std::fs::read(&path)
+                .map_err(wasmtime::Error::from)
+                .and_then(|code| {
+                    // SAFETY: the file was written by `Module::serialize` of an engine with the same
+                    // compatibility hash (it is in the name), into a cache directory the node owns,
+                    // renamed into place only when complete; wasmtime still checks its header.
+                    unsafe { Module::deserialize(&self.engine, &code) }
+                });
             match cached {
                 Ok(module) => return Ok(module),
                 Err(error) => {

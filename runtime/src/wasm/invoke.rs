@@ -127,10 +127,120 @@ fn emit_logs(state: &HostState, event: &str, request: u64) {
             _ => tracing::trace!(target: "edge::function", function, event, request, "{line}"),
         }
     }
-    for (stream, pipe) in [("stdout", &state.stdout), ("stderr", &state.stderr)] {
-        let contents = pipe.contents();
-        for line in String::from_utf8_lossy(&contents).lines() {
-            tracing::info!(target: "edge::function", function, event, request, stream, "{line}");
+    if let Some((stdout, stderr)) = &state.output {
+        for (stream, pipe) in [("stdout", stdout), ("stderr", stderr)] {
+            let contents = pipe.contents();
+            for line in String::from_utf8_lossy(&contents).lines() {
+                tracing::info!(target: "edge::function", function, event, request, stream, "{line}");
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::{Config, FunctionConfig, FunctionLimits};
+    use crate::wasm::state::RequestView;
+
+    const LOGGER: &str = r#"(module
+      (import "edge_v1" "log" (func $log (param i32 i32 i32) (result i32)))
+      (import "edge_v1" "request_set_header" (func $set (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "hello from wasm") (data (i32.const 32) "x-a") (data (i32.const 48) "1")
+      (func (export "viewer-request") (result i32)
+        (drop (call $log (i32.const 2) (i32.const 0) (i32.const 15)))
+        (drop (call $log (i32.const 9) (i32.const 0) (i32.const 15)))
+        (drop (call $set (i32.const 32) (i32.const 3) (i32.const 48) (i32.const 1)))
+        (i32.const 0)))"#;
+
+    fn config(name: &str) -> FunctionConfig {
+        FunctionConfig {
+            name: name.into(),
+            module: "inline.wat".into(),
+            limits: FunctionLimits::default(),
+        }
+    }
+
+    fn state() -> HostState {
+        let node: Config = "[origins.o]\ntype = \"http\"\ntargets = [\"http://127.0.0.1:1\"]\n[[behaviors]]\npath = \"*\"\norigin = \"o\"\n"
+            .parse()
+            .expect("valid config");
+        let request = RequestView {
+            method: http::Method::GET,
+            uri: "/x".parse().expect("uri"),
+            headers: http::HeaderMap::new(),
+        };
+        HostState::new(
+            Arc::new(node),
+            request,
+            "127.0.0.1".parse().expect("ip"),
+            None,
+        )
+    }
+
+    #[test]
+    fn logs_are_collected_and_changes_returned() {
+        let engine = FunctionEngine::new(16 << 20, None).expect("engine");
+        let function = engine
+            .load(&config("logger"), LOGGER.as_bytes())
+            .expect("loads");
+        let (decision, state) = invoke(&engine, &function, Event::ViewerRequest, 1, state());
+        assert_eq!(decision.expect("runs"), Decision::Continue);
+        assert_eq!(
+            state.logs,
+            vec![(log_level::INFO, "hello from wasm".to_owned())],
+            "level 9 is refused"
+        );
+        assert_eq!(state.request.headers["x-a"], "1");
+        assert!(state.output.is_none(), "no WASI call, no WASI context");
+    }
+
+    #[test]
+    fn compiled_code_is_cached_on_disk() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let engine = FunctionEngine::new(16 << 20, Some(dir.path().to_owned())).expect("engine");
+        let first = engine
+            .load(&config("logger"), LOGGER.as_bytes())
+            .expect("loads");
+        let files: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("cache dir")
+            .filter_map(|e| e.ok())
+            .collect();
+        assert_eq!(files.len(), 1, "one compiled module");
+        let name = files[0].file_name().to_string_lossy().into_owned();
+        assert!(
+            name.starts_with(&first.hash) && name.ends_with(".cwasm"),
+            "{name}"
+        );
+        // A second engine (a restart) loads from the cache and runs the same.
+        let engine = FunctionEngine::new(16 << 20, Some(dir.path().to_owned())).expect("engine");
+        let again = engine
+            .load(&config("logger"), LOGGER.as_bytes())
+            .expect("loads from cache");
+        let (decision, _) = invoke(&engine, &again, Event::ViewerRequest, 2, state());
+        assert_eq!(decision.expect("runs"), Decision::Continue);
+        // A corrupt cache file is ignored and replaced, not trusted.
+        std::fs::write(files[0].path(), b"garbage").expect("write");
+        engine
+            .load(&config("logger"), LOGGER.as_bytes())
+            .expect("recompiles");
+    }
+
+    #[test]
+    fn module_size_limit_is_enforced() {
+        let engine = FunctionEngine::new(16 << 20, None).expect("engine");
+        let mut small = config("big");
+        small.limits.max_module_size = 100;
+        let error = engine
+            .load(&small, LOGGER.as_bytes())
+            .err()
+            .expect("refused");
+        assert!(
+            error.to_string().contains("over the limit of 100"),
+            "{error}"
+        );
     }
 }

@@ -115,12 +115,11 @@ pub struct HostState {
     pub memory: Option<Memory>,
     /// The memory limit. Set by `invoke`.
     pub limiter: MemoryLimiter,
-    /// WASI preview 1 with nothing preopened; stdout/stderr captured. Built by `invoke`.
-    pub wasi: WasiP1Ctx,
-    /// Captured stdout.
-    pub stdout: MemoryOutputPipe,
-    /// Captured stderr.
-    pub stderr: MemoryOutputPipe,
+    /// WASI preview 1 with nothing preopened, stdout/stderr captured; built on the first WASI
+    /// call, since most invocations make none and building it costs about half a microsecond.
+    wasi: Option<WasiP1Ctx>,
+    /// Captured stdout and stderr, once WASI is built.
+    pub output: Option<(MemoryOutputPipe, MemoryOutputPipe)>,
 }
 
 /// Bytes of stdout/stderr kept per invocation; a guest printing more loses the rest.
@@ -134,13 +133,6 @@ impl HostState {
         client_ip: IpAddr,
         response: Option<ResponseView>,
     ) -> Self {
-        let stdout = MemoryOutputPipe::new(MAX_CAPTURED_OUTPUT);
-        let stderr = MemoryOutputPipe::new(MAX_CAPTURED_OUTPUT);
-        // No args, env, preopens or sockets: a function's only world is the host calls.
-        let wasi = wasmtime_wasi::WasiCtxBuilder::new()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .build_p1();
         HostState {
             event: Event::ViewerRequest,
             function: Arc::from(""),
@@ -159,9 +151,23 @@ impl HostState {
                 limit: 0,
                 hit: false,
             },
-            wasi,
-            stdout,
-            stderr,
+            wasi: None,
+            output: None,
         }
+    }
+
+    /// The WASI context, built on first use (the linker's projection for WASI calls).
+    pub fn wasi(&mut self) -> &mut WasiP1Ctx {
+        let output = &mut self.output;
+        self.wasi.get_or_insert_with(|| {
+            let stdout = MemoryOutputPipe::new(MAX_CAPTURED_OUTPUT);
+            let stderr = MemoryOutputPipe::new(MAX_CAPTURED_OUTPUT);
+            *output = Some((stdout.clone(), stderr.clone()));
+            // No args, env, preopens or sockets: a function's only world is the host calls.
+            wasmtime_wasi::WasiCtxBuilder::new()
+                .stdout(stdout)
+                .stderr(stderr)
+                .build_p1()
+        })
     }
 }

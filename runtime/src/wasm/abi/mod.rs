@@ -21,6 +21,6 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     cache::add_to_linker(linker)?;
     origin::add_to_linker(linker)?;
     log::add_to_linker(linker)?;
-    wasmtime_wasi::p1::add_to_linker_sync(linker, |s: &mut HostState| &mut s.wasi)?;
+    wasmtime_wasi::p1::add_to_linker_sync(linker, HostState::wasi)?;
     Ok(())
 }
