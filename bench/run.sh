@@ -3,10 +3,12 @@
 #
 # Run from the repo root:   bash bench/run.sh
 # Environment:
-#   DURATION=10   seconds per wrk run
-#   RUNS=3        runs per cell (server x object); the median by req/s is reported
-#   SKIP_EDGE=1   leave the edge node out (e.g. while it does not build)
-#   SKIP_NGINX=1  leave nginx out
+#   DURATION=10     seconds per wrk run
+#   RUNS=3          runs per cell (server x object); the median by req/s is reported
+#   NOISE_LIMIT=15  a run during which other processes used more than this % of a core is
+#                   flagged and left out of the median
+#   SKIP_EDGE=1     leave the edge node out (e.g. while it does not build)
+#   SKIP_NGINX=1    leave nginx out
 #
 # See bench/README.md for what the numbers mean.
 set -euo pipefail
@@ -17,6 +19,7 @@ DURATION="${DURATION:-10}"
 RUNS="${RUNS:-3}"
 SKIP_EDGE="${SKIP_EDGE:-0}"
 SKIP_NGINX="${SKIP_NGINX:-0}"
+NOISE_LIMIT="${NOISE_LIMIT:-15}"
 
 # The load generator always gets CPU 1 and every server under test CPU 0: on a 2-core machine an
 # unpinned run is bimodal (it depends on where connections land), so pinning is what makes the
@@ -110,7 +113,7 @@ free_port() {
 wait_http() {
     local name="$1" pid="$2" url="$3" code
     for _ in $(seq 200); do
-        kill -0 "$pid" 2>/dev/null || die "$name exited during startup (log: see above)"
+        kill -0 "$pid" 2>/dev/null || die "$name exited during startup"
         code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)"
         [[ "$code" != 000 ]] && return 0
         sleep 0.05
@@ -119,7 +122,7 @@ wait_http() {
 }
 
 # start_origin NAME [PREFIX...]: start bench_origin (behind an optional command prefix such as
-# taskset) on a free port; sets ORIGIN_ADDR_RESULT to its address.
+# taskset) on a free port; sets ORIGIN_ADDR_RESULT and ORIGIN_PID_RESULT.
 start_origin() {
     local name="$1" out pid addr
     shift
@@ -137,23 +140,34 @@ start_origin() {
     [[ -n "$addr" ]] || die "$name did not print its address"
     wait_http "$name" "$pid" "http://$addr/__ready"
     ORIGIN_ADDR_RESULT="$addr"
+    ORIGIN_PID_RESULT="$pid"
+}
+
+# check_hit NAME BASEURL OBJECT HEADER VALUE-REGEX: one GET that must be a cache hit with the full
+# body; returns non-zero (with the headers on stderr) otherwise.
+check_hit() {
+    local name="$1" base="$2" obj="$3" header="$4" want="$5" headers size
+    headers="$WORK/hit-$name-$obj.headers"
+    size="$(curl -sS -D "$headers" -o /dev/null -w '%{size_download}' --max-time 10 "$base/$obj")" \
+        || { log "$name: GET $base/$obj failed"; return 1; }
+    if ! grep -qiE "^$header:[[:space:]]*$want" "$headers"; then
+        cat "$headers" >&2
+        log "$name: GET $base/$obj was not a cache hit (expected '$header: $want'; headers above)"
+        return 1
+    fi
+    if [[ "$size" != "${OBJECT_SIZE[$obj]}" ]]; then
+        log "$name: cached $base/$obj has $size bytes, expected ${OBJECT_SIZE[$obj]}"
+        return 1
+    fi
 }
 
 # prime NAME BASEURL HEADER VALUE-REGEX: fetch each object twice; the second answer must be a
 # cache hit with the full body, otherwise the benchmark would measure the origin path.
 prime() {
-    local name="$1" base="$2" header="$3" want="$4" obj headers size
+    local name="$1" base="$2" header="$3" want="$4" obj
     for obj in "${OBJECTS[@]}"; do
         curl -sS -o /dev/null --max-time 10 "$base/$obj" || die "$name: priming $base/$obj failed"
-        headers="$WORK/prime-$name-$obj.headers"
-        size="$(curl -sS -D "$headers" -o /dev/null -w '%{size_download}' --max-time 10 "$base/$obj")" \
-            || die "$name: second request to $base/$obj failed"
-        if ! grep -qiE "^$header:[[:space:]]*$want" "$headers"; then
-            cat "$headers" >&2
-            die "$name: second GET $base/$obj was not a cache hit (expected '$header: $want'; headers above)"
-        fi
-        [[ "$size" == "${OBJECT_SIZE[$obj]}" ]] \
-            || die "$name: cached $base/$obj has $size bytes, expected ${OBJECT_SIZE[$obj]}"
+        check_hit "$name" "$base" "$obj" "$header" "$want" || die "$name: priming failed"
     done
     log "$name: cache primed, second requests were hits"
 }
@@ -166,11 +180,55 @@ to_us() {
         printf "%.0f", x }'
 }
 
-# run_wrk SERVER OBJECT URL RUN: one wrk run; appends "rps p50_us p99_us" to the cell's file.
+# CPU accounting, to notice runs disturbed by something else on this 2-core machine (typically a
+# cargo build or test run of another engineer): anything else that runs takes CPU from the
+# server or from wrk and skews the figures, ratios included.
+CLK_TCK="$(getconf CLK_TCK)"
+# Jiffies the whole machine spent busy (user, nice, system, irq, softirq), and in all.
+machine_jiffies() {
+    awk '$1 == "cpu" { busy = $2 + $3 + $4 + $7 + $8; print busy, busy + $5 + $6 }' /proc/stat
+}
+# Jiffies used by a process, its threads and its direct children (nginx's worker).
+tree_jiffies() {
+    local p total=0 j
+    for p in "$1" $(pgrep -P "$1" || true); do
+        # Fields after the ")" that closes the command name: utime and stime are the 12th and 13th.
+        j="$(awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null || echo 0)"
+        total=$((total + j))
+    done
+    echo "$total"
+}
+NOISY_CELLS=()
+RETRIES_LEFT=6
+
+# wait_quiet: with every server idle, wait (30 s at most) until other processes use less than
+# NOISE_LIMIT % of a core over one second.
+wait_quiet() {
+    local b0 b1 t0 t1 pct
+    for _ in $(seq 30); do
+        read -r b0 t0 < <(machine_jiffies)
+        sleep 1
+        read -r b1 t1 < <(machine_jiffies)
+        pct=$(( (b1 - b0) * 100 * $(nproc) / (t1 - t0 > 0 ? t1 - t0 : 1) ))
+        ((pct <= NOISE_LIMIT)) && return 0
+    done
+    log "warning: the machine stayed busy (${pct}% of a core) for 30 s; measuring anyway"
+}
+
+# run_wrk SERVER OBJECT URL RUN: one wrk run; appends "rps p50_us p99_us clean" to the cell's
+# file and sets LAST_CLEAN, clean being 0 when other processes disturbed the run.
 run_wrk() {
     local server="$1" obj="$2" url="$3" run="$4" out rps p50 p99 bad errs
+    local pid="${SERVER_PID[$server]}" m0 m1 s0 s1 times wall wrk_j others clean note=""
     out="$WORK/wrk-$server-$obj-$run.txt"
-    taskset -c "$WRK_CPU" wrk "${WRK_ARGS[@]}" "$url" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed"; }
+    read -r m0 _ < <(machine_jiffies)
+    s0="$(tree_jiffies "$pid")"
+    # `time` gives wrk's own CPU use; the rest of the machine's busy time, less the server's, is
+    # somebody else's.
+    times="$( { TIMEFORMAT='%R %U %S'; time taskset -c "$WRK_CPU" wrk "${WRK_ARGS[@]}" "$url" >"$out" 2>&1; } 2>&1 )" \
+        || { cat "$out" >&2; die "wrk failed"; }
+    read -r m1 _ < <(machine_jiffies)
+    s1="$(tree_jiffies "$pid")"
     rps="$(awk '/^Requests\/sec:/ {print $2}' "$out")"
     p50="$(awk '$1 == "50%" {print $2}' "$out")"
     p99="$(awk '$1 == "99%" {print $2}' "$out")"
@@ -180,15 +238,31 @@ run_wrk() {
     [[ -z "$bad" ]] || { cat "$out" >&2; die "$server $obj: $bad non-2xx/3xx responses"; }
     errs="$(grep -E '^ *Socket errors:' "$out" || true)"
     [[ -z "$errs" ]] || log "warning: $server $obj run $run:$errs"
-    printf '%s %s %s\n' "$rps" "$(to_us "$p50")" "$(to_us "$p99")" >>"$WORK/cell-$server-$obj"
-    log "$(printf '%-5s %-5s run %d/%d: %10.0f req/s  p50 %s  p99 %s' \
-        "$server" "$obj" "$run" "$RUNS" "$rps" "$p50" "$p99")"
+
+    read -r wall wrk_j < <(awk -v t="$times" -v hz="$CLK_TCK" \
+        'BEGIN { split(t, a, " "); print a[1], (a[2] + a[3]) * hz }')
+    # Percent of one core used by other processes during the run.
+    others="$(awk -v m="$((m1 - m0))" -v s="$((s1 - s0))" -v w="$wrk_j" -v wall="$wall" -v hz="$CLK_TCK" \
+        'BEGIN { x = (m - s - w) / (wall * hz) * 100; printf "%.0f", (x < 0 ? 0 : x) }')"
+    clean=1
+    if ((others > NOISE_LIMIT)); then
+        clean=0
+        note="  <- disturbed"
+        NOISY_CELLS+=("$server/$obj run $run (${others}%)")
+    fi
+    LAST_CLEAN="$clean"
+    printf '%s %s %s %s\n' "$rps" "$(to_us "$p50")" "$(to_us "$p99")" "$clean" >>"$WORK/cell-$server-$obj"
+    log "$(printf '%-5s %-5s run %d/%d: %8.0f req/s  p50 %-9s p99 %-9s others %3d%% of a core%s' \
+        "$server" "$obj" "$run" "$RUNS" "$rps" "$p50" "$p99" "$others" "$note")"
 }
 
-# median SERVER OBJECT: the run with the median req/s ("rps p50 p99"); with an even RUNS, the
-# upper of the two middle runs.
+# median SERVER OBJECT: the run with the median req/s ("rps p50 p99 clean"), taken over the
+# undisturbed runs if there are any; with an even count, the upper of the two middle runs.
 median() {
-    sort -n -k1,1 "$WORK/cell-$1-$2" | awk -v n="$RUNS" 'NR == int(n / 2) + 1'
+    local file="$WORK/cell-$1-$2" runs
+    runs="$(awk '$4 == 1' "$file")"
+    [[ -n "$runs" ]] || runs="$(cat "$file")"
+    sort -n -k1,1 <<<"$runs" | awk -v n="$(wc -l <<<"$runs")" 'NR == int(n / 2) + 1'
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -196,11 +270,12 @@ median() {
 # interleaved (below).
 # ---------------------------------------------------------------------------------------------
 SERVERS=()
-declare -A URL
+declare -A URL SERVER_PID
 
 # 1. Plain hyper: the ceiling. Pinned like every server under test.
 start_origin hyper taskset -c "$SERVER_CPU"
 URL[hyper]="http://$ORIGIN_ADDR_RESULT"
+SERVER_PID[hyper]="$ORIGIN_PID_RESULT"
 SERVERS+=(hyper)
 log "hyper baseline on $ORIGIN_ADDR_RESULT (CPU $SERVER_CPU)"
 
@@ -240,10 +315,12 @@ EOF
     EDGE_PID=$!
     PIDS+=("$EDGE_PID")
     if ! (wait_http edge "$EDGE_PID" "http://127.0.0.1:$EDGE_PORT/__ready"); then
+        echo "--- edge log:" >&2
         cat "$WORK/edge.log" >&2
-        die "edge node did not start (config: see $0; set SKIP_EDGE=1 to benchmark without it)"
+        die "edge node did not start with the config that $0 writes (set SKIP_EDGE=1 to benchmark without it)"
     fi
     URL[edge]="http://127.0.0.1:$EDGE_PORT"
+    SERVER_PID[edge]="$EDGE_PID"
     prime edge "${URL[edge]}" X-Cache Hit
     SERVERS+=(edge)
     log "edge on 127.0.0.1:$EDGE_PORT (CPU $SERVER_CPU)"
@@ -322,6 +399,7 @@ EOF
         die "nginx did not start"
     fi
     URL[nginx]="http://127.0.0.1:$NGINX_PORT"
+    SERVER_PID[nginx]="$NGINX_PID"
     prime nginx "${URL[nginx]}" X-Cache-Status HIT
     SERVERS+=(nginx)
     log "nginx on 127.0.0.1:$NGINX_PORT (CPU $SERVER_CPU)"
@@ -331,24 +409,42 @@ fi
 # Measure. Rounds are interleaved (every cell once per round) so that a slow drift of the
 # machine, e.g. a build starting elsewhere, spreads over all rows instead of biasing one.
 # ---------------------------------------------------------------------------------------------
-# Another build on this 2-core machine takes CPU from the server or from wrk; say so, since it
-# makes the figures (ratios too) unreliable.
-NOISY=0
-check_quiet() {
-    if pgrep -x rustc >/dev/null || pgrep -x cargo >/dev/null; then
-        NOISY=1
-        log "warning: a cargo/rustc process is running; figures from this round are unreliable"
-    fi
-}
 log "measuring: ${SERVERS[*]} x ${OBJECTS[*]}, $RUNS runs of ${DURATION}s each"
 for run in $(seq "$RUNS"); do
-    check_quiet
     for obj in "${OBJECTS[@]}"; do
         for server in "${SERVERS[@]}"; do
-            run_wrk "$server" "$obj" "${URL[$server]}/$obj" "$run"
+            # A disturbed run is repeated (twice at most, 6 times in all), after waiting for the
+            # machine to calm down, so that every cell's median is taken over the same number of
+            # undisturbed runs where possible.
+            for attempt in 1 2 3; do
+                run_wrk "$server" "$obj" "${URL[$server]}/$obj" "$run"
+                ((LAST_CLEAN)) && break
+                ((attempt < 3 && RETRIES_LEFT > 0)) || break
+                RETRIES_LEFT=$((RETRIES_LEFT - 1))
+                wait_quiet
+            done
         done
     done
 done
+
+# Still hits after the load? (An entry evicted or expired mid-run would have sent wrk's requests
+# to the origin.) And anything the servers logged is worth a look.
+for obj in "${OBJECTS[@]}"; do
+    if [[ -n "${URL[edge]:-}" ]]; then
+        check_hit edge "${URL[edge]}" "$obj" X-Cache Hit || log "warning: edge figures may include misses"
+    fi
+    if [[ -n "${URL[nginx]:-}" ]]; then
+        check_hit nginx "${URL[nginx]}" "$obj" X-Cache-Status HIT || log "warning: nginx figures may include misses"
+    fi
+done
+if [[ -s "$WORK/edge.log" ]]; then
+    log "edge logged $(wc -l <"$WORK/edge.log") line(s) at RUST_LOG=warn; the last ones:"
+    tail -n 5 "$WORK/edge.log" >&2
+fi
+if [[ -n "${NGX:-}" ]] && grep -v 'the "user" directive' "$NGX/error.log" | grep -q .; then
+    log "nginx error.log; the last lines:"
+    grep -v 'the "user" directive' "$NGX/error.log" | tail -n 5 >&2
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Report
@@ -357,24 +453,29 @@ fmt_us() { awk -v x="$1" 'BEGIN { if (x >= 10000) printf "%.1f ms", x / 1000; el
 
 echo
 echo "wrk ${WRK_ARGS[*]} (pinned to CPU $WRK_CPU), servers pinned to CPU $SERVER_CPU;" \
-    "median of $RUNS runs by req/s. $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -r)."
+    "each row the median run by req/s of $RUNS (undisturbed runs only, where a cell has any)." \
+    "$(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -r)."
 echo
 echo "| object | server | req/s | p50 | p99 | × hyper |"
 echo "|---|---|---:|---:|---:|---:|"
 declare -A RPS
 for obj in "${OBJECTS[@]}"; do
-    read -r hyper_rps _ _ < <(median hyper "$obj")
+    read -r hyper_rps _ _ _ < <(median hyper "$obj")
     for server in "${SERVERS[@]}"; do
-        read -r rps p50 p99 < <(median "$server" "$obj")
+        read -r rps p50 p99 clean < <(median "$server" "$obj")
         RPS[$server-$obj]="$rps"
         ratio="$(awk -v a="$rps" -v b="$hyper_rps" 'BEGIN { printf "%.2f", a / b }')"
-        printf '| %s | %s | %.0f | %s | %s | %s |\n' "${OBJECT_LABEL[$obj]}" "$server" "$rps" \
-            "$(fmt_us "$p50")" "$(fmt_us "$p99")" "$ratio"
+        mark=""
+        if ((!clean)); then mark=" (disturbed)"; fi
+        printf '| %s | %s | %.0f%s | %s | %s | %s |\n' "${OBJECT_LABEL[$obj]}" "$server" "$rps" \
+            "$mark" "$(fmt_us "$p50")" "$(fmt_us "$p99")" "$ratio"
     done
 done
 echo
-if ((NOISY)); then
-    echo "Warning: a cargo/rustc build ran during the measurement; rerun on a quiet machine."
+if ((${#NOISY_CELLS[@]})); then
+    echo "Warning: other processes used more than ${NOISE_LIMIT}% of a core during:" \
+        "${NOISY_CELLS[*]}. Those runs were repeated and left out of the medians; a row marked" \
+        "(disturbed) had no undisturbed run and is unreliable: rerun on a quiet machine."
     echo
 fi
 if [[ -n "${RPS[edge-1k]:-}" ]]; then

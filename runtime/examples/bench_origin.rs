@@ -52,16 +52,30 @@ struct Objects {
 impl Objects {
     fn new() -> Self {
         // Non-uniform content so that nothing along the way can get away with a trivial body.
-        let make = |len: usize| -> Bytes { (0..len).map(|i| (i % 251) as u8).collect::<Vec<u8>>().into() };
-        Objects { small: make(1024), large: make(102_400) }
+        let make = |len: usize| -> Bytes {
+            (0..len)
+                .map(|i| (i % 251) as u8)
+                .collect::<Vec<u8>>()
+                .into()
+        };
+        Objects {
+            small: make(1024),
+            large: make(102_400),
+        }
     }
 }
 
 fn object_response(body: &Bytes, etag: &'static str) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(body.clone()));
     let headers = resp.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400"));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=86400"),
+    );
     headers.insert(ETAG, HeaderValue::from_static(etag));
     resp
 }
@@ -69,7 +83,8 @@ fn object_response(body: &Bytes, etag: &'static str) -> Response<Full<Bytes>> {
 fn not_found() -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from_static(b"not found\n")));
     *resp.status_mut() = StatusCode::NOT_FOUND;
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     resp
 }
 
@@ -95,7 +110,9 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
     let local = listener.local_addr().context("reading the bound address")?;
     {
         // The script reads this line to learn the port, so it must not sit in a buffer.
@@ -128,7 +145,9 @@ async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
         tokio::spawn(async move {
             // The answer is computed synchronously, so the future is a ready one: no per-request
             // clone of `objects` and no boxed state machine.
-            let service = service_fn(move |req: Request<Incoming>| std::future::ready(handle(&objects, &req)));
+            let service = service_fn(move |req: Request<Incoming>| {
+                std::future::ready(handle(&objects, &req))
+            });
             // Errors here are clients going away mid-request (e.g. wrk stopping); the
             // benchmark has nothing to do about them, so they are dropped quietly.
             let _ = http.serve_connection(TokioIo::new(stream), service).await;
