@@ -14,7 +14,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::access_log::{self, AccessRecord, LoggedBody};
@@ -22,7 +22,7 @@ use crate::body::EdgeBody;
 use crate::config::Config;
 use crate::error::StartError;
 use crate::flow::{self, RequestCtx};
-use crate::Node;
+use crate::{Edge, Node};
 
 /// How long in-flight requests may run after shutdown begins before their connections are cut.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -30,12 +30,13 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// slow-loris connections cannot pile up.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A node serving on a socket.
+/// A node serving on a socket (and its admin API, if configured).
 pub struct RunningNode {
     addr: SocketAddr,
-    node: Arc<Node>,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    admin_addr: Option<SocketAddr>,
+    edge: Arc<Edge>,
+    shutdown: Option<watch::Sender<bool>>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl RunningNode {
@@ -44,14 +45,24 @@ impl RunningNode {
         self.addr
     }
 
-    /// The node, for inspection (cache size, config).
-    pub fn node(&self) -> &Arc<Node> {
-        &self.node
+    /// The admin API's bound address, if enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// The current version of the node, for inspection (cache size, config).
+    pub fn node(&self) -> Arc<Node> {
+        self.edge.current()
+    }
+
+    /// The node across versions: reload, function stages.
+    pub fn edge(&self) -> &Arc<Edge> {
+        &self.edge
     }
 
     /// Waits until the node stops on its own (its shutdown signal fired) and has drained.
     pub async fn shutdown_when_done(mut self) {
-        if let Some(task) = self.task.take() {
+        for task in std::mem::take(&mut self.tasks) {
             let _ = task.await;
         }
     }
@@ -59,9 +70,9 @@ impl RunningNode {
     /// Stops accepting, waits for in-flight requests (up to [`DEFAULT_SHUTDOWN_GRACE`]).
     pub async fn shutdown(mut self) {
         if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+            let _ = tx.send(true);
         }
-        if let Some(task) = self.task.take() {
+        for task in std::mem::take(&mut self.tasks) {
             let _ = task.await;
         }
     }
@@ -70,40 +81,79 @@ impl RunningNode {
 impl Drop for RunningNode {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+            let _ = tx.send(true);
         }
     }
 }
 
-/// Loads the config's functions, binds `config.server.listen` and serves until [`RunningNode::shutdown`] or `signal`.
+/// Loads the config's functions, binds `config.server.listen` (and the admin API's address)
+/// and serves until [`RunningNode::shutdown`] or `signal`.
 pub async fn start(
     config: Config,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> Result<RunningNode, StartError> {
     let listen = config.server.listen;
-    let bind_error = |source| StartError::Bind {
+    let admin = config.admin.clone();
+    let edge = Arc::new(Edge::new(config)?);
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
         addr: listen,
         source,
+    })?;
+    let (tx, rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
     };
-    let node = Arc::new(Node::new(config)?);
-    let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
-    let addr = listener.local_addr().map_err(bind_error)?;
-    let (tx, rx) = oneshot::channel();
-    let task = tokio::spawn(serve(listener, Arc::clone(&node), async move {
-        tokio::select! {
-            _ = rx => {}
-            _ = signal => {}
-        }
-    }));
+    let mut tasks = Vec::new();
+    let mut admin_addr = None;
+    if let Some(admin) = admin {
+        let admin_listener =
+            TcpListener::bind(admin.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: admin.listen,
+                    source,
+                })?;
+        admin_addr = Some(
+            admin_listener
+                .local_addr()
+                .map_err(|source| StartError::Bind {
+                    addr: admin.listen,
+                    source,
+                })?,
+        );
+        tasks.push(tokio::spawn(crate::admin::serve(
+            admin_listener,
+            Arc::clone(&edge),
+            admin,
+            stopped(rx.clone()),
+        )));
+    }
+    let signal_tx = tx.clone();
+    tokio::spawn(async move {
+        signal.await;
+        let _ = signal_tx.send(true);
+    });
+    tasks.push(tokio::spawn(serve(
+        listener,
+        Arc::clone(&edge),
+        stopped(rx),
+    )));
     Ok(RunningNode {
         addr,
-        node,
+        admin_addr,
+        edge,
         shutdown: Some(tx),
-        task: Some(task),
+        tasks,
     })
 }
 
-async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: impl Future<Output = ()>) {
+async fn serve(listener: TcpListener, edge: Arc<Edge>, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -117,9 +167,10 @@ async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: impl Future<Out
                     // Headers and body leave in separate writes at times; without TCP_NODELAY the
                     // second waits for the viewer's delayed ACK (40 ms on Linux).
                     let _ = stream.set_nodelay(true);
-                    let node = Arc::clone(&node);
+                    let edge = Arc::clone(&edge);
                     let service = service_fn(move |request| {
-                        let node = Arc::clone(&node);
+                        // Each request runs on the version current when it arrives.
+                        let node = edge.current();
                         async move { Ok::<_, Infallible>(serve_request(&node, request, viewer).await) }
                     });
                     let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));

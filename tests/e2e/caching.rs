@@ -474,7 +474,8 @@ async fn cache_stays_within_max_size() -> Result<()> {
     for i in 0..40 {
         assert_eq!(node.get(&format!("/{i}")).await?.body.len(), 8 * 1024);
     }
-    let store = node.node.node().cache();
+    let current = node.node.node();
+    let store = current.cache();
     assert!(
         store.weight() <= 64 * 1024,
         "cache holds {} bytes, over max_size",

@@ -64,6 +64,26 @@ pub struct Config {
     pub behaviors: Vec<BehaviorConfig>,
     /// `[functions.*]`, sorted by name; behaviors refer to them by index.
     pub functions: Vec<FunctionConfig>,
+    /// `[admin]`, if the admin API is enabled.
+    pub admin: Option<AdminConfig>,
+}
+
+/// Where the admin API listens when `[admin] listen` is absent: loopback only.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
+/// Largest module upload when `[admin] max_upload_size` is absent.
+pub const DEFAULT_MAX_UPLOAD_SIZE: u64 = 8 * 1024 * 1024;
+
+/// `[admin]`
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Admin listener address.
+    pub listen: SocketAddr,
+    /// Bearer token; required unless `listen` is loopback.
+    pub token: Option<String>,
+    /// Where uploads and stages persist; `None` keeps them in memory only.
+    pub data_dir: Option<PathBuf>,
+    /// Largest upload accepted.
+    pub max_upload_size: usize,
 }
 
 /// One `[functions.NAME]` entry.
@@ -337,7 +357,12 @@ impl Validator<'_> {
             Some(dir) => Some(self.path(dir.get_ref())),
             None => default_compile_cache(),
         };
+        let admin = match &raw.admin {
+            Some(a) => Some(self.admin(a)?),
+            None => None,
+        };
         Ok(Config {
+            admin,
             server: ServerConfig {
                 listen,
                 compile_cache,
@@ -471,6 +496,73 @@ impl Validator<'_> {
         Ok(Target {
             scheme: Scheme::HTTP,
             authority,
+        })
+    }
+
+    fn admin(&self, raw: &Spanned<raw::RawAdmin>) -> Result<AdminConfig, Error> {
+        let span = raw.span();
+        let raw = raw.get_ref();
+        let listen: SocketAddr = match &raw.listen {
+            Some(v) => v.get_ref().parse().map_err(|_| {
+                self.invalid(
+                    v,
+                    "admin.listen",
+                    format!(
+                        "{:?} is not an address like \"127.0.0.1:9901\"",
+                        v.get_ref()
+                    ),
+                )
+            })?,
+            None => DEFAULT_ADMIN_LISTEN
+                .parse()
+                .expect("DEFAULT_ADMIN_LISTEN is a valid address"),
+        };
+        let token = match (&raw.token, &raw.token_env) {
+            (Some(t), None) if t.get_ref().len() >= 16 => Some(t.get_ref().clone()),
+            (Some(t), None) => {
+                return Err(self.invalid(t, "admin.token", "must be at least 16 characters"))
+            }
+            (None, Some(var)) => match std::env::var(var.get_ref()) {
+                Ok(t) if t.len() >= 16 => Some(t),
+                Ok(_) => {
+                    return Err(self.invalid(
+                        var,
+                        "admin.token_env",
+                        format!("${} must hold at least 16 characters", var.get_ref()),
+                    ))
+                }
+                Err(_) => {
+                    return Err(self.invalid(
+                        var,
+                        "admin.token_env",
+                        format!("${} is not set", var.get_ref()),
+                    ))
+                }
+            },
+            (Some(t), Some(_)) => {
+                return Err(self.invalid(t, "admin.token", "set `token` or `token_env`, not both"))
+            }
+            (None, None) => None,
+        };
+        if token.is_none() && !listen.ip().is_loopback() {
+            return Err(self.error(
+                span,
+                "admin.listen",
+                format!(
+                    "{listen} is not loopback: set `token` or `token_env` to expose the admin API"
+                ),
+            ));
+        }
+        let max_upload_size = self.size(
+            raw.max_upload_size.as_ref(),
+            "admin.max_upload_size",
+            DEFAULT_MAX_UPLOAD_SIZE,
+        )?;
+        Ok(AdminConfig {
+            listen,
+            token,
+            data_dir: raw.data_dir.as_ref().map(|d| self.path(d.get_ref())),
+            max_upload_size: usize::try_from(max_upload_size).unwrap_or(usize::MAX),
         })
     }
 

@@ -25,6 +25,24 @@ pub struct RawConfig {
     /// `[functions.NAME]`, one table per edge function.
     #[serde(default)]
     pub functions: BTreeMap<Spanned<String>, RawFunction>,
+    /// `[admin]`: the admin API; absent means no admin listener.
+    pub admin: Option<Spanned<RawAdmin>>,
+}
+
+/// `[admin]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// `listen = "127.0.0.1:9901"`
+    pub listen: Option<Spanned<String>>,
+    /// `token = "..."`: the bearer token every admin call must carry
+    pub token: Option<Spanned<String>>,
+    /// `token_env = "EDGE_ADMIN_TOKEN"`: read the token from this environment variable
+    pub token_env: Option<Spanned<String>>,
+    /// `data_dir = "./edge-data"`: where uploaded functions and their stages persist
+    pub data_dir: Option<Spanned<String>>,
+    /// `max_upload_size = "8 MiB"`
+    pub max_upload_size: Option<Spanned<String>>,
 }
 
 /// `[functions.NAME]`

@@ -34,6 +34,7 @@ pub fn invoke(
     state.limiter = MemoryLimiter {
         limit: function.limits.memory,
         hit: false,
+        peak: 0,
     };
     let mut store = Store::new(engine.engine(), state);
     store.limiter(|s| &mut s.limiter);

@@ -11,8 +11,10 @@
 pub mod abi;
 pub mod engine;
 pub mod invoke;
+pub mod lifecycle;
 pub mod registry;
 pub mod state;
+pub mod test_event;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,6 +22,7 @@ use std::time::Duration;
 use edge_sdk::abi::Event;
 
 pub use engine::FunctionEngine;
+pub use lifecycle::{Lifecycle, LifecycleError, Stage};
 pub use registry::{BehaviorFunctions, Function, Registry};
 
 /// A function that could not be loaded or did not run to completion.

@@ -1,9 +1,10 @@
-//! Loaded functions by name, and which function runs at which event of each behavior.
+//! Which function runs at which event of each behavior, for one version of the node.
 //!
-//! Built once at start from the config; a behavior with no functions gets an empty
-//! [`BehaviorFunctions`] and its requests never touch wasmtime.
+//! A registry is immutable: publishing a function or reloading the config builds a new one
+//! and swaps it in, while in-flight requests finish with the one they started with. A behavior
+//! with no functions gets an empty [`BehaviorFunctions`] and its requests never touch wasmtime.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use edge_sdk::abi::Event;
@@ -16,7 +17,7 @@ use crate::config::{Config, FunctionConfig, FunctionLimits};
 
 /// A validated, pre-linked function.
 pub struct Function {
-    /// Its config name.
+    /// Its name.
     pub name: Arc<str>,
     /// Pre-linked module: instantiation skips import resolution.
     pub(crate) pre: InstancePre<HostState>,
@@ -76,64 +77,48 @@ impl BehaviorFunctions {
     }
 }
 
-/// Every loaded function of a node.
+/// The functions of one node version.
 pub struct Registry {
-    /// The engine they run in.
-    pub engine: FunctionEngine,
-    functions: HashMap<String, Arc<Function>>,
+    /// The engine they run in (shared by every version).
+    pub engine: Arc<FunctionEngine>,
     behaviors: Vec<BehaviorFunctions>,
 }
 
 impl Registry {
-    /// Loads every `[functions.*]` module and resolves the behaviors' attachments. `None` when
-    /// the config declares no functions: no engine is created at all.
-    pub fn load(config: &Config) -> Result<Option<Self>, Error> {
-        if config.functions.is_empty() {
-            return Ok(None);
-        }
-        let max_memory = config
-            .functions
-            .iter()
-            .map(|f| f.limits.memory)
-            .max()
-            .unwrap_or(0);
-        let engine = FunctionEngine::new(max_memory, config.server.compile_cache.clone())?;
-        let mut functions = HashMap::new();
-        for f in &config.functions {
-            let loaded = engine.load_file(f)?;
-            tracing::info!(function = %f.name, module = %f.module.display(), size = loaded.size, events = ?loaded.events.iter().map(|e| e.export_name()).collect::<Vec<_>>(), "function loaded");
-            functions.insert(f.name.clone(), Arc::new(loaded));
-        }
+    /// Attaches `live` functions (by name) to the behaviors of `config`.
+    pub fn build(
+        config: &Config,
+        engine: Arc<FunctionEngine>,
+        live: &BTreeMap<String, Arc<Function>>,
+    ) -> Result<Self, Error> {
         let mut behaviors = Vec::with_capacity(config.behaviors.len());
         for (i, b) in config.behaviors.iter().enumerate() {
             let mut attached = BehaviorFunctions::default();
             for (event, index) in &b.functions {
                 let name = &config.functions[*index].name;
-                let function = Arc::clone(&functions[name]);
+                let function = live.get(name).ok_or_else(|| Error::Invalid {
+                    function: name.clone(),
+                    reason: format!("behaviors[{i}] uses it but it has no LIVE version"),
+                })?;
                 if !function.handles(*event) {
                     return Err(Error::Invalid {
                         function: name.clone(),
-                        reason: format!("behaviors[{i}] attaches it to {} but the module exports no `{}` entry point", event.config_name(), event.export_name()),
+                        reason: format!(
+                            "behaviors[{i}] attaches it to {} but the module exports no `{}` entry point",
+                            event.config_name(),
+                            event.export_name()
+                        ),
                     });
                 }
-                attached.by_event[*event as usize] = Some(function);
+                attached.by_event[*event as usize] = Some(Arc::clone(function));
             }
             behaviors.push(attached);
         }
-        Ok(Some(Registry {
-            engine,
-            functions,
-            behaviors,
-        }))
+        Ok(Registry { engine, behaviors })
     }
 
     /// The functions of behavior `index`.
     pub fn behavior(&self, index: usize) -> &BehaviorFunctions {
         &self.behaviors[index]
-    }
-
-    /// A function by name.
-    pub fn get(&self, name: &str) -> Option<&Arc<Function>> {
-        self.functions.get(name)
     }
 }

@@ -54,6 +54,8 @@ pub struct MemoryLimiter {
     pub limit: usize,
     /// Set when a growth beyond `limit` was refused.
     pub hit: bool,
+    /// Largest memory size granted, in bytes.
+    pub peak: usize,
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -64,7 +66,9 @@ impl ResourceLimiter for MemoryLimiter {
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let allowed = desired <= self.limit && maximum.is_none_or(|m| desired <= m);
-        if !allowed {
+        if allowed {
+            self.peak = self.peak.max(desired);
+        } else {
             self.hit = true;
         }
         Ok(allowed)
@@ -150,6 +154,7 @@ impl HostState {
             limiter: MemoryLimiter {
                 limit: 0,
                 hit: false,
+                peak: 0,
             },
             wasi: None,
             output: None,

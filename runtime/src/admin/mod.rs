@@ -1,0 +1,168 @@
+//! The admin API: a separate listener (loopback by default) for operators and the `edge` CLI.
+//! Every call needs `Authorization: Bearer <token>` when a token is configured; a call without
+//! it gets 401 and changes nothing.
+//!
+//! Routes: functions ([`functions`]: upload, describe, list, test, publish, rollback, delete)
+//! and invalidations ([`invalidation`]).
+
+pub mod functions;
+pub mod invalidation;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use crate::config::AdminConfig;
+use crate::Edge;
+
+/// What every admin handler returns.
+pub type AdminResponse = Response<Full<Bytes>>;
+
+/// Shared by every admin request.
+pub struct Admin {
+    /// The node.
+    pub edge: Arc<Edge>,
+    /// The admin settings.
+    pub config: AdminConfig,
+    /// Invalidations submitted so far.
+    pub invalidations: invalidation::Invalidations,
+}
+
+/// Serves the admin API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    edge: Arc<Edge>,
+    config: AdminConfig,
+    shutdown: impl Future<Output = ()>,
+) {
+    let admin = Arc::new(Admin {
+        edge,
+        config,
+        invalidations: Default::default(),
+    });
+    tracing::info!(addr = ?listener.local_addr().ok(), auth = admin.config.token.is_some(), "admin API listening");
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let admin = Arc::clone(&admin);
+                let service = service_fn(move |request| {
+                    let admin = Arc::clone(&admin);
+                    async move { Ok::<_, Infallible>(handle(&admin, request).await) }
+                });
+                tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+            }
+            () = &mut shutdown => break,
+        }
+    }
+}
+
+async fn handle(admin: &Admin, request: Request<Incoming>) -> AdminResponse {
+    if !authorized(admin, &request) {
+        let mut response = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+        response
+            .headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return response;
+    }
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let query = request.uri().query().unwrap_or("").to_owned();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let response = match (&method, segments.as_slice()) {
+        (&Method::GET, ["functions"]) => functions::list(admin),
+        (&Method::GET, ["functions", name]) => functions::describe(admin, name),
+        (&Method::PUT, ["functions", name]) => {
+            match read_body(request, admin.config.max_upload_size).await {
+                Ok(body) => functions::upload(admin, name, &body),
+                Err(response) => response,
+            }
+        }
+        (&Method::POST, ["functions", name, "test"]) => {
+            match read_body(request, admin.config.max_upload_size).await {
+                Ok(body) => functions::test(admin, name, &query, &body),
+                Err(response) => response,
+            }
+        }
+        (&Method::POST, ["functions", name, "publish"]) => functions::publish(admin, name),
+        (&Method::POST, ["functions", name, "rollback"]) => functions::rollback(admin, name),
+        (&Method::DELETE, ["functions", name]) => functions::delete(admin, name),
+        (&Method::POST, ["invalidations"]) => match read_body(request, 1024 * 1024).await {
+            Ok(body) => invalidation::create(admin, &body),
+            Err(response) => response,
+        },
+        (&Method::GET, ["invalidations", id]) => invalidation::status(admin, id),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            &format!("no admin route {method} {path}"),
+        ),
+    };
+    tracing::info!(target: "edge::admin", %method, %path, status = response.status().as_u16(), "admin call");
+    response
+}
+
+/// Constant-time token check, so the token cannot be guessed byte by byte from timings.
+fn authorized(admin: &Admin, request: &Request<Incoming>) -> bool {
+    let Some(token) = &admin.config.token else {
+        return true;
+    };
+    let Some(given) = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+/// Reads a request body of at most `limit` bytes, or the 413/400 response.
+async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, AdminResponse> {
+    match Limited::new(request.into_body(), limit).collect().await {
+        Ok(body) => Ok(body.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("body over the limit of {limit} bytes"),
+        )),
+        Err(e) => Err(error(
+            StatusCode::BAD_REQUEST,
+            &format!("cannot read the body: {e}"),
+        )),
+    }
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, value: &impl Serialize) -> AdminResponse {
+    let body = serde_json::to_vec_pretty(value).unwrap_or_else(|e| {
+        format!("{{\"error\":\"cannot encode the response: {e}\"}}").into_bytes()
+    });
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// A JSON error `{"error": message}`.
+pub fn error(status: StatusCode, message: &str) -> AdminResponse {
+    json(status, &serde_json::json!({ "error": message }))
+}

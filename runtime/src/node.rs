@@ -1,0 +1,170 @@
+//! The node and its versions. A [`Node`] is one immutable version: config, origins and the
+//! functions attached to behaviors. [`Edge`] holds the current version and swaps in a new one
+//! when the config is reloaded or a function is published; each request runs on the version
+//! it started with, so a swap drops nothing. The cache and request collapsing outlive versions.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+use crate::cache::{Coalescer, Store};
+use crate::config::Config;
+use crate::error::StartError;
+use crate::origin::Origin;
+use crate::wasm::{self, FunctionEngine, Lifecycle, Registry};
+
+/// One version of the node: what a request needs, fixed for its duration.
+pub struct Node {
+    /// The validated configuration.
+    pub(crate) config: Arc<Config>,
+    /// One origin per `config.origins` entry, same order.
+    pub(crate) origins: Arc<[Origin]>,
+    /// The object cache (shared by every version).
+    pub(crate) store: Arc<Store>,
+    /// Misses in flight, for request collapsing (shared by every version).
+    pub(crate) coalescer: Arc<Coalescer>,
+    /// Functions attached to behaviors; `None` when no behavior has any.
+    pub(crate) functions: Option<Arc<Registry>>,
+    next_request_id: Arc<AtomicU64>,
+}
+
+impl Node {
+    /// The configuration this version runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The object cache.
+    pub fn cache(&self) -> &Store {
+        &self.store
+    }
+
+    /// The functions attached to behaviors, if any.
+    pub fn functions(&self) -> Option<&Registry> {
+        self.functions.as_deref()
+    }
+
+    pub(crate) fn next_request_id(&self) -> u64 {
+        self.next_request_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// A running node: the current version, and what persists across versions.
+pub struct Edge {
+    current: ArcSwap<Node>,
+    /// Function stages; `None` when neither the config nor the admin API uses functions.
+    lifecycle: Option<Lifecycle>,
+    /// Serializes swaps so two publishes cannot interleave their reads and writes.
+    swap: Mutex<()>,
+}
+
+impl Edge {
+    /// Builds the first version from `config`: origins, an empty cache, the functions (from
+    /// their module files and the data directory).
+    pub fn new(config: Config) -> Result<Self, StartError> {
+        let lifecycle = if config.functions.is_empty() && config.admin.is_none() {
+            None
+        } else {
+            let max_memory = config
+                .functions
+                .iter()
+                .map(|f| f.limits.memory)
+                .max()
+                .unwrap_or(0)
+                .max(crate::config::DEFAULT_FUNCTION_MEMORY as usize);
+            let engine = Arc::new(FunctionEngine::new(
+                max_memory,
+                config.server.compile_cache.clone(),
+            )?);
+            let data_dir = config.admin.as_ref().and_then(|a| a.data_dir.clone());
+            Some(Lifecycle::load(&config, engine, data_dir)?)
+        };
+        let store = Arc::new(Store::new(
+            config.cache.max_size,
+            config.cache.max_object_size,
+        ));
+        let origins: Arc<[Origin]> = config.origins.iter().map(Origin::new).collect();
+        let node = Node {
+            functions: registry(&config, lifecycle.as_ref())?,
+            config: Arc::new(config),
+            origins,
+            store,
+            coalescer: Arc::default(),
+            next_request_id: Arc::new(AtomicU64::new(1)),
+        };
+        Ok(Edge {
+            current: ArcSwap::from_pointee(node),
+            lifecycle,
+            swap: Mutex::new(()),
+        })
+    }
+
+    /// The current version.
+    pub fn current(&self) -> Arc<Node> {
+        self.current.load_full()
+    }
+
+    /// Function stages, when functions are in use.
+    pub fn lifecycle(&self) -> Option<&Lifecycle> {
+        self.lifecycle.as_ref()
+    }
+
+    /// Rebuilds the current version's function attachments from the LIVE stages (after a
+    /// publish or rollback) and swaps it in.
+    pub fn refresh_functions(&self) -> Result<(), wasm::Error> {
+        let _swap = self.swap.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.current.load_full();
+        let functions = registry(&current.config, self.lifecycle.as_ref())?;
+        self.current.store(Arc::new(Node {
+            config: Arc::clone(&current.config),
+            origins: Arc::clone(&current.origins),
+            store: Arc::clone(&current.store),
+            coalescer: Arc::clone(&current.coalescer),
+            functions,
+            next_request_id: Arc::clone(&current.next_request_id),
+        }));
+        Ok(())
+    }
+
+    /// Swaps in a new config (validated by the caller): new origins and attachments, the same
+    /// cache. Functions must already be loaded in the lifecycle under their names; new ones in
+    /// the config are loaded here. The cache keeps its size until restart.
+    pub fn reload(&self, config: Config) -> Result<(), StartError> {
+        let _swap = self.swap.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.current.load_full();
+        if let Some(lifecycle) = &self.lifecycle {
+            lifecycle.reload_config(&config)?;
+        } else if !config.functions.is_empty() {
+            return Err(StartError::Function(wasm::Error::Engine(
+                "functions were added to a node started without any; restart it".into(),
+            )));
+        }
+        let functions = registry(&config, self.lifecycle.as_ref())?;
+        self.current.store(Arc::new(Node {
+            origins: config.origins.iter().map(Origin::new).collect(),
+            config: Arc::new(config),
+            store: Arc::clone(&current.store),
+            coalescer: Arc::clone(&current.coalescer),
+            functions,
+            next_request_id: Arc::clone(&current.next_request_id),
+        }));
+        Ok(())
+    }
+}
+
+/// The attachments for `config`, or `None` when no behavior has a function.
+fn registry(
+    config: &Config,
+    lifecycle: Option<&Lifecycle>,
+) -> Result<Option<Arc<Registry>>, wasm::Error> {
+    if config.behaviors.iter().all(|b| b.functions.is_empty()) {
+        return Ok(None);
+    }
+    let lifecycle = lifecycle.expect("a config with functions has a lifecycle");
+    Ok(Some(Arc::new(Registry::build(
+        config,
+        Arc::clone(lifecycle.engine()),
+        &lifecycle.live(),
+    )?)))
+}
