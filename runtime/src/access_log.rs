@@ -13,6 +13,7 @@ use http::{Method, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 
 use crate::body::{BodyError, EdgeBody};
+use crate::metrics::Metrics;
 
 /// What one access-log line says.
 #[derive(Debug)]
@@ -49,20 +50,31 @@ pub struct LoggedBody {
     /// `Content-Length`, if the response has one: hyper stops polling once it has sent that many
     /// bytes, so reaching it means complete.
     expected: Option<u64>,
+    /// Where the bytes sent are counted, once, when the body ends or is dropped.
+    metrics: Option<std::sync::Arc<Metrics>>,
 }
 
 impl LoggedBody {
     /// Wraps `body` of a response with `expected` bytes; `record` is `None` when logging is off.
-    pub fn new(body: EdgeBody, record: Option<Box<AccessRecord>>, expected: Option<u64>) -> Self {
+    pub fn new(
+        body: EdgeBody,
+        record: Option<Box<AccessRecord>>,
+        expected: Option<u64>,
+        metrics: std::sync::Arc<Metrics>,
+    ) -> Self {
         LoggedBody {
             body,
             record,
             bytes: 0,
             expected,
+            metrics: Some(metrics),
         }
     }
 
     fn emit(&mut self, complete: bool) {
+        if let Some(metrics) = self.metrics.take() {
+            metrics.served(self.bytes);
+        }
         if let Some(r) = self.record.take() {
             tracing::info!(
                 target: "edge::access",

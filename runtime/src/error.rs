@@ -3,7 +3,7 @@
 
 use http::{Method, StatusCode};
 
-use crate::{origin, wasm};
+use crate::{kv, origin, wasm};
 
 /// Who caused an error; decides the status class and where operators look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +63,9 @@ pub enum StartError {
     /// A function could not be loaded.
     #[error(transparent)]
     Function(#[from] wasm::Error),
+    /// A key-value store could not be loaded.
+    #[error(transparent)]
+    Kv(#[from] kv::Error),
 }
 
 impl Error {

@@ -24,6 +24,11 @@
 //!   - origin-response: [`flow::origin_response`]
 //!   - cache store (policy, streaming tee): [`flow::cache_store`], [`cache::policy`]
 //!   - viewer-response and the final headers: [`flow::viewer_response`], [`flow::respond`]
+//!   - edge functions at each event: [`flow::functions`] calling the host in [`wasm`]
+//!   - debug headers and `Server-Timing`: [`flow::debug`]
+//! - versions of the node (config reload, function publish) without dropping requests: [`Edge`]
+//! - key-value stores functions read (`kv_get`): [`kv`]
+//! - the admin API (functions, KV, invalidation, metrics): [`admin`], [`metrics`]
 //! - configuration: [`config`]; errors and their statuses: [`error`]
 
 pub mod access_log;
@@ -35,7 +40,9 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod flow;
+pub mod kv;
 pub mod listener;
+pub mod metrics;
 pub mod origin;
 pub mod proxy_headers;
 pub mod wasm;

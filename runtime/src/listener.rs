@@ -225,9 +225,11 @@ async fn serve_request(
             started: ctx.started,
         })
     });
+    node.metrics.request(response.status().as_u16(), ctx.cache);
     let expected = record
         .as_ref()
         .and(response.headers().get(http::header::CONTENT_LENGTH))
         .and_then(|v| v.to_str().ok()?.parse().ok());
-    response.map(|body| LoggedBody::new(body, record, expected))
+    let metrics = Arc::clone(&node.metrics);
+    response.map(|body| LoggedBody::new(body, record, expected, metrics))
 }

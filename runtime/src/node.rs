@@ -11,6 +11,8 @@ use arc_swap::ArcSwap;
 use crate::cache::{Coalescer, Store};
 use crate::config::Config;
 use crate::error::StartError;
+use crate::kv::KvStores;
+use crate::metrics::Metrics;
 use crate::origin::Origin;
 use crate::wasm::{self, FunctionEngine, Lifecycle, Registry};
 
@@ -26,6 +28,10 @@ pub struct Node {
     pub(crate) coalescer: Arc<Coalescer>,
     /// Functions attached to behaviors; `None` when no behavior has any.
     pub(crate) functions: Option<Arc<Registry>>,
+    /// The key-value stores functions read (shared by every version).
+    pub(crate) kv: Arc<KvStores>,
+    /// Counters and histograms (shared by every version).
+    pub(crate) metrics: Arc<Metrics>,
     next_request_id: Arc<AtomicU64>,
 }
 
@@ -45,6 +51,11 @@ impl Node {
         self.functions.as_deref()
     }
 
+    /// The node's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     pub(crate) fn next_request_id(&self) -> u64 {
         self.next_request_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -57,6 +68,8 @@ pub struct Edge {
     lifecycle: Option<Lifecycle>,
     /// Serializes swaps so two publishes cannot interleave their reads and writes.
     swap: Mutex<()>,
+    /// The key-value stores, loaded at start; every version shares them.
+    kv: Arc<KvStores>,
 }
 
 impl Edge {
@@ -85,24 +98,33 @@ impl Edge {
             config.cache.max_object_size,
         ));
         let origins: Arc<[Origin]> = config.origins.iter().map(Origin::new).collect();
+        let kv = Arc::new(KvStores::load(&config)?);
         let node = Node {
             functions: registry(&config, lifecycle.as_ref())?,
             config: Arc::new(config),
             origins,
             store,
             coalescer: Arc::default(),
+            kv: Arc::clone(&kv),
+            metrics: Arc::default(),
             next_request_id: Arc::new(AtomicU64::new(1)),
         };
         Ok(Edge {
             current: ArcSwap::from_pointee(node),
             lifecycle,
             swap: Mutex::new(()),
+            kv,
         })
     }
 
     /// The current version.
     pub fn current(&self) -> Arc<Node> {
         self.current.load_full()
+    }
+
+    /// The key-value stores, for the admin API.
+    pub fn kv(&self) -> &Arc<KvStores> {
+        &self.kv
     }
 
     /// Function stages, when functions are in use.
@@ -121,7 +143,9 @@ impl Edge {
             origins: Arc::clone(&current.origins),
             store: Arc::clone(&current.store),
             coalescer: Arc::clone(&current.coalescer),
+            kv: Arc::clone(&current.kv),
             functions,
+            metrics: Arc::clone(&current.metrics),
             next_request_id: Arc::clone(&current.next_request_id),
         }));
         Ok(())
@@ -141,12 +165,22 @@ impl Edge {
             )));
         }
         let functions = registry(&config, self.lifecycle.as_ref())?;
+        let stores: Vec<&str> = config.kv.iter().map(|s| s.name.as_str()).collect();
+        if stores != self.kv.names() {
+            tracing::warn!(
+                config = ?stores,
+                running = ?self.kv.names(),
+                "key-value stores were added to or removed from the config: restart the node to apply"
+            );
+        }
         self.current.store(Arc::new(Node {
             origins: config.origins.iter().map(Origin::new).collect(),
             config: Arc::new(config),
             store: Arc::clone(&current.store),
             coalescer: Arc::clone(&current.coalescer),
+            kv: Arc::clone(&current.kv),
             functions,
+            metrics: Arc::clone(&current.metrics),
             next_request_id: Arc::clone(&current.next_request_id),
         }));
         Ok(())

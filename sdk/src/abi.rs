@@ -11,7 +11,7 @@ pub const IMPORT_MODULE: &str = "edge_v1";
 pub mod status {
     /// Done.
     pub const OK: i32 = 0;
-    /// No such header, origin or value.
+    /// No such header, origin, value, or key-value store or key.
     pub const NOT_FOUND: i32 = 1;
     /// Bad pointer range, bad UTF-8, invalid header name or value, URI or status.
     pub const INVALID_ARGUMENT: i32 = 2;
@@ -180,6 +180,7 @@ pub const HOST_CALLS: &[HostCall] = &[
     call("response_get_body", &[I32, I32, I32]),
     call("response_set_body", &[I32, I32]),
     call("log", &[I32, I32, I32]),
+    call("kv_get", &[I32, I32, I32, I32, I32, I32, I32]),
 ];
 
 /// Which host calls an event may make; others return [`status::NOT_ALLOWED`] (ABI.md's table).
@@ -192,7 +193,8 @@ pub fn is_allowed(event: Event, call: &str) -> bool {
         | "request_get_header"
         | "request_get_headers"
         | "request_get_client_ip"
-        | "log" => true,
+        | "log"
+        | "kv_get" => true,
         "request_set_uri"
         | "request_set_header"
         | "request_append_header"

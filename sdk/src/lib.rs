@@ -54,6 +54,7 @@
 //!
 //! Request events may change the request, pick the origin ([`Request::set_origin`]), tune the
 //! cache key ([`cache_key`], viewer-request only) or answer at once ([`Outcome::Respond`]).
+//! Every event may read the node's key-value stores ([`kv`]) and log ([`log`]).
 //! Response events may change status and headers; origin-response may also replace the body and
 //! set the caching lifetime ([`Response::set_ttl`]). A call an event may not make returns
 //! [`Error`] with status `NOT_ALLOWED`; it never traps.
@@ -476,6 +477,53 @@ pub mod cache_key {
     /// Adds a part to the behavior's cache key.
     pub fn add(part: &str) -> Result<(), Error> {
         check("cache_key_add", sys::cache_key_add(part.as_bytes()))
+    }
+}
+
+/// Key-value stores: read-only data the node keeps for functions (a redirect table, feature
+/// flags), allowed in every event.
+///
+/// Each `[kv.NAME]` of the node's config is one store, loaded from a JSON file of string keys
+/// to string values; operators replace or patch it through the admin API without redeploying
+/// the function. A change is atomic: within one invocation every lookup in a store sees the
+/// same version of it, never half of a replace or patch. A missing store reads like a missing
+/// key (`Ok(None)`), so a function can ship defaults and let a store override them:
+///
+/// ```
+/// use edge_sdk::{kv, respond, Error, Outcome, Request};
+///
+/// fn viewer_request(req: Request) -> Result<Outcome, Error> {
+///     if kv::get("flags", "maintenance")?.as_deref() == Some("on") {
+///         return Ok(Outcome::Respond(respond(503).body("back soon")));
+///     }
+///     Ok(Outcome::Continue)
+/// }
+/// #
+/// # use edge_sdk::testing::TestHost;
+/// # let run = TestHost::viewer_request("/").kv("flags", &[("maintenance", "on")]).run_request(viewer_request);
+/// # assert_eq!(run.responded().map(|r| r.status), Some(503));
+/// # assert!(TestHost::viewer_request("/").run_request(viewer_request).continued());
+/// ```
+pub mod kv {
+    use super::{read, sys, Error};
+
+    /// The value of `key` in `store` as text; `Ok(None)` when the store or the key does not
+    /// exist. Values the admin API or a config file put in a store are always UTF-8.
+    pub fn get(store: &str, key: &str) -> Result<Option<String>, Error> {
+        match get_bytes(store, key)? {
+            Some(bytes) => String::from_utf8(bytes)
+                .map(Some)
+                .map_err(|_| Error::Malformed("kv value")),
+            None => Ok(None),
+        }
+    }
+
+    /// The value of `key` in `store` as bytes; `Ok(None)` when the store or the key does not
+    /// exist.
+    pub fn get_bytes(store: &str, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        read("kv_get", |buf, out| {
+            sys::kv_get(store.as_bytes(), key.as_bytes(), buf, out)
+        })
     }
 }
 

@@ -63,6 +63,15 @@ mod imports {
         pub fn response_get_body(buf: *mut u8, len: usize, out: *mut u32) -> i32;
         pub fn response_set_body(ptr: *const u8, len: usize) -> i32;
         pub fn log(level: i32, ptr: *const u8, len: usize) -> i32;
+        pub fn kv_get(
+            store: *const u8,
+            store_len: usize,
+            key: *const u8,
+            key_len: usize,
+            buf: *mut u8,
+            len: usize,
+            out: *mut u32,
+        ) -> i32;
     }
 }
 
@@ -110,4 +119,5 @@ host_calls! {
     fn response_get_body(buf: &mut [u8], out: &mut u32) => (buf.as_mut_ptr(), buf.len(), out);
     fn response_set_body(body: &[u8]) => (body.as_ptr(), body.len());
     fn log(level: i32, line: &[u8]) => (level, line.as_ptr(), line.len());
+    fn kv_get(store: &[u8], key: &[u8], buf: &mut [u8], out: &mut u32) => (store.as_ptr(), store.len(), key.as_ptr(), key.len(), buf.as_mut_ptr(), buf.len(), out);
 }

@@ -19,6 +19,7 @@
 //! ```
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 
 use crate::abi::{self, limits, status, Event};
 use crate::{Error, Outcome, Request, Response};
@@ -77,6 +78,8 @@ pub struct TestHost {
     pub logs: Vec<(i32, String)>,
     /// Largest body the function may read or write.
     pub body_limit: usize,
+    /// Key-value stores by name, each a map of key to value (`kv_get` reads them).
+    pub kv: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// The result of running a handler.
@@ -130,6 +133,7 @@ impl TestHost {
             ttl: None,
             logs: Vec::new(),
             body_limit: 1024 * 1024,
+            kv: BTreeMap::new(),
         }
     }
 
@@ -186,6 +190,16 @@ impl TestHost {
     /// Declares the config's origin names.
     pub fn origins(mut self, names: &[&str]) -> Self {
         self.known_origins = names.iter().map(|n| n.to_string()).collect();
+        self
+    }
+
+    /// Adds these pairs to the key-value store `store` (created if absent), as a `[kv.NAME]`
+    /// of the node's config would hold them.
+    pub fn kv(mut self, store: &str, pairs: &[(&str, &str)]) -> Self {
+        let entries = self.kv.entry(store.to_owned()).or_default();
+        for (key, value) in pairs {
+            entries.insert((*key).to_owned(), (*value).to_owned());
+        }
         self
     }
 
@@ -562,6 +576,19 @@ pub(crate) mod sim {
                 }
                 response(h).body = body.to_vec();
                 status::OK
+            },
+            status::NOT_ALLOWED,
+        )
+    }
+    pub fn kv_get(store: &[u8], key: &[u8], buf: &mut [u8], out: &mut u32) -> i32 {
+        with(
+            "kv_get",
+            |h| match (std::str::from_utf8(store), std::str::from_utf8(key)) {
+                (Ok(store), Ok(key)) => match h.kv.get(store).and_then(|s| s.get(key)) {
+                    Some(value) => write(value.as_bytes(), buf, out),
+                    None => status::NOT_FOUND,
+                },
+                _ => status::INVALID_ARGUMENT,
             },
             status::NOT_ALLOWED,
         )

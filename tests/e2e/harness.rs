@@ -319,3 +319,54 @@ impl Modules {
 pub fn function(name: &str, path: &str) -> String {
     format!("[functions.{name}]\nmodule = {path:?}\n")
 }
+
+/// The admin token the admin tests configure.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+impl TestNode {
+    /// Calls the admin API with `token` (or none).
+    pub async fn admin_as(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        body: impl Into<Bytes>,
+    ) -> Result<Reply> {
+        let addr = self
+            .node
+            .admin_addr()
+            .context("the node has no [admin] section")?;
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"));
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        self.send(request.body(Full::new(body.into()))?).await
+    }
+
+    /// Calls the admin API with [`ADMIN_TOKEN`].
+    pub async fn admin(&self, method: &str, path: &str, body: impl Into<Bytes>) -> Result<Reply> {
+        self.admin_as(Some(ADMIN_TOKEN), method, path, body).await
+    }
+}
+
+impl Reply {
+    /// The body as JSON.
+    pub fn json(&self) -> Result<serde_json::Value> {
+        serde_json::from_slice(&self.body).with_context(|| format!("not JSON: {}", self.text()))
+    }
+}
+
+impl TestNode {
+    /// Starts a node whose `[server]` table has these extra lines besides the ephemeral listen.
+    pub async fn start_with_server(server: &str, toml: &str) -> Result<TestNode> {
+        let config: Config =
+            format!("[server]\nlisten = \"127.0.0.1:0\"\n{server}\n{toml}").parse()?;
+        let node = edge_runtime::start(config, std::future::pending()).await?;
+        Ok(TestNode {
+            node,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        })
+    }
+}

@@ -4,12 +4,14 @@
 mod harness;
 
 mod abi;
+mod admin;
 
 mod caching;
 mod collapsing;
 mod dynamic_origin;
 mod functions;
 mod hostile;
+mod kv;
 mod operations;
 mod routing;
 mod static_origin;

@@ -1,8 +1,10 @@
 //! **responder** (viewer-request): answers some requests at the edge, without the cache or an
 //! origin.
 //!
-//! - Redirects from a table ([`REDIRECTS`]): moved pages get 301, temporary campaigns 302, with
-//!   `Location` keeping the viewer's query.
+//! - Redirects: moved pages get 301, temporary campaigns 302, with `Location` keeping the
+//!   viewer's query. The table is the node's key-value store [`REDIRECT_STORE`] when it has the
+//!   path (so operators change redirects through the admin API, without redeploying), else the
+//!   built-in [`REDIRECTS`].
 //! - 403 for blocked paths ([`BLOCKED_PREFIXES`]: admin panels, VCS folders, probes) and for
 //!   viewers in blocked IP ranges ([`BLOCKED_RANGES`], CIDR notation, IPv4 and IPv6).
 //! - A maintenance page (503 with `Retry-After`) for site sections whose maintenance flag is on
@@ -10,7 +12,11 @@
 
 use std::net::IpAddr;
 
-use edge_sdk::{respond, Error, Outcome, Request};
+use edge_sdk::{kv, log, respond, Error, Outcome, Request};
+
+/// The key-value store read first: key = exact path, value = `"301 /target"` (or 302, 307,
+/// 308). A path it does not have, or a node without the store, falls back to [`REDIRECTS`].
+pub const REDIRECT_STORE: &str = "redirects";
 
 /// `(from, to, status)`: exact paths.
 pub const REDIRECTS: &[(&str, &str, u16)] = &[
@@ -33,13 +39,14 @@ const MAINTENANCE_PAGE: &str = "<!doctype html><title>Back soon</title><h1>Back 
 /// The viewer-request handler.
 pub fn viewer_request(req: Request) -> Result<Outcome, Error> {
     let path = req.path()?;
-    if let Some((_, to, status)) = REDIRECTS.iter().find(|(from, _, _)| *from == path) {
+    if let Some((status, to)) = redirect(&path)? {
         let location = match req.query()? {
+            Some(q) if to.contains('?') => format!("{to}&{q}"),
             Some(q) => format!("{to}?{q}"),
-            None => (*to).to_owned(),
+            None => to,
         };
         return Ok(Outcome::Respond(
-            respond(*status).header("location", &location),
+            respond(status).header("location", &location),
         ));
     }
     let ip = req.client_ip()?;
@@ -63,6 +70,36 @@ pub fn viewer_request(req: Request) -> Result<Outcome, Error> {
         ));
     }
     Ok(Outcome::Continue)
+}
+
+/// Where `path` redirects to, and with which status: the store's entry if it has a valid one,
+/// else the built-in table's.
+fn redirect(path: &str) -> Result<Option<(u16, String)>, Error> {
+    if let Some(entry) = kv::get(REDIRECT_STORE, path)? {
+        match parse_redirect(&entry) {
+            Some(redirect) => return Ok(Some(redirect)),
+            None => log::warn(&format!(
+                "ignoring redirect {path:?} => {entry:?} from store {REDIRECT_STORE:?}: expected \"301 /target\""
+            )),
+        }
+    }
+    Ok(REDIRECTS
+        .iter()
+        .find(|(from, _, _)| *from == path)
+        .map(|(_, to, status)| (*status, (*to).to_owned())))
+}
+
+/// `"301 /target"` → `(301, "/target")`; other statuses than 301, 302, 307 and 308, an empty
+/// target or one with control characters (not a valid `Location`) is `None`.
+pub fn parse_redirect(entry: &str) -> Option<(u16, String)> {
+    let (status, target) = entry.trim().split_once(' ')?;
+    let status = status
+        .parse()
+        .ok()
+        .filter(|s| matches!(s, 301 | 302 | 307 | 308))?;
+    let target = target.trim();
+    (!target.is_empty() && !target.chars().any(char::is_control))
+        .then(|| (status, target.to_owned()))
 }
 
 /// Whether `ip` lies in `cidr` (`a.b.c.d/n` or `x::/n`); a malformed range matches nothing.
@@ -103,6 +140,62 @@ mod tests {
         );
         let run = TestHost::viewer_request("/black-friday").run_request(viewer_request);
         assert_eq!(run.responded().map(|r| r.status), Some(302));
+    }
+
+    #[test]
+    fn redirects_from_the_store_come_first() {
+        let host = || {
+            TestHost::viewer_request("/").kv(
+                REDIRECT_STORE,
+                &[
+                    ("/old-pricing", "302 /pricing-2025"),
+                    ("/docs", "301 /manual?v=2"),
+                    ("/black-friday", "moved"),
+                ],
+            )
+        };
+        let with = |uri: &str| {
+            let mut h = host();
+            h.request.uri = uri.into();
+            h.run_request(viewer_request)
+        };
+        let run = with("/old-pricing?plan=pro");
+        let reply = run.responded().expect("redirect from the store");
+        assert_eq!(
+            (reply.status, reply.header("location")),
+            (302, Some("/pricing-2025?plan=pro"))
+        );
+        let run = with("/docs?page=3");
+        let reply = run.responded().expect("a path only the store has");
+        assert_eq!(
+            (reply.status, reply.header("location")),
+            (301, Some("/manual?v=2&page=3"))
+        );
+        // A malformed entry is logged and the built-in table answers.
+        let run = with("/black-friday");
+        assert_eq!(run.responded().map(|r| r.status), Some(302));
+        assert_eq!(
+            run.responded().and_then(|r| r.header("location")),
+            Some("/sale")
+        );
+        assert!(run
+            .host
+            .logs
+            .iter()
+            .any(|(_, l)| l.contains("ignoring redirect")));
+        // Paths the store lacks fall back to the built-in table.
+        let run = with("/blog/2019/launch");
+        assert_eq!(run.responded().map(|r| r.status), Some(301));
+        assert!(with("/pricing").continued());
+    }
+
+    #[test]
+    fn redirect_entries() {
+        assert_eq!(parse_redirect("301 /a"), Some((301, "/a".into())));
+        assert_eq!(parse_redirect(" 308  /a "), Some((308, "/a".into())));
+        assert_eq!(parse_redirect("200 /a"), None);
+        assert_eq!(parse_redirect("301"), None);
+        assert_eq!(parse_redirect("301 /a\nx: y"), None);
     }
 
     #[test]

@@ -153,6 +153,7 @@ pub fn test(admin: &Admin, name: &str, query: &str, body: &[u8]) -> AdminRespons
         lifecycle.engine(),
         &version.function,
         std::sync::Arc::clone(&node.config),
+        std::sync::Arc::clone(admin.edge.kv()),
         &event,
     ) {
         Ok(result) => json(StatusCode::OK, &result),

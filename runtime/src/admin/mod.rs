@@ -3,10 +3,11 @@
 //! it gets 401 and changes nothing.
 //!
 //! Routes: functions ([`functions`]: upload, describe, list, test, publish, rollback, delete)
-//! and invalidations ([`invalidation`]).
+//! and invalidations ([`invalidation`]); key-value stores ([`kv`]: read, replace, patch).
 
 pub mod functions;
 pub mod invalidation;
+pub mod kv;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -99,11 +100,35 @@ async fn handle(admin: &Admin, request: Request<Incoming>) -> AdminResponse {
         (&Method::POST, ["functions", name, "publish"]) => functions::publish(admin, name),
         (&Method::POST, ["functions", name, "rollback"]) => functions::rollback(admin, name),
         (&Method::DELETE, ["functions", name]) => functions::delete(admin, name),
+        (&Method::GET, ["kv", store]) => kv::list(admin, store),
+        (&Method::GET, ["kv", store, _, ..]) => kv::get(admin, store, &path),
+        (&Method::PUT, ["kv", store]) => {
+            match read_body(request, admin.config.max_upload_size).await {
+                Ok(body) => kv::replace(admin, store, &body),
+                Err(response) => response,
+            }
+        }
+        (&Method::PATCH, ["kv", store]) => {
+            match read_body(request, admin.config.max_upload_size).await {
+                Ok(body) => kv::patch(admin, store, &body),
+                Err(response) => response,
+            }
+        }
         (&Method::POST, ["invalidations"]) => match read_body(request, 1024 * 1024).await {
             Ok(body) => invalidation::create(admin, &body),
             Err(response) => response,
         },
         (&Method::GET, ["invalidations", id]) => invalidation::status(admin, id),
+        (&Method::GET, ["metrics"]) => {
+            let node = admin.edge.current();
+            let mut response =
+                Response::new(Full::new(Bytes::from(node.metrics().render(node.cache()))));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        }
         _ => error(
             StatusCode::NOT_FOUND,
             &format!("no admin route {method} {path}"),

@@ -9,6 +9,7 @@ pub mod raw;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::HeaderName;
@@ -18,7 +19,7 @@ use toml::Spanned;
 
 use edge_sdk::abi::Event;
 pub use error::Error;
-use raw::{RawBehavior, RawCacheKey, RawCachePolicy, RawConfig, RawFunction, RawOrigin};
+use raw::{RawBehavior, RawCacheKey, RawCachePolicy, RawConfig, RawFunction, RawKv, RawOrigin};
 
 /// Where a node listens when `[server] listen` is absent: loopback, so that a bare config never
 /// exposes a development node to the network.
@@ -66,6 +67,30 @@ pub struct Config {
     pub functions: Vec<FunctionConfig>,
     /// `[admin]`, if the admin API is enabled.
     pub admin: Option<AdminConfig>,
+    /// `[kv.*]`, sorted by name.
+    pub kv: Vec<KvConfig>,
+}
+
+/// One `[kv.NAME]` entry: a key-value store functions read with `kv_get` (see `crate::kv`).
+#[derive(Clone)]
+pub struct KvConfig {
+    /// The table name, which functions and the admin API use.
+    pub name: String,
+    /// The JSON file the pairs came from.
+    pub file: PathBuf,
+    /// The file's pairs, read and checked when the config was loaded.
+    pub entries: Arc<crate::kv::Entries>,
+}
+
+impl std::fmt::Debug for KvConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The pairs may be many; their count is what a config dump needs.
+        f.debug_struct("KvConfig")
+            .field("name", &self.name)
+            .field("file", &self.file)
+            .field("keys", &self.entries.len())
+            .finish()
+    }
 }
 
 /// Where the admin API listens when `[admin] listen` is absent: loopback only.
@@ -128,6 +153,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Where compiled functions are cached; `None` compiles at every start.
     pub compile_cache: Option<PathBuf>,
+    /// Requests carrying this header get the debug headers (`flow::debug`).
+    pub debug_header: Option<HeaderName>,
 }
 
 /// `[cache]`
@@ -353,6 +380,16 @@ impl Validator<'_> {
             .map(|(i, b)| self.behavior(i, b, &origins, &functions))
             .collect::<Result<Vec<_>, _>>()?;
 
+        let debug_header = match &raw.server.debug_header {
+            Some(h) => Some(HeaderName::from_bytes(h.get_ref().as_bytes()).map_err(|_| {
+                self.invalid(
+                    h,
+                    "server.debug_header",
+                    format!("{:?} is not a valid header name", h.get_ref()),
+                )
+            })?),
+            None => None,
+        };
         let compile_cache = match &raw.server.compile_cache {
             Some(dir) => Some(self.path(dir.get_ref())),
             None => default_compile_cache(),
@@ -361,11 +398,17 @@ impl Validator<'_> {
             Some(a) => Some(self.admin(a)?),
             None => None,
         };
+        let mut kv = Vec::with_capacity(raw.kv.len());
+        for (name, store) in &raw.kv {
+            kv.push(self.kv(name, store)?);
+        }
         Ok(Config {
             admin,
+            kv,
             server: ServerConfig {
                 listen,
                 compile_cache,
+                debug_header,
             },
             cache: CacheConfig {
                 max_size,
@@ -572,6 +615,41 @@ impl Validator<'_> {
         } else {
             self.base.join(relative)
         }
+    }
+
+    fn kv(&self, name: &Spanned<String>, raw: &RawKv) -> Result<KvConfig, Error> {
+        let key = format!("kv.{}", name.get_ref());
+        if name.get_ref().is_empty()
+            || !name
+                .get_ref()
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(self.invalid(
+                name,
+                &key,
+                format!(
+                    "invalid store name {:?}: use letters, digits, `-` and `_`",
+                    name.get_ref()
+                ),
+            ));
+        }
+        let file = self.path(raw.file.get_ref());
+        let key = format!("{key}.file");
+        let json = std::fs::read(&file).map_err(|e| {
+            self.invalid(
+                &raw.file,
+                &key,
+                format!("cannot read {} ({e})", file.display()),
+            )
+        })?;
+        let entries = crate::kv::parse_entries(&json)
+            .map_err(|e| self.invalid(&raw.file, &key, format!("{}: {e}", file.display())))?;
+        Ok(KvConfig {
+            name: name.get_ref().clone(),
+            file,
+            entries: Arc::new(entries),
+        })
     }
 
     fn function(&self, name: &Spanned<String>, raw: &RawFunction) -> Result<FunctionConfig, Error> {
@@ -1021,8 +1099,127 @@ cache_key = { query = "none" }
     }
 
     #[test]
+    fn kv_files_are_read_and_checked() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let write = |name: &str, json: &str| {
+            std::fs::write(dir.path().join(name), json).expect("write");
+        };
+        write(
+            "redirects.json",
+            r#"{"/old": "301 /new", "/sale": "302 /deals"}"#,
+        );
+        write("broken.json", "{\"a\": \"1\",\n  \"b\" \"2\"}");
+        write("numbers.json", r#"{"a": "1", "b": 2}"#);
+        let with = |kv: &str| format!("{EXAMPLE}\n[kv.redirects]\n{kv}\n");
+        let parse = |text: &str| Config::parse(text, "edge.toml", dir.path());
+
+        // Relative to the config file's directory.
+        let c = parse(&with("file = \"redirects.json\"")).expect("valid");
+        assert_eq!(c.kv.len(), 1);
+        assert_eq!(c.kv[0].name, "redirects");
+        assert_eq!(
+            c.kv[0].entries.get("/sale").map(|v| &v[..]),
+            Some(&b"302 /deals"[..])
+        );
+
+        let line = EXAMPLE.lines().count() + 3;
+        let e = parse(&with("file = \"missing.json\""))
+            .expect_err("missing file")
+            .to_string();
+        assert!(
+            e.starts_with(&format!(
+                "edge.toml:{line}: `kv.redirects.file`: cannot read"
+            )),
+            "{e}"
+        );
+        let e = parse(&with("file = \"broken.json\""))
+            .expect_err("bad JSON")
+            .to_string();
+        assert!(
+            e.contains("`kv.redirects.file`") && e.contains("broken.json") && e.contains("line 2"),
+            "{e}"
+        );
+        let e = parse(&with("file = \"numbers.json\""))
+            .expect_err("not a string")
+            .to_string();
+        assert!(e.contains("key \"b\" is a number"), "{e}");
+        let e = parse(&with("file = \"redirects.json\"\nttl = \"1s\""))
+            .expect_err("unknown field")
+            .to_string();
+        assert!(e.contains("ttl"), "{e}");
+        let e = parse(&format!(
+            "{EXAMPLE}\n[kv.\"../up\"]\nfile = \"redirects.json\"\n"
+        ))
+        .expect_err("bad name")
+        .to_string();
+        assert!(e.contains("invalid store name"), "{e}");
+    }
+
+    #[test]
     fn no_behaviors_is_refused() {
         let e = err("[origins.a]\ntype = \"static\"\nroot = \".\"\n");
         assert!(e.contains("`behaviors`"), "{e}");
+    }
+
+    #[test]
+    fn admin_needs_a_token_off_loopback() {
+        let e = err(&format!("{EXAMPLE}\n[admin]\nlisten = \"0.0.0.0:9901\"\n"));
+        assert!(
+            e.contains("`admin.listen`") && e.contains("not loopback"),
+            "{e}"
+        );
+        let c: Config = format!(
+            "{EXAMPLE}\n[admin]\nlisten = \"0.0.0.0:9901\"\ntoken = \"0123456789abcdef\"\n"
+        )
+        .parse()
+        .expect("valid");
+        assert_eq!(
+            c.admin.and_then(|a| a.token).as_deref(),
+            Some("0123456789abcdef")
+        );
+        let e = err(&format!("{EXAMPLE}\n[admin]\ntoken = \"short\"\n"));
+        assert!(e.contains("at least 16 characters"), "{e}");
+        let e = err(&format!(
+            "{EXAMPLE}\n[admin]\ntoken_env = \"EDGE_TEST_SURELY_UNSET_VAR\"\n"
+        ));
+        assert!(e.contains("is not set"), "{e}");
+        let c: Config = format!("{EXAMPLE}\n[admin]\n")
+            .parse()
+            .expect("loopback without a token is allowed");
+        assert_eq!(
+            c.admin.map(|a| a.listen.to_string()).as_deref(),
+            Some(DEFAULT_ADMIN_LISTEN)
+        );
+    }
+
+    #[test]
+    fn functions_are_validated() {
+        let e = err(&EXAMPLE.replace(
+            "cache_key = { query = \"none\" }",
+            "cache_key = { query = \"none\" }\nfunctions = { viewer_request = \"nope\" }",
+        ));
+        assert!(
+            e.contains("`behaviors[1].functions.viewer_request`: unknown function \"nope\""),
+            "{e}"
+        );
+        let e = err(&EXAMPLE.replace(
+            "cache_key = { query = \"none\" }",
+            "cache_key = { query = \"none\" }\nfunctions = { on_request = \"x\" }",
+        ));
+        assert!(e.contains("unknown event \"on_request\""), "{e}");
+        let e = err(&format!(
+            "{EXAMPLE}\n[functions.f]\nmodule = \"missing.wasm\"\n"
+        ));
+        assert!(
+            e.contains("`functions.f.module`") && e.contains("is not a file"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{EXAMPLE}\n[functions.f]\nmodule = \"Cargo.toml\"\ncpu_limit = \"0s\"\n"
+        ));
+        assert!(
+            e.contains("`functions.f.cpu_limit`: must be more than zero"),
+            "{e}"
+        );
     }
 }

@@ -27,6 +27,17 @@ pub struct RawConfig {
     pub functions: BTreeMap<Spanned<String>, RawFunction>,
     /// `[admin]`: the admin API; absent means no admin listener.
     pub admin: Option<Spanned<RawAdmin>>,
+    /// `[kv.NAME]`, one table per key-value store functions can read.
+    #[serde(default)]
+    pub kv: BTreeMap<Spanned<String>, RawKv>,
+}
+
+/// `[kv.NAME]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKv {
+    /// `file = "redirects.json"`: a JSON object of string keys to string values
+    pub file: Spanned<String>,
 }
 
 /// `[admin]`
@@ -69,6 +80,8 @@ pub struct RawServer {
     pub listen: Option<Spanned<String>>,
     /// `compile_cache = "/var/cache/edge"`: where compiled functions are kept across restarts
     pub compile_cache: Option<Spanned<String>>,
+    /// `debug_header = "x-edge-debug"`: requests carrying it get debug headers back
+    pub debug_header: Option<Spanned<String>>,
 }
 
 /// `[cache]`

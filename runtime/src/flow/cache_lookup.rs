@@ -30,11 +30,10 @@ pub enum CacheDecision {
     Pass,
 }
 
-/// Looks the request up, waiting on another request's fetch if one is under way.
-pub async fn lookup(
+async fn look(
     node: &Node,
     behavior: &BehaviorConfig,
-    ctx: &RequestCtx,
+    ctx: &mut RequestCtx,
     parts: &Parts,
 ) -> CacheDecision {
     let is_head = parts.method == Method::HEAD;
@@ -42,6 +41,9 @@ pub async fn lookup(
         return CacheDecision::Pass;
     }
     let key = key(node, behavior, ctx, parts);
+    if let Some(debug) = &mut ctx.debug {
+        debug.cache_key = Some(key.as_str().to_owned());
+    }
     let stale = match node.store.lookup(&key, &parts.headers, Instant::now()) {
         Lookup::Fresh(object) => return CacheDecision::Hit(object),
         Lookup::Stale(object) => Some(object),
@@ -73,6 +75,18 @@ pub async fn lookup(
             FlightOutcome::Forward | FlightOutcome::Pending => CacheDecision::Pass,
         },
     }
+}
+
+/// Looks the request up, waiting on another request's fetch if one is under way.
+pub async fn lookup(
+    node: &Node,
+    behavior: &BehaviorConfig,
+    ctx: &mut RequestCtx,
+    parts: &Parts,
+) -> CacheDecision {
+    let decision = look(node, behavior, ctx, parts).await;
+    ctx.mark("cache");
+    decision
 }
 
 /// The cache key: the behavior's, or the one a viewer-request function set, plus the parts it

@@ -59,9 +59,57 @@ pub fn run_request_event(
         uri: std::mem::take(&mut parts.uri),
         headers: std::mem::take(&mut parts.headers),
     };
-    let state = HostState::new(Arc::clone(&node.config), view, ctx.viewer.ip(), None);
+    let before = ctx
+        .debug
+        .is_some()
+        .then(|| (view.method.clone(), view.uri.clone(), view.headers.clone()));
+    let state = HostState::new(Arc::clone(&node.config), view, ctx.viewer.ip(), None)
+        .with_kv(Arc::clone(&node.kv));
+    let started = std::time::Instant::now();
     let (decision, state) = invoke(&registry.engine, function, event, ctx.id, state);
+    node.metrics.function(
+        &function.name,
+        event.export_name(),
+        started.elapsed(),
+        decision.is_err(),
+    );
+    ctx.mark(event.export_name());
     let decision = decision?;
+    if let (Some(debug), Some(before)) = (&mut ctx.debug, before) {
+        let mut changes = super::debug::request_changes(
+            &before,
+            (
+                &state.request.method,
+                &state.request.uri,
+                &state.request.headers,
+            ),
+        );
+        if let Some(origin) = state.origin {
+            changes.push(format!("origin {}", node.config.origins[origin].name));
+        }
+        if let Some(key) = &state.cache_key {
+            changes.push(format!("cache key set to {key}"));
+        }
+        changes.extend(
+            state
+                .cache_key_parts
+                .iter()
+                .map(|p| format!("cache key +{p}")),
+        );
+        if let (Decision::Respond, Some(r)) = (decision, &state.response) {
+            changes.push(format!("responded {}", r.status.as_u16()));
+        }
+        debug.functions.push(format!(
+            "{}={}: {}",
+            event.export_name(),
+            function.name,
+            if changes.is_empty() {
+                "no change".into()
+            } else {
+                changes.join(", ")
+            }
+        ));
+    }
     parts.method = state.request.method;
     parts.uri = state.request.uri;
     parts.headers = state.request.headers;
@@ -118,18 +166,56 @@ pub async fn run_response_event(
         headers: std::mem::take(&mut head.headers),
         body: body_view,
     };
+    let before = ctx
+        .debug
+        .is_some()
+        .then(|| (response.status, response.headers.clone()));
     let state = HostState::new(
         Arc::clone(&node.config),
         view,
         ctx.viewer.ip(),
         Some(response),
-    );
+    )
+    .with_kv(Arc::clone(&node.kv));
+    let started = std::time::Instant::now();
     let (decision, state) = invoke(&registry.engine, function, event, ctx.id, state);
+    node.metrics.function(
+        &function.name,
+        event.export_name(),
+        started.elapsed(),
+        decision.is_err(),
+    );
+    ctx.mark(event.export_name());
     decision?;
     if event == Event::OriginResponse {
         ctx.ttl_override = state.ttl;
     }
     let changed = state.response.expect("a response event keeps its response");
+    if let (Some(debug), Some((status, headers))) = (&mut ctx.debug, before) {
+        let mut changes = super::debug::header_changes(&headers, &changed.headers);
+        if status != changed.status {
+            changes.insert(
+                0,
+                format!("status {} -> {}", status.as_u16(), changed.status.as_u16()),
+            );
+        }
+        if matches!(changed.body, BodyView::Replaced(_)) {
+            changes.push("body replaced".into());
+        }
+        if let Some(ttl) = state.ttl {
+            changes.push(format!("ttl {ttl}s"));
+        }
+        debug.functions.push(format!(
+            "{}={}: {}",
+            event.export_name(),
+            function.name,
+            if changes.is_empty() {
+                "no change".into()
+            } else {
+                changes.join(", ")
+            }
+        ));
+    }
     Ok(into_response(changed, rest))
 }
 

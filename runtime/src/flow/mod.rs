@@ -8,6 +8,7 @@
 
 pub mod cache_lookup;
 pub mod cache_store;
+pub mod debug;
 pub mod functions;
 pub mod origin_fetch;
 pub mod origin_request;
@@ -84,6 +85,8 @@ pub struct RequestCtx {
     pub cache_key_parts: Vec<String>,
     /// Caching lifetime set by the origin-response function, in seconds.
     pub ttl_override: Option<u64>,
+    /// What the debug headers will report; `None` unless the request asked for them.
+    pub debug: Option<Box<debug::DebugInfo>>,
 }
 
 impl RequestCtx {
@@ -101,6 +104,14 @@ impl RequestCtx {
             cache_key_override: None,
             cache_key_parts: Vec::new(),
             ttl_override: None,
+            debug: None,
+        }
+    }
+
+    /// Ends a stage for `Server-Timing` (only when debugging).
+    pub fn mark(&mut self, stage: &'static str) {
+        if let Some(debug) = &mut self.debug {
+            debug.mark(stage);
         }
     }
 }
@@ -112,11 +123,27 @@ pub async fn handle(
     ctx: &mut RequestCtx,
     request: Request<EdgeBody>,
 ) -> Response<EdgeBody> {
+    if let Some(name) = &node.config.server.debug_header {
+        if request.headers().contains_key(name) {
+            ctx.debug = Some(Box::new(debug::DebugInfo::new(ctx.started)));
+        }
+    }
     let response = match run(node, ctx, request).await {
         Ok(response) => response,
         Err(error) => respond::error(node, ctx, &error),
     };
-    respond::finish(ctx, response)
+    let mut response = respond::finish(ctx, response);
+    if let Some(debug) = &ctx.debug {
+        let behavior = ctx.behavior.map(|i| node.config.behaviors[i].path.as_str());
+        let origin = ctx.origin.map(|i| node.config.origins[i].name.as_str());
+        debug.write(
+            response.headers_mut(),
+            behavior,
+            origin,
+            ctx.started.elapsed(),
+        );
+    }
+    response
 }
 
 async fn run(
@@ -164,7 +191,7 @@ async fn run(
 
     // Origin fetch (a dropped leader releases collapsed waiters if this fails).
     let origin = origin_select::origin(node, ctx, behavior);
-    let response = origin_fetch::fetch(origin, forwarded).await?;
+    let response = origin_fetch::fetch(node, ctx, origin, forwarded).await?;
 
     // origin-response: the response as the cache will store it.
     let response = origin_response::run(node, ctx, &parts, response).await?;
@@ -207,7 +234,7 @@ async fn pass(
         }
     };
     let origin = origin_select::origin(node, ctx, behavior);
-    let response = origin_fetch::fetch(origin, forwarded).await?;
+    let response = origin_fetch::fetch(node, ctx, origin, forwarded).await?;
     let response = origin_response::run(node, ctx, parts, response).await?;
     viewer_response::run(node, ctx, parts, response).await
 }

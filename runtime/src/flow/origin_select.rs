@@ -27,6 +27,7 @@ pub fn behavior<'c>(
             path: path.to_owned(),
         })?;
     ctx.behavior = Some(index);
+    ctx.mark("routing");
     if !behavior.methods.contains(request.method()) {
         let allowed: Vec<&str> = behavior.methods.iter().map(|m| m.as_str()).collect();
         return Err(Error::MethodNotAllowed {

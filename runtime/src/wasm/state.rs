@@ -13,6 +13,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use crate::config::Config;
+use crate::kv::{Entries, KvStores};
 
 /// The request as a function sees it.
 #[derive(Debug, Clone)]
@@ -124,6 +125,12 @@ pub struct HostState {
     wasi: Option<WasiP1Ctx>,
     /// Captured stdout and stderr, once WASI is built.
     pub output: Option<(MemoryOutputPipe, MemoryOutputPipe)>,
+    /// The node's key-value stores, for `kv_get`. Filled by the flow ([`HostState::with_kv`]);
+    /// `None` reads like a node without stores.
+    pub kv: Option<Arc<KvStores>>,
+    /// The version of each store this invocation has read, taken at its first `kv_get`, so
+    /// that every lookup of one invocation sees the same version of a store.
+    kv_snapshots: Vec<(Box<str>, Arc<Entries>)>,
 }
 
 /// Bytes of stdout/stderr kept per invocation; a guest printing more loses the rest.
@@ -158,7 +165,28 @@ impl HostState {
             },
             wasi: None,
             output: None,
+            kv: None,
+            kv_snapshots: Vec::new(),
         }
+    }
+
+    /// Gives the invocation the node's key-value stores.
+    pub fn with_kv(mut self, kv: Arc<KvStores>) -> Self {
+        self.kv = Some(kv);
+        self
+    }
+
+    /// The value of `key` in `store`, from the version of the store this invocation saw first.
+    pub fn kv_get(&mut self, store: &str, key: &str) -> Option<Bytes> {
+        let index = match self.kv_snapshots.iter().position(|(s, _)| &**s == store) {
+            Some(index) => index,
+            None => {
+                let snapshot = self.kv.as_ref()?.snapshot(store)?;
+                self.kv_snapshots.push((store.into(), snapshot));
+                self.kv_snapshots.len() - 1
+            }
+        };
+        self.kv_snapshots[index].1.get(key).cloned()
     }
 
     /// The WASI context, built on first use (the linker's projection for WASI calls).

@@ -16,6 +16,7 @@ use super::invoke::{invoke, Decision};
 use super::state::{BodyView, HostState, RequestView, ResponseView};
 use super::{Function, FunctionEngine};
 use crate::config::Config;
+use crate::kv::KvStores;
 
 /// A sample event.
 #[derive(Debug, Deserialize)]
@@ -129,11 +130,13 @@ fn header_list(map: &HeaderMap) -> BTreeMap<String, String> {
     out
 }
 
-/// Runs `function` on `event`; `Err` is a malformed event (the function did not run).
+/// Runs `function` on `event`, reading the node's key-value stores `kv`; `Err` is a malformed
+/// event (the function did not run).
 pub fn run(
     engine: &FunctionEngine,
     function: &Function,
     config: Arc<Config>,
+    kv: Arc<KvStores>,
     event: &TestEvent,
 ) -> Result<TestResult, String> {
     let kind = Event::ALL.into_iter().find(|e| e.export_name() == event.event).ok_or_else(|| {
@@ -174,7 +177,7 @@ pub fn run(
             },
         }),
     };
-    let state = HostState::new(Arc::clone(&config), request, client_ip, response);
+    let state = HostState::new(Arc::clone(&config), request, client_ip, response).with_kv(kv);
     let started = Instant::now();
     let (decision, state) = invoke(engine, function, kind, 0, state);
     let elapsed = started.elapsed();

@@ -4,6 +4,7 @@
 
 mod cache;
 mod fields;
+mod kv;
 mod log;
 pub mod memory;
 mod origin;
@@ -21,6 +22,7 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     cache::add_to_linker(linker)?;
     origin::add_to_linker(linker)?;
     log::add_to_linker(linker)?;
+    kv::add_to_linker(linker)?;
     wasmtime_wasi::p1::add_to_linker_sync(linker, HostState::wasi)?;
     Ok(())
 }

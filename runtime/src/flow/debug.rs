@@ -1,0 +1,108 @@
+//! The debug view of a request: when it carries the configured `[server] debug_header`, the
+//! response tells how the node handled it: `X-Edge-Behavior`, `X-Edge-Origin`,
+//! `X-Edge-Cache-Key`, `X-Edge-Functions` (what each function changed) and `Server-Timing`
+//! per stage. Nothing is recorded for other requests.
+//!
+//! It exposes routing internals to whoever sends the header: enable it for development and
+//! staging, or pick a header name only your team knows.
+
+use std::time::{Duration, Instant};
+
+use http::header::HeaderName;
+use http::{HeaderMap, HeaderValue};
+
+/// What a debugged request records as it goes.
+#[derive(Debug)]
+pub struct DebugInfo {
+    last: Instant,
+    timings: Vec<(&'static str, Duration)>,
+    /// One entry per function run: `event=function: changes`.
+    pub functions: Vec<String>,
+    /// The cache key used, if the cache was looked up.
+    pub cache_key: Option<String>,
+}
+
+impl DebugInfo {
+    /// Starts recording at `started`.
+    pub fn new(started: Instant) -> Self {
+        DebugInfo {
+            last: started,
+            timings: Vec::new(),
+            functions: Vec::new(),
+            cache_key: None,
+        }
+    }
+
+    /// Closes the stage that just ended.
+    pub fn mark(&mut self, stage: &'static str) {
+        let now = Instant::now();
+        self.timings.push((stage, now - self.last));
+        self.last = now;
+    }
+
+    /// Writes the debug headers.
+    pub fn write(
+        &self,
+        headers: &mut HeaderMap,
+        behavior: Option<&str>,
+        origin: Option<&str>,
+        total: Duration,
+    ) {
+        let mut set = |name: &'static str, value: String| {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(HeaderName::from_static(name), v);
+            }
+        };
+        set("x-edge-behavior", behavior.unwrap_or("-").to_owned());
+        set("x-edge-origin", origin.unwrap_or("-").to_owned());
+        if let Some(key) = &self.cache_key {
+            // Key parts are separated by newlines internally; show them readably.
+            set(
+                "x-edge-cache-key",
+                key.trim_start_matches('\n').replace('\n', " | "),
+            );
+        }
+        if !self.functions.is_empty() {
+            set("x-edge-functions", self.functions.join("; "));
+        }
+        let mut timing: Vec<String> = self
+            .timings
+            .iter()
+            .map(|(stage, d)| format!("{stage};dur={:.3}", d.as_secs_f64() * 1000.0))
+            .collect();
+        timing.push(format!("total;dur={:.3}", total.as_secs_f64() * 1000.0));
+        set("server-timing", timing.join(", "));
+    }
+}
+
+/// A one-line summary of what a function changed in a request's method, URI and headers.
+pub fn request_changes(
+    before: &(http::Method, http::Uri, HeaderMap),
+    after: (&http::Method, &http::Uri, &HeaderMap),
+) -> Vec<String> {
+    let mut changes = Vec::new();
+    if before.0 != after.0 {
+        changes.push(format!("method {} -> {}", before.0, after.0));
+    }
+    if &before.1 != after.1 {
+        changes.push(format!("uri {} -> {}", before.1, after.1));
+    }
+    changes.extend(header_changes(&before.2, after.2));
+    changes
+}
+
+/// Header names added, changed or removed.
+pub fn header_changes(before: &HeaderMap, after: &HeaderMap) -> Vec<String> {
+    let mut changes = Vec::new();
+    for name in after.keys() {
+        match before.get_all(name).iter().eq(after.get_all(name).iter()) {
+            true => {}
+            false if before.contains_key(name) => changes.push(format!("changed {name}")),
+            false => changes.push(format!("set {name}")),
+        }
+    }
+    for name in before.keys().filter(|n| !after.contains_key(*n)) {
+        changes.push(format!("removed {name}"));
+    }
+    changes
+}

@@ -1,0 +1,263 @@
+//! Node metrics in the Prometheus text format (`GET /metrics` on the admin API): requests by
+//! status class and `X-Cache`, hit ratio, bytes served, origin fetch latency by origin,
+//! function invocations, errors and duration by function and event, cache objects and bytes.
+//!
+//! The request counters are resolved once at start into a small table, so counting a request
+//! is an index and an atomic add; label sets are only hashed on misses and function calls.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::cache::Store;
+use crate::flow::CachePhase;
+
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+const PHASES: [CachePhase; 5] = [
+    CachePhase::Hit,
+    CachePhase::Miss,
+    CachePhase::RefreshHit,
+    CachePhase::Generated,
+    CachePhase::Error,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    status_class: &'static str,
+    x_cache: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OriginLabels {
+    origin: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FunctionLabels {
+    function: String,
+    event: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to ~26 s: function calls at the low end, slow origins at the high end.
+    Histogram::new(exponential_buckets(0.00005, 2.0, 20))
+}
+
+/// Every metric of a node; shared by all its versions.
+pub struct Metrics {
+    registry: Registry,
+    requests: [[Counter; 5]; 5],
+    bytes: Counter,
+    origin_fetch: Family<OriginLabels, Histogram>,
+    invocations: Family<FunctionLabels, Counter>,
+    errors: Family<FunctionLabels, Counter>,
+    function_duration: Family<FunctionLabels, Histogram>,
+    hit_ratio: Gauge<f64, AtomicU64>,
+    cache_objects: Gauge,
+    cache_bytes: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("edge");
+        let family = Family::<RequestLabels, Counter>::default();
+        let requests = STATUS_CLASSES.map(|status_class| {
+            PHASES.map(|phase| {
+                family
+                    .get_or_create(&RequestLabels {
+                        status_class,
+                        x_cache: phase.as_str(),
+                    })
+                    .clone()
+            })
+        });
+        registry.register(
+            "requests",
+            "Requests answered, by status class and X-Cache",
+            family,
+        );
+        let bytes = Counter::default();
+        registry.register(
+            "served_bytes",
+            "Response body bytes sent to viewers",
+            bytes.clone(),
+        );
+        let origin_fetch = Family::<OriginLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "origin_fetch_seconds",
+            "Time from sending a request to an origin to its response headers",
+            origin_fetch.clone(),
+        );
+        let invocations = Family::<FunctionLabels, Counter>::default();
+        registry.register(
+            "function_invocations",
+            "Edge function invocations",
+            invocations.clone(),
+        );
+        let errors = Family::<FunctionLabels, Counter>::default();
+        registry.register(
+            "function_errors",
+            "Edge function invocations that failed or hit a limit",
+            errors.clone(),
+        );
+        let function_duration = Family::<FunctionLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "function_duration_seconds",
+            "Edge function invocation time, instantiation included",
+            function_duration.clone(),
+        );
+        let hit_ratio = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "cache_hit_ratio",
+            "Hits and refresh hits over cacheable lookups (hits + misses) since start",
+            hit_ratio.clone(),
+        );
+        let cache_objects = Gauge::default();
+        registry.register(
+            "cache_objects",
+            "Entries in the cache",
+            cache_objects.clone(),
+        );
+        let cache_bytes = Gauge::default();
+        registry.register(
+            "cache_bytes",
+            "Bytes charged against cache.max_size",
+            cache_bytes.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            bytes,
+            origin_fetch,
+            invocations,
+            errors,
+            function_duration,
+            hit_ratio,
+            cache_objects,
+            cache_bytes,
+        }
+    }
+
+    /// Counts a response.
+    pub fn request(&self, status: u16, phase: CachePhase) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        let phase = PHASES.iter().position(|p| *p == phase).unwrap_or(1);
+        self.requests[class][phase].inc();
+    }
+
+    /// Counts body bytes sent.
+    pub fn served(&self, bytes: u64) {
+        self.bytes.inc_by(bytes);
+    }
+
+    /// Records an origin fetch's time to headers.
+    pub fn origin_fetch(&self, origin: &str, elapsed: Duration) {
+        self.origin_fetch
+            .get_or_create(&OriginLabels {
+                origin: origin.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records a function invocation.
+    pub fn function(&self, function: &str, event: &'static str, elapsed: Duration, failed: bool) {
+        let labels = FunctionLabels {
+            function: function.to_owned(),
+            event,
+        };
+        self.invocations.get_or_create(&labels).inc();
+        if failed {
+            self.errors.get_or_create(&labels).inc();
+        }
+        self.function_duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The text exposition, with cache gauges read from `store` now.
+    pub fn render(&self, store: &Store) -> String {
+        let count = |phase: CachePhase| -> u64 {
+            let column = PHASES.iter().position(|p| *p == phase).unwrap_or(0);
+            self.requests.iter().map(|row| row[column].get()).sum()
+        };
+        let hits = count(CachePhase::Hit) + count(CachePhase::RefreshHit);
+        let lookups = hits + count(CachePhase::Miss);
+        self.hit_ratio.set(if lookups == 0 {
+            0.0
+        } else {
+            hits as f64 / lookups as f64
+        });
+        self.cache_objects
+            .set(i64::try_from(store.len()).unwrap_or(i64::MAX));
+        self.cache_bytes
+            .set(i64::try_from(store.weight()).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            out = format!("# cannot encode metrics: {e}\n");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_ratio() {
+        let m = Metrics::new();
+        m.request(200, CachePhase::Hit);
+        m.request(200, CachePhase::Hit);
+        m.request(200, CachePhase::Miss);
+        m.request(502, CachePhase::Error);
+        m.served(1234);
+        m.origin_fetch("app", Duration::from_millis(3));
+        m.function("router", "viewer-request", Duration::from_micros(20), false);
+        m.function("router", "viewer-request", Duration::from_micros(20), true);
+        let text = m.render(&Store::new(1 << 20, 1 << 16));
+        assert!(
+            text.contains(r#"edge_requests_total{status_class="2xx",x_cache="Hit"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"edge_requests_total{status_class="5xx",x_cache="Error"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("edge_served_bytes_total 1234"), "{text}");
+        assert!(text.contains("edge_cache_hit_ratio 0.666"), "{text}");
+        assert!(
+            text.contains(r#"edge_origin_fetch_seconds_count{origin="app"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"edge_function_errors_total{function="router",event="viewer-request"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains("edge_cache_objects 0"), "{text}");
+    }
+}
