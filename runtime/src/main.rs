@@ -1,5 +1,9 @@
-//! `edge`: the command line. Loads a config and runs a node (`serve`), checks a config
-//! (`check`), or runs the self-contained demo (`demo`).
+//! `edge`: the command line. Loads a config and runs a node (`serve`, `dev`), checks a config
+//! (`check`), runs the self-contained demo (`demo`), drives a running node through its admin API
+//! (`upload`, `test`, `publish`, `rollback`, `list`, `invalidate`), or runs a module with no
+//! node (`test-function`). The commands live in [`cli`]; this file parses and dispatches.
+
+mod cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,6 +11,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use edge_runtime::config::{Config, OriginKind, Target};
+
+use cli::node::ConfigSource;
 
 /// A caching CDN edge node that runs WebAssembly edge functions.
 #[derive(Parser)]
@@ -18,7 +24,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a node with a config file.
+    /// Run a node with a config file (SIGHUP reloads the config).
     Serve {
         /// The config file (TOML).
         #[arg(long, short, default_value = "edge.toml")]
@@ -30,6 +36,8 @@ enum Command {
         #[arg(long, short, default_value = "edge.toml")]
         config: PathBuf,
     },
+    /// Run a node and hot-swap its functions when their files (or crates) change.
+    Dev(cli::dev::Dev),
     /// Run the demo: the repo's demo/edge.toml, with its dynamic origin `app` served in-process.
     Demo {
         /// The demo config.
@@ -39,6 +47,10 @@ enum Command {
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
     },
+    #[command(flatten)]
+    Admin(cli::admin::AdminCommand),
+    /// Run a module against a sample event with no node, and print what it did.
+    TestFunction(cli::test_function::TestFunction),
 }
 
 fn main() -> ExitCode {
@@ -72,7 +84,11 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve { config } => serve(Config::load(&config)?).await,
+        Command::Serve { config } => {
+            let source = ConfigSource::file(config);
+            let config = source.load()?;
+            cli::node::serve(source, config).await
+        }
         Command::Check { config } => {
             let parsed = Config::load(&config)?;
             println!(
@@ -83,12 +99,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Dev(dev) => dev.run().await,
         Command::Demo { config, listen } => {
-            build_demo_functions()?;
-            let mut config = Config::load(&config)?;
-            if let Some(listen) = listen {
-                config.server.listen = listen;
-            }
+            cli::function_crate::build_demo_functions()?;
             let mut apps = Vec::new();
             for name in ["app-1", "app-2"] {
                 let addr = edge_runtime::demo::start_demo_app(name)
@@ -99,76 +112,25 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     authority: addr.to_string().parse()?,
                 });
             }
-            let app = config
-                .origins
-                .iter_mut()
-                .find(|o| o.name == "app")
-                .context("the demo config has no origin named \"app\" to serve in-process")?;
-            if let OriginKind::Http { targets, .. } = &mut app.kind {
-                *targets = apps;
-            }
-            serve(config).await
+            // Applied at every load, so a reload (SIGHUP) keeps serving the in-process apps.
+            let source = ConfigSource::adjusted(config, move |config| {
+                if let Some(listen) = listen {
+                    config.server.listen = listen;
+                }
+                if let Some(app) = config.origins.iter_mut().find(|o| o.name == "app") {
+                    if let OriginKind::Http { targets, .. } = &mut app.kind {
+                        targets.clone_from(&apps);
+                    }
+                }
+            });
+            let config = source.load()?;
+            anyhow::ensure!(
+                config.origins.iter().any(|o| o.name == "app"),
+                "the demo config has no origin named \"app\" to serve in-process"
+            );
+            cli::node::serve(source, config).await
         }
-    }
-}
-
-async fn serve(config: Config) -> anyhow::Result<()> {
-    let node = edge_runtime::start(config, shutdown_signal()).await?;
-    tracing::info!(addr = %node.addr(), "edge node listening");
-    node.shutdown_when_done().await;
-    Ok(())
-}
-
-/// Builds the demo's edge functions (`functions/router`, `functions/headers`) for wasm32-wasip1
-/// with the workspace's `wasm` profile, installing the target if rustup lacks it.
-fn build_demo_functions() -> anyhow::Result<()> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let installed = std::process::Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output();
-    if installed.is_ok_and(|o| !String::from_utf8_lossy(&o.stdout).contains("wasm32-wasip1")) {
-        tracing::info!("installing the wasm32-wasip1 target");
-        let status = std::process::Command::new("rustup")
-            .args(["target", "add", "wasm32-wasip1"])
-            .status()?;
-        anyhow::ensure!(status.success(), "`rustup target add wasm32-wasip1` failed");
-    }
-    tracing::info!("building the demo functions (router, headers)");
-    let status = std::process::Command::new(cargo)
-        .current_dir(&root)
-        .args([
-            "build",
-            "--profile",
-            "wasm",
-            "--target",
-            "wasm32-wasip1",
-            "-p",
-            "router",
-            "-p",
-            "headers",
-        ])
-        .status()
-        .context("cannot run cargo to build the demo functions")?;
-    anyhow::ensure!(
-        status.success(),
-        "building the demo functions failed (see above)"
-    );
-    Ok(())
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
+        Command::Admin(command) => command.run().await,
+        Command::TestFunction(test) => test.run(),
     }
 }

@@ -3,6 +3,7 @@
 //! when the config is reloaded or a function is published; each request runs on the version
 //! it started with, so a swap drops nothing. The cache and request collapsing outlive versions.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -14,7 +15,7 @@ use crate::error::StartError;
 use crate::kv::KvStores;
 use crate::metrics::Metrics;
 use crate::origin::Origin;
-use crate::wasm::{self, FunctionEngine, Lifecycle, Registry};
+use crate::wasm::{self, Function, FunctionEngine, Lifecycle, Registry};
 
 /// One version of the node: what a request needs, fixed for its duration.
 pub struct Node {
@@ -100,7 +101,11 @@ impl Edge {
         let origins: Arc<[Origin]> = config.origins.iter().map(Origin::new).collect();
         let kv = Arc::new(KvStores::load(&config)?);
         let node = Node {
-            functions: registry(&config, lifecycle.as_ref())?,
+            functions: registry(
+                &config,
+                lifecycle.as_ref(),
+                &lifecycle.as_ref().map(Lifecycle::live).unwrap_or_default(),
+            )?,
             config: Arc::new(config),
             origins,
             store,
@@ -137,34 +142,41 @@ impl Edge {
     pub fn refresh_functions(&self) -> Result<(), wasm::Error> {
         let _swap = self.swap.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.current.load_full();
-        let functions = registry(&current.config, self.lifecycle.as_ref())?;
-        self.current.store(Arc::new(Node {
-            config: Arc::clone(&current.config),
-            origins: Arc::clone(&current.origins),
-            store: Arc::clone(&current.store),
-            coalescer: Arc::clone(&current.coalescer),
-            kv: Arc::clone(&current.kv),
+        let live = self
+            .lifecycle
+            .as_ref()
+            .map(Lifecycle::live)
+            .unwrap_or_default();
+        let functions = registry(&current.config, self.lifecycle.as_ref(), &live)?;
+        self.current.store(Arc::new(current.with(
+            Arc::clone(&current.config),
+            Arc::clone(&current.origins),
             functions,
-            metrics: Arc::clone(&current.metrics),
-            next_request_id: Arc::clone(&current.next_request_id),
-        }));
+        )));
         Ok(())
     }
 
     /// Swaps in a new config (validated by the caller): new origins and attachments, the same
-    /// cache. Functions must already be loaded in the lifecycle under their names; new ones in
-    /// the config are loaded here. The cache keeps its size until restart.
+    /// cache, function modules whose files changed. All or nothing: if any module fails to load
+    /// or a behavior needs an entry point a module lacks, the node keeps what it has.
+    /// `server.listen`, `[cache]` sizes, `[admin]` and the set of `[kv.*]` stores apply at restart.
     pub fn reload(&self, config: Config) -> Result<(), StartError> {
         let _swap = self.swap.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.current.load_full();
-        if let Some(lifecycle) = &self.lifecycle {
-            lifecycle.reload_config(&config)?;
-        } else if !config.functions.is_empty() {
-            return Err(StartError::Function(wasm::Error::Engine(
-                "functions were added to a node started without any; restart it".into(),
-            )));
+        let plan = match &self.lifecycle {
+            Some(lifecycle) => Some(lifecycle.plan_reload(&config)?),
+            None if config.functions.is_empty() => None,
+            None => {
+                return Err(StartError::Function(wasm::Error::Engine(
+                    "functions were added to a node started without any; restart it".into(),
+                )))
+            }
+        };
+        let live = plan.as_ref().map(|p| p.live.clone()).unwrap_or_default();
+        let functions = registry(&config, self.lifecycle.as_ref(), &live)?;
+        if let (Some(lifecycle), Some(plan)) = (&self.lifecycle, plan) {
+            lifecycle.apply(plan);
         }
-        let functions = registry(&config, self.lifecycle.as_ref())?;
         let stores: Vec<&str> = config.kv.iter().map(|s| s.name.as_str()).collect();
         if stores != self.kv.names() {
             tracing::warn!(
@@ -173,17 +185,31 @@ impl Edge {
                 "key-value stores were added to or removed from the config: restart the node to apply"
             );
         }
-        self.current.store(Arc::new(Node {
-            origins: config.origins.iter().map(Origin::new).collect(),
-            config: Arc::new(config),
-            store: Arc::clone(&current.store),
-            coalescer: Arc::clone(&current.coalescer),
-            kv: Arc::clone(&current.kv),
-            functions,
-            metrics: Arc::clone(&current.metrics),
-            next_request_id: Arc::clone(&current.next_request_id),
-        }));
+        let origins = config.origins.iter().map(Origin::new).collect();
+        self.current
+            .store(Arc::new(current.with(Arc::new(config), origins, functions)));
         Ok(())
+    }
+}
+
+impl Node {
+    /// A new version sharing this one's cache, collapsing, KV stores, metrics and request ids.
+    fn with(
+        &self,
+        config: Arc<Config>,
+        origins: Arc<[Origin]>,
+        functions: Option<Arc<Registry>>,
+    ) -> Node {
+        Node {
+            config,
+            origins,
+            functions,
+            store: Arc::clone(&self.store),
+            coalescer: Arc::clone(&self.coalescer),
+            kv: Arc::clone(&self.kv),
+            metrics: Arc::clone(&self.metrics),
+            next_request_id: Arc::clone(&self.next_request_id),
+        }
     }
 }
 
@@ -191,6 +217,7 @@ impl Edge {
 fn registry(
     config: &Config,
     lifecycle: Option<&Lifecycle>,
+    live: &BTreeMap<String, Arc<Function>>,
 ) -> Result<Option<Arc<Registry>>, wasm::Error> {
     if config.behaviors.iter().all(|b| b.functions.is_empty()) {
         return Ok(None);
@@ -199,6 +226,6 @@ fn registry(
     Ok(Some(Arc::new(Registry::build(
         config,
         Arc::clone(lifecycle.engine()),
-        &lifecycle.live(),
+        live,
     )?)))
 }

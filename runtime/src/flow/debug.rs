@@ -40,6 +40,22 @@ impl DebugInfo {
         self.last = now;
     }
 
+    /// Records what a function changed (`changes` empty: nothing).
+    pub fn function_changed(
+        &mut self,
+        event: edge_sdk::abi::Event,
+        function: &str,
+        changes: &[String],
+    ) {
+        let summary = if changes.is_empty() {
+            "no change".to_owned()
+        } else {
+            changes.join(", ")
+        };
+        self.functions
+            .push(format!("{}={function}: {summary}", event.export_name()));
+    }
+
     /// Writes the debug headers.
     pub fn write(
         &self,

@@ -65,15 +65,7 @@ pub fn run_request_event(
         .then(|| (view.method.clone(), view.uri.clone(), view.headers.clone()));
     let state = HostState::new(Arc::clone(&node.config), view, ctx.viewer.ip(), None)
         .with_kv(Arc::clone(&node.kv));
-    let started = std::time::Instant::now();
-    let (decision, state) = invoke(&registry.engine, function, event, ctx.id, state);
-    node.metrics.function(
-        &function.name,
-        event.export_name(),
-        started.elapsed(),
-        decision.is_err(),
-    );
-    ctx.mark(event.export_name());
+    let (decision, state) = run(node, ctx, &registry.engine, function, event, state);
     let decision = decision?;
     if let (Some(debug), Some(before)) = (&mut ctx.debug, before) {
         let mut changes = super::debug::request_changes(
@@ -99,16 +91,7 @@ pub fn run_request_event(
         if let (Decision::Respond, Some(r)) = (decision, &state.response) {
             changes.push(format!("responded {}", r.status.as_u16()));
         }
-        debug.functions.push(format!(
-            "{}={}: {}",
-            event.export_name(),
-            function.name,
-            if changes.is_empty() {
-                "no change".into()
-            } else {
-                changes.join(", ")
-            }
-        ));
+        debug.function_changed(event, &function.name, &changes);
     }
     parts.method = state.request.method;
     parts.uri = state.request.uri;
@@ -177,15 +160,7 @@ pub async fn run_response_event(
         Some(response),
     )
     .with_kv(Arc::clone(&node.kv));
-    let started = std::time::Instant::now();
-    let (decision, state) = invoke(&registry.engine, function, event, ctx.id, state);
-    node.metrics.function(
-        &function.name,
-        event.export_name(),
-        started.elapsed(),
-        decision.is_err(),
-    );
-    ctx.mark(event.export_name());
+    let (decision, state) = run(node, ctx, &registry.engine, function, event, state);
     decision?;
     if event == Event::OriginResponse {
         ctx.ttl_override = state.ttl;
@@ -205,18 +180,30 @@ pub async fn run_response_event(
         if let Some(ttl) = state.ttl {
             changes.push(format!("ttl {ttl}s"));
         }
-        debug.functions.push(format!(
-            "{}={}: {}",
-            event.export_name(),
-            function.name,
-            if changes.is_empty() {
-                "no change".into()
-            } else {
-                changes.join(", ")
-            }
-        ));
+        debug.function_changed(event, &function.name, &changes);
     }
     Ok(into_response(changed, rest))
+}
+
+/// Invokes `function`, counting it in the metrics and closing its `Server-Timing` stage.
+fn run(
+    node: &Node,
+    ctx: &mut RequestCtx,
+    engine: &crate::wasm::FunctionEngine,
+    function: &Function,
+    event: Event,
+    state: HostState,
+) -> (Result<Decision, crate::wasm::Error>, HostState) {
+    let started = std::time::Instant::now();
+    let (decision, state) = invoke(engine, function, event, ctx.id, state);
+    node.metrics.function(
+        &function.name,
+        event.export_name(),
+        started.elapsed(),
+        decision.is_err(),
+    );
+    ctx.mark(event.export_name());
+    (decision, state)
 }
 
 /// Reads the whole body if it fits in `limit`; otherwise gives back what was read chained to

@@ -400,54 +400,76 @@ pub fn write_durably(path: &Path, data: &[u8]) -> std::io::Result<()> {
 }
 
 impl Lifecycle {
-    /// Applies a reloaded config: functions new to it are loaded; a function whose LIVE version
-    /// came from its module file gets the file's current content as LIVE if it changed (the old
-    /// one is kept as previous). Uploaded LIVE versions stay. Nothing changes unless every new
-    /// module loads.
-    pub fn reload_config(&self, config: &Config) -> Result<(), Error> {
-        {
-            let mut limits = self.limits.lock().unwrap_or_else(|p| p.into_inner());
-            for f in &config.functions {
-                limits.insert(f.name.clone(), f.limits.clone());
+    /// Prepares a reloaded config: functions new to it are loaded, and a function whose LIVE
+    /// version came from its module file gets the file's current content if it changed.
+    /// Uploaded LIVE versions stay. Nothing changes until [`Lifecycle::apply`].
+    pub fn plan_reload(&self, config: &Config) -> Result<ReloadPlan, Error> {
+        let functions = self.lock();
+        let mut versions = Vec::new();
+        for f in &config.functions {
+            let live = functions.get(&f.name).and_then(|s| s.live.as_ref());
+            if live.is_some_and(|v| v.origin == VersionSource::Upload) {
+                continue;
             }
-        }
-        let mut loaded = Vec::new();
-        {
-            let functions = self.lock();
-            for f in &config.functions {
-                let keep_upload = functions
-                    .get(&f.name)
-                    .and_then(|s| s.live.as_ref())
-                    .is_some_and(|v| v.origin == VersionSource::Upload);
-                if keep_upload {
-                    continue;
-                }
-                let function = self.engine.load_file(f)?;
-                let unchanged = functions
-                    .get(&f.name)
-                    .and_then(|s| s.live.as_ref())
-                    .is_some_and(|v| {
-                        v.function.hash == function.hash && v.function.limits == f.limits
-                    });
-                if !unchanged {
-                    loaded.push((
-                        f.name.clone(),
-                        Version {
-                            function: Arc::new(function),
-                            created: SystemTime::now(),
-                            origin: VersionSource::Config(f.module.clone()),
-                        },
-                    ));
-                }
+            let function = self.engine.load_file(f)?;
+            if live
+                .is_some_and(|v| v.function.hash == function.hash && v.function.limits == f.limits)
+            {
+                continue;
             }
+            versions.push((
+                f.name.clone(),
+                Version {
+                    function: Arc::new(function),
+                    created: SystemTime::now(),
+                    origin: VersionSource::Config(f.module.clone()),
+                },
+            ));
         }
+        let mut live: BTreeMap<String, Arc<Function>> = functions
+            .iter()
+            .filter_map(|(n, s)| {
+                s.live
+                    .as_ref()
+                    .map(|v| (n.clone(), Arc::clone(&v.function)))
+            })
+            .collect();
+        for (name, version) in &versions {
+            live.insert(name.clone(), Arc::clone(&version.function));
+        }
+        let limits = config
+            .functions
+            .iter()
+            .map(|f| (f.name.clone(), f.limits.clone()))
+            .collect();
+        Ok(ReloadPlan {
+            versions,
+            live,
+            limits,
+        })
+    }
+
+    /// Commits a plan: its versions become LIVE (the old ones previous), its limits apply to
+    /// later uploads.
+    pub fn apply(&self, plan: ReloadPlan) {
+        self.limits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(plan.limits);
         let mut functions = self.lock();
-        for (name, version) in loaded {
+        for (name, version) in plan.versions {
             tracing::info!(function = %name, hash = %version.function.hash, "function module changed; new LIVE version");
             let stages = functions.entry(name).or_default();
             stages.previous = stages.live.take();
             stages.live = Some(version);
         }
-        Ok(())
     }
+}
+
+/// What a config reload would change in the lifecycle, prepared before anything changes.
+pub struct ReloadPlan {
+    versions: Vec<(String, Version)>,
+    /// Every function's LIVE version as it would be after the reload.
+    pub live: BTreeMap<String, Arc<Function>>,
+    limits: BTreeMap<String, FunctionLimits>,
 }

@@ -2,9 +2,101 @@
 //! validation: valid names and values (no CR/LF: a function cannot split a message), framing
 //! headers off limits, size limits.
 
-use edge_sdk::abi::{limits, status};
+use edge_sdk::abi::{limits, status, IMPORT_MODULE};
 use http::header::{HeaderName, CONNECTION, CONTENT_LENGTH, SET_COOKIE, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderValue};
+use wasmtime::{Caller, Linker};
+
+use super::memory::{bytes, call, status_of, write_out};
+use crate::wasm::state::HostState;
+
+/// One message's header calls: `{prefix}_get_header`, `_get_headers`, `_set_header`,
+/// `_append_header`, `_remove_header`.
+pub struct HeaderCalls {
+    /// Import names, in that order.
+    pub names: [&'static str; 5],
+    /// The headers to read; `None` when there is no such message (yet).
+    pub read: fn(&HostState) -> Option<&HeaderMap>,
+    /// The headers to change, creating the message if needed.
+    pub write: fn(&mut HostState) -> &mut HeaderMap,
+}
+
+/// Adds one message's header calls.
+pub fn add_to_linker(linker: &mut Linker<HostState>, calls: HeaderCalls) -> wasmtime::Result<()> {
+    let HeaderCalls {
+        names: [get_one, get_all, set, append, remove],
+        read,
+        write,
+    } = calls;
+    linker.func_wrap(
+        IMPORT_MODULE,
+        get_one,
+        move |mut c: Caller<'_, HostState>,
+              name: i32,
+              name_len: i32,
+              buf: i32,
+              len: i32,
+              out: i32| {
+            call(&mut c, get_one, |m, s| {
+                status_of((|| {
+                    let headers = read(s).ok_or(status::NOT_FOUND)?;
+                    match get(headers, bytes(m, name, name_len)?)? {
+                        Some(value) => Ok(write_out(m, buf, len, out, &value)),
+                        None => Ok(status::NOT_FOUND),
+                    }
+                })())
+            })
+        },
+    )?;
+    linker.func_wrap(
+        IMPORT_MODULE,
+        get_all,
+        move |mut c: Caller<'_, HostState>, buf: i32, len: i32, out: i32| {
+            call(&mut c, get_all, |m, s| {
+                write_out(m, buf, len, out, &read(s).map(list).unwrap_or_default())
+            })
+        },
+    )?;
+    for (call_name, how) in [(set, Change::Set), (append, Change::Append)] {
+        linker.func_wrap(
+            IMPORT_MODULE,
+            call_name,
+            move |mut c: Caller<'_, HostState>,
+                  name: i32,
+                  name_len: i32,
+                  value: i32,
+                  value_len: i32| {
+                call(&mut c, call_name, |m, s| {
+                    status_of((|| {
+                        Ok(change(
+                            write(s),
+                            bytes(m, name, name_len)?,
+                            Some(bytes(m, value, value_len)?),
+                            how,
+                        ))
+                    })())
+                })
+            },
+        )?;
+    }
+    linker.func_wrap(
+        IMPORT_MODULE,
+        remove,
+        move |mut c: Caller<'_, HostState>, name: i32, name_len: i32| {
+            call(&mut c, remove, |m, s| {
+                status_of((|| {
+                    Ok(change(
+                        write(s),
+                        bytes(m, name, name_len)?,
+                        None,
+                        Change::Remove,
+                    ))
+                })())
+            })
+        },
+    )?;
+    Ok(())
+}
 
 /// A header's value, lines joined with `, ` (`\n` for `set-cookie`); `None` if absent.
 pub fn get(headers: &HeaderMap, name: &[u8]) -> Result<Option<Vec<u8>>, i32> {

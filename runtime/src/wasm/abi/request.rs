@@ -4,7 +4,7 @@ use edge_sdk::abi::{status, IMPORT_MODULE};
 use http::uri::PathAndQuery;
 use wasmtime::{Caller, Linker};
 
-use super::fields::{self, Change};
+use super::fields::{self, HeaderCalls};
 use super::memory::{bytes, call, status_of, write_out};
 use crate::wasm::state::HostState;
 
@@ -48,64 +48,18 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             })
         },
     )?;
-    linker.func_wrap(
-        IMPORT_MODULE,
-        "request_get_header",
-        |mut c: C<'_>, name: i32, name_len: i32, buf: i32, len: i32, out: i32| {
-            call(&mut c, "request_get_header", |m, s| {
-                status_of(
-                    (|| match fields::get(&s.request.headers, bytes(m, name, name_len)?)? {
-                        Some(value) => Ok(write_out(m, buf, len, out, &value)),
-                        None => Ok(status::NOT_FOUND),
-                    })(),
-                )
-            })
-        },
-    )?;
-    linker.func_wrap(
-        IMPORT_MODULE,
-        "request_get_headers",
-        |mut c: C<'_>, buf: i32, len: i32, out: i32| {
-            call(&mut c, "request_get_headers", |m, s| {
-                write_out(m, buf, len, out, &fields::list(&s.request.headers))
-            })
-        },
-    )?;
-    for (call_name, how) in [
-        ("request_set_header", Change::Set),
-        ("request_append_header", Change::Append),
-    ] {
-        linker.func_wrap(
-            IMPORT_MODULE,
-            call_name,
-            move |mut c: C<'_>, name: i32, name_len: i32, value: i32, value_len: i32| {
-                call(&mut c, call_name, |m, s| {
-                    status_of((|| {
-                        Ok(fields::change(
-                            &mut s.request.headers,
-                            bytes(m, name, name_len)?,
-                            Some(bytes(m, value, value_len)?),
-                            how,
-                        ))
-                    })())
-                })
-            },
-        )?;
-    }
-    linker.func_wrap(
-        IMPORT_MODULE,
-        "request_remove_header",
-        |mut c: C<'_>, name: i32, name_len: i32| {
-            call(&mut c, "request_remove_header", |m, s| {
-                status_of((|| {
-                    Ok(fields::change(
-                        &mut s.request.headers,
-                        bytes(m, name, name_len)?,
-                        None,
-                        Change::Remove,
-                    ))
-                })())
-            })
+    fields::add_to_linker(
+        linker,
+        HeaderCalls {
+            names: [
+                "request_get_header",
+                "request_get_headers",
+                "request_set_header",
+                "request_append_header",
+                "request_remove_header",
+            ],
+            read: |s| Some(&s.request.headers),
+            write: |s| &mut s.request.headers,
         },
     )?;
     linker.func_wrap(

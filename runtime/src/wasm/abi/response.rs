@@ -5,7 +5,7 @@ use edge_sdk::abi::{status, IMPORT_MODULE};
 use http::{HeaderMap, StatusCode};
 use wasmtime::{Caller, Linker};
 
-use super::fields::{self, Change};
+use super::fields::{self, HeaderCalls};
 use super::memory::{bytes, call, status_of, write_out, write_u32};
 use crate::wasm::state::{BodyView, HostState, ResponseView};
 
@@ -52,74 +52,18 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             })
         },
     )?;
-    linker.func_wrap(
-        IMPORT_MODULE,
-        "response_get_header",
-        |mut c: C<'_>, name: i32, name_len: i32, buf: i32, len: i32, out: i32| {
-            call(&mut c, "response_get_header", |m, s| {
-                status_of((|| {
-                    let headers = s
-                        .response
-                        .as_ref()
-                        .map(|r| &r.headers)
-                        .ok_or(status::NOT_FOUND)?;
-                    match fields::get(headers, bytes(m, name, name_len)?)? {
-                        Some(value) => Ok(write_out(m, buf, len, out, &value)),
-                        None => Ok(status::NOT_FOUND),
-                    }
-                })())
-            })
-        },
-    )?;
-    linker.func_wrap(
-        IMPORT_MODULE,
-        "response_get_headers",
-        |mut c: C<'_>, buf: i32, len: i32, out: i32| {
-            call(&mut c, "response_get_headers", |m, s| {
-                let list = s
-                    .response
-                    .as_ref()
-                    .map(|r| fields::list(&r.headers))
-                    .unwrap_or_default();
-                write_out(m, buf, len, out, &list)
-            })
-        },
-    )?;
-    for (call_name, how) in [
-        ("response_set_header", Change::Set),
-        ("response_append_header", Change::Append),
-    ] {
-        linker.func_wrap(
-            IMPORT_MODULE,
-            call_name,
-            move |mut c: C<'_>, name: i32, name_len: i32, value: i32, value_len: i32| {
-                call(&mut c, call_name, |m, s| {
-                    status_of((|| {
-                        Ok(fields::change(
-                            &mut response(s).headers,
-                            bytes(m, name, name_len)?,
-                            Some(bytes(m, value, value_len)?),
-                            how,
-                        ))
-                    })())
-                })
-            },
-        )?;
-    }
-    linker.func_wrap(
-        IMPORT_MODULE,
-        "response_remove_header",
-        |mut c: C<'_>, name: i32, name_len: i32| {
-            call(&mut c, "response_remove_header", |m, s| {
-                status_of((|| {
-                    Ok(fields::change(
-                        &mut response(s).headers,
-                        bytes(m, name, name_len)?,
-                        None,
-                        Change::Remove,
-                    ))
-                })())
-            })
+    fields::add_to_linker(
+        linker,
+        HeaderCalls {
+            names: [
+                "response_get_header",
+                "response_get_headers",
+                "response_set_header",
+                "response_append_header",
+                "response_remove_header",
+            ],
+            read: |s| s.response.as_ref().map(|r| &r.headers),
+            write: |s| &mut response(s).headers,
         },
     )?;
     linker.func_wrap(

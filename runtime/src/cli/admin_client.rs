@@ -1,0 +1,172 @@
+//! A client of the node's admin API (`runtime/src/admin/`): one HTTP/1.1 call per command, with
+//! the bearer token, answering the JSON body of a 2xx or an error carrying the API's message.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+/// Where `--admin` points when not given: the admin API's default listen address.
+pub const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:9901";
+
+/// How long one call may take. An upload compiles the module on the node before answering,
+/// which takes seconds for a large module; a node that has not answered in a minute is stuck.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Bytes escaped in a path segment: all but RFC 3986's unreserved characters, so a name can
+/// never add a segment or a query to the route.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// A client for one admin API.
+pub struct AdminClient {
+    /// `http://host:port` (and any path prefix), without a trailing `/`.
+    base: String,
+    /// `Authorization` value, when a token was given.
+    authorization: Option<HeaderValue>,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl AdminClient {
+    /// A client for the admin API at `url` (`http://host:port`; the scheme may be left out),
+    /// sending `token` as a bearer token if given.
+    pub fn new(url: &str, token: Option<&str>) -> anyhow::Result<Self> {
+        let url = if url.contains("://") {
+            url.to_owned()
+        } else {
+            format!("http://{url}")
+        };
+        let uri: Uri = url
+            .parse()
+            .with_context(|| format!("invalid admin URL {url:?}"))?;
+        if uri.scheme_str() != Some("http") {
+            bail!("invalid admin URL {url:?}: only http:// is supported");
+        }
+        if uri.authority().is_none() || uri.query().is_some() {
+            bail!("invalid admin URL {url:?}: expected http://HOST:PORT");
+        }
+        let authorization = token
+            .map(|t| HeaderValue::from_str(&format!("Bearer {t}")))
+            .transpose()
+            .context("invalid token: it must be printable ASCII")?;
+        Ok(AdminClient {
+            base: url.trim_end_matches('/').to_owned(),
+            authorization,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        })
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        self.call(Method::GET, path, None, Bytes::new()).await
+    }
+
+    /// `POST path` with no body.
+    pub async fn post(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        self.call(Method::POST, path, None, Bytes::new()).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        let body = serde_json::to_vec(body).context("cannot encode the request body")?;
+        self.call(Method::POST, path, Some("application/json"), body.into())
+            .await
+    }
+
+    /// `PUT path` with a module (`.wasm` or `.wat` bytes).
+    pub async fn put_module(
+        &self,
+        path: &str,
+        module: Vec<u8>,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.call(Method::PUT, path, Some("application/wasm"), module.into())
+            .await
+    }
+
+    /// Calls `method path`; answers the JSON body of a 2xx response (a body that is not JSON
+    /// comes back as a JSON string). Any other status is an error carrying the API's message.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&'static str>,
+        body: Bytes,
+    ) -> anyhow::Result<serde_json::Value> {
+        let target = format!("{method} {path}");
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .body(Full::new(body))
+            .with_context(|| format!("cannot build the request {target}"))?;
+        if let Some(authorization) = &self.authorization {
+            request
+                .headers_mut()
+                .insert(AUTHORIZATION, authorization.clone());
+        }
+        if let Some(content_type) = content_type {
+            request
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        }
+        let exchange = async {
+            let response = self.client.request(request).await?;
+            let status = response.status();
+            let body = response.into_body().collect().await?.to_bytes();
+            anyhow::Ok((status, body))
+        };
+        let (status, body) = tokio::time::timeout(CALL_TIMEOUT, exchange)
+            .await
+            .with_context(|| format!("{target}: no answer from {} in {CALL_TIMEOUT:?}", self.base))?
+            .with_context(|| format!("{target}: cannot reach the admin API at {}", self.base))?;
+        let json = serde_json::from_slice::<serde_json::Value>(&body).ok();
+        if !status.is_success() {
+            let message = json
+                .as_ref()
+                .and_then(|j| j.get("error")?.as_str().map(str::to_owned))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_owned());
+            bail!("{target}: {status}: {message}");
+        }
+        Ok(json.unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned().into()))
+    }
+}
+
+/// `/functions/NAME` with `NAME` escaped as one path segment, then `rest`.
+pub fn function_path(name: &str, rest: &str) -> String {
+    format!("/functions/{}{rest}", utf8_percent_encode(name, SEGMENT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_function_name_stays_one_segment() {
+        assert_eq!(
+            function_path("router", "/publish"),
+            "/functions/router/publish"
+        );
+        assert_eq!(function_path("a/b?c", ""), "/functions/a%2Fb%3Fc");
+    }
+
+    #[test]
+    fn admin_urls() {
+        assert!(AdminClient::new("127.0.0.1:9901", None).is_ok());
+        assert!(AdminClient::new("http://127.0.0.1:9901/", Some("t")).is_ok());
+        assert!(AdminClient::new("https://127.0.0.1:9901", None).is_err());
+        assert!(AdminClient::new("http://127.0.0.1:9901", Some("bad\ntoken")).is_err());
+    }
+}

@@ -1,0 +1,276 @@
+//! Function crates: Rust crates (`cdylib`s on the SDK, like `functions/*`) built for
+//! `wasm32-wasip1` by a nested `cargo build`, for `edge demo` and `edge dev`.
+//!
+//! A config names a crate's output, e.g. `target/wasm32-wasip1/wasm/router.wasm`; from such a
+//! path [`FunctionCrate::for_module`] finds the crate (`functions/router`, or the workspace root
+//! itself) and the target directory and profile that produce it.
+
+use std::path::{Component, Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, ensure, Context as _};
+
+/// The compilation target of edge functions.
+pub const WASM_TARGET: &str = "wasm32-wasip1";
+/// The profile used when a module path does not name one: the workspace's profile for small
+/// edge functions (see the root `Cargo.toml`).
+const DEFAULT_PROFILE: &str = "wasm";
+
+/// A crate that builds one function module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionCrate {
+    /// The directory holding its `Cargo.toml`.
+    pub dir: PathBuf,
+    /// Its package name.
+    pub package: String,
+    /// Its library name, the stem of the `.wasm` it builds.
+    pub lib: String,
+    /// `--profile` to build with.
+    pub profile: String,
+    /// `--target-dir`, when the config's module path says where the output is expected.
+    pub target_dir: Option<PathBuf>,
+}
+
+impl FunctionCrate {
+    /// The crate in `dir` (`--crate DIR`), built with the default profile into cargo's own
+    /// target directory unless [`FunctionCrate::output_at`] says otherwise.
+    pub fn in_dir(dir: &Path) -> anyhow::Result<Self> {
+        let manifest = dir.join("Cargo.toml");
+        let (package, lib) = names(&manifest)?.with_context(|| {
+            format!(
+                "{} has no [package]: not a function crate",
+                manifest.display()
+            )
+        })?;
+        Ok(FunctionCrate {
+            dir: std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned()),
+            package,
+            lib,
+            profile: DEFAULT_PROFILE.into(),
+            target_dir: None,
+        })
+    }
+
+    /// The crate that builds `module`, if `module` is a cargo output path
+    /// (`ROOT/target/wasm32-wasip1/PROFILE/LIB.wasm`) and `ROOT/functions/*` or `ROOT` is a
+    /// package whose library is `LIB`.
+    pub fn for_module(module: &Path) -> Option<Self> {
+        let module = std::fs::canonicalize(module).unwrap_or_else(|_| module.to_owned());
+        let output = CargoOutput::parse(&module)?;
+        let root = output.target_dir.parent()?;
+        let mut candidates: Vec<PathBuf> = std::fs::read_dir(root.join("functions"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .collect();
+        candidates.sort();
+        candidates.push(root.to_owned());
+        candidates.into_iter().find_map(|dir| {
+            let (package, lib) = names(&dir.join("Cargo.toml")).ok()??;
+            (lib == output.lib).then(|| FunctionCrate {
+                dir,
+                package,
+                lib,
+                profile: output.profile.clone(),
+                target_dir: Some(output.target_dir.clone()),
+            })
+        })
+    }
+
+    /// Takes the profile and target directory from `module` if it is this crate's output.
+    pub fn output_at(&mut self, module: &Path) {
+        let module = std::fs::canonicalize(module).unwrap_or_else(|_| module.to_owned());
+        if let Some(output) = CargoOutput::parse(&module).filter(|o| o.lib == self.lib) {
+            self.profile = output.profile;
+            self.target_dir = Some(output.target_dir);
+        }
+    }
+
+    /// The files whose change calls for a rebuild: everything under `src/`, `Cargo.toml` and
+    /// `build.rs`.
+    pub fn sources(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.dir.join("Cargo.toml"), self.dir.join("build.rs")];
+        let mut dirs = vec![self.dir.join("src")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    files.push(path);
+                }
+            }
+        }
+        files
+    }
+
+    /// Runs `cargo build` for this crate; cargo's messages (and compile errors) go to stderr.
+    pub fn build(&self) -> anyhow::Result<()> {
+        let mut command = cargo();
+        command
+            .args(["build", "--profile", &self.profile, "--target", WASM_TARGET])
+            .arg("--manifest-path")
+            .arg(self.dir.join("Cargo.toml"));
+        if let Some(target_dir) = &self.target_dir {
+            command.arg("--target-dir").arg(target_dir);
+        }
+        tracing::info!(package = %self.package, dir = %self.dir.display(), "building function crate");
+        let status = command
+            .status()
+            .context("cannot run cargo to build the function crate")?;
+        ensure!(
+            status.success(),
+            "building function crate {:?} failed (cargo's errors are above)",
+            self.package
+        );
+        Ok(())
+    }
+}
+
+/// `ROOT/target/wasm32-wasip1/PROFILE_DIR/LIB.wasm`, taken apart.
+#[derive(Debug, PartialEq, Eq)]
+struct CargoOutput {
+    target_dir: PathBuf,
+    profile: String,
+    lib: String,
+}
+
+impl CargoOutput {
+    fn parse(module: &Path) -> Option<Self> {
+        if module.extension()? != "wasm" {
+            return None;
+        }
+        let lib = module.file_stem()?.to_str()?.to_owned();
+        let profile_dir = module.parent()?;
+        let triple_dir = profile_dir.parent()?;
+        if triple_dir.file_name()? != WASM_TARGET {
+            return None;
+        }
+        let profile = match profile_dir.file_name()?.to_str()? {
+            // cargo's `dev` profile writes to `debug/`.
+            "debug" => "dev".to_owned(),
+            other => other.to_owned(),
+        };
+        let target_dir = triple_dir.parent()?.to_owned();
+        if !matches!(
+            target_dir.components().next_back(),
+            Some(Component::Normal(_))
+        ) {
+            return None;
+        }
+        Some(CargoOutput {
+            target_dir,
+            profile,
+            lib,
+        })
+    }
+}
+
+/// The package name and library name of the manifest at `path`; `None` for a manifest with no
+/// `[package]` (a virtual workspace).
+fn names(path: &Path) -> anyhow::Result<Option<(String, String)>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let manifest: toml::Table = toml::from_str(&text)
+        .with_context(|| format!("{}: not a Cargo manifest", path.display()))?;
+    let Some(package) = manifest
+        .get("package")
+        .and_then(|p| p.get("name"))
+        .and_then(|n| n.as_str())
+    else {
+        return Ok(None);
+    };
+    let lib = manifest
+        .get("lib")
+        .and_then(|l| l.get("name"))
+        .and_then(|n| n.as_str())
+        .map_or_else(|| package.replace('-', "_"), str::to_owned);
+    Ok(Some((package.to_owned(), lib)))
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Installs the `wasm32-wasip1` target with rustup if rustup lacks it (without rustup, cargo
+/// reports a missing target itself).
+pub fn ensure_wasm_target() -> anyhow::Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
+    if installed.is_ok_and(|o| !String::from_utf8_lossy(&o.stdout).contains(WASM_TARGET)) {
+        tracing::info!("installing the {WASM_TARGET} target");
+        let status = Command::new("rustup")
+            .args(["target", "add", WASM_TARGET])
+            .status()?;
+        ensure!(status.success(), "`rustup target add {WASM_TARGET}` failed");
+    }
+    Ok(())
+}
+
+/// Builds the demo's edge functions (`functions/router`, `functions/headers`) in this
+/// repository, with the workspace's `wasm` profile.
+pub fn build_demo_functions() -> anyhow::Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    ensure_wasm_target()?;
+    tracing::info!("building the demo functions (router, headers)");
+    let status = cargo()
+        .current_dir(&root)
+        .args([
+            "build",
+            "--profile",
+            DEFAULT_PROFILE,
+            "--target",
+            WASM_TARGET,
+            "-p",
+            "router",
+            "-p",
+            "headers",
+        ])
+        .status()
+        .context("cannot run cargo to build the demo functions")?;
+    if !status.success() {
+        bail!("building the demo functions failed (see above)");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cargo_output_paths() {
+        assert_eq!(
+            CargoOutput::parse(Path::new("/ws/target/wasm32-wasip1/wasm/cache_key.wasm")),
+            Some(CargoOutput {
+                target_dir: "/ws/target".into(),
+                profile: "wasm".into(),
+                lib: "cache_key".into(),
+            })
+        );
+        assert_eq!(
+            CargoOutput::parse(Path::new("/ws/target/wasm32-wasip1/debug/f.wasm"))
+                .map(|o| o.profile),
+            Some("dev".into())
+        );
+        assert_eq!(CargoOutput::parse(Path::new("/ws/fn.wat")), None);
+        assert_eq!(CargoOutput::parse(Path::new("/ws/build/fn.wasm")), None);
+    }
+
+    #[test]
+    fn finds_the_workspace_function_crate_of_a_module() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let module = root.join("target/wasm32-wasip1/wasm/cache_key.wasm");
+        let found = FunctionCrate::for_module(&module).expect("functions/cache-key builds it");
+        assert_eq!(found.package, "cache-key");
+        assert!(found.dir.ends_with("functions/cache-key"), "{found:?}");
+        assert_eq!(found.profile, "wasm");
+        assert!(found
+            .target_dir
+            .as_ref()
+            .is_some_and(|t| t.ends_with("target")));
+        assert!(found.sources().iter().any(|s| s.ends_with("src/lib.rs")));
+    }
+}
