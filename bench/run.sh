@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Cache-hit throughput benchmark: plain hyper vs. the edge node vs. nginx proxy_cache.
+# Cache-hit throughput benchmark: plain hyper vs. the edge node vs. the edge node with the router
+# edge function on viewer-request vs. nginx proxy_cache; plus the in-process micro-benchmark of
+# what the router costs per request (runtime/examples/bench_function.rs).
 #
 # Run from the repo root:   bash bench/run.sh
 # Environment:
@@ -7,8 +9,10 @@
 #   RUNS=3          runs per cell (server x object); the median by req/s is reported
 #   NOISE_LIMIT=15  a run during which other processes used more than this % of a core is
 #                   flagged and left out of the median
-#   SKIP_EDGE=1     leave the edge node out (e.g. while it does not build)
+#   SKIP_EDGE=1     leave the edge node out (e.g. while it does not build); implies SKIP_FUNCTION=1
+#   SKIP_FUNCTION=1 leave the edge function parts out (edge+router and the micro-benchmark)
 #   SKIP_NGINX=1    leave nginx out
+#   MICRO_ITERATIONS=20000  timed iterations per loop of the micro-benchmark
 #
 # See bench/README.md for what the numbers mean.
 set -euo pipefail
@@ -19,6 +23,9 @@ DURATION="${DURATION:-10}"
 RUNS="${RUNS:-3}"
 SKIP_EDGE="${SKIP_EDGE:-0}"
 SKIP_NGINX="${SKIP_NGINX:-0}"
+SKIP_FUNCTION="${SKIP_FUNCTION:-0}"
+[[ "$SKIP_EDGE" == 1 ]] && SKIP_FUNCTION=1
+MICRO_ITERATIONS="${MICRO_ITERATIONS:-20000}"
 NOISE_LIMIT="${NOISE_LIMIT:-15}"
 
 # The load generator always gets CPU 1 and every server under test CPU 0: on a 2-core machine an
@@ -87,18 +94,30 @@ done
 # Build
 # ---------------------------------------------------------------------------------------------
 if [[ "$SKIP_EDGE" == 1 ]]; then
-    log "building bench_origin (SKIP_EDGE=1: edge node left out)"
+    log "building bench_origin (SKIP_EDGE=1: edge node and functions left out)"
     cargo build --release -p edge-runtime --example bench_origin
-else
-    log "building edge and bench_origin"
+elif [[ "$SKIP_FUNCTION" == 1 ]]; then
+    log "building edge and bench_origin (SKIP_FUNCTION=1: edge functions left out)"
     cargo build --release -p edge-runtime --bin edge --example bench_origin
+else
+    if ! rustup target list --installed | grep -qx wasm32-wasip1; then
+        log "adding the wasm32-wasip1 target"
+        rustup target add wasm32-wasip1
+    fi
+    log "building the router function (wasm32-wasip1), edge, bench_origin and bench_function"
+    cargo build --profile wasm --target wasm32-wasip1 -p router
+    cargo build --release -p edge-runtime --bin edge --example bench_origin --example bench_function
 fi
-TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+TARGET_DIR="$(realpath "${CARGO_TARGET_DIR:-target}")"
 ORIGIN_BIN="$TARGET_DIR/release/examples/bench_origin"
 EDGE_BIN="$TARGET_DIR/release/edge"
+FUNCTION_BIN="$TARGET_DIR/release/examples/bench_function"
+# Absolute: the node resolves a relative module path against its config file's directory.
+ROUTER_WASM="$TARGET_DIR/wasm32-wasip1/wasm/router.wasm"
 
 # RUST_BACKTRACE=1 (set in this environment) makes every error capture a backtrace, which costs
-# microseconds per request on an error path; benchmark without it.
+# microseconds per request on an error path; benchmark without it. (The micro-benchmark below
+# runs a second time with it set, to show that the function path has no such error.)
 unset RUST_BACKTRACE
 
 # ---------------------------------------------------------------------------------------------
@@ -252,7 +271,7 @@ run_wrk() {
     fi
     LAST_CLEAN="$clean"
     printf '%s %s %s %s\n' "$rps" "$(to_us "$p50")" "$(to_us "$p99")" "$clean" >>"$WORK/cell-$server-$obj"
-    log "$(printf '%-5s %-5s run %d/%d: %8.0f req/s  p50 %-9s p99 %-9s others %3d%% of a core%s' \
+    log "$(printf '%-11s %-5s run %d/%d: %8.0f req/s  p50 %-9s p99 %-9s others %3d%% of a core%s' \
         "$server" "$obj" "$run" "$RUNS" "$rps" "$p50" "$p99" "$others" "$note")"
 }
 
@@ -264,6 +283,37 @@ median() {
     [[ -n "$runs" ]] || runs="$(cat "$file")"
     sort -n -k1,1 <<<"$runs" | awk -v n="$(wc -l <<<"$runs")" 'NR == int(n / 2) + 1'
 }
+
+# ---------------------------------------------------------------------------------------------
+# Micro-benchmark: what the router function adds per request, in process (bench_function, see
+# runtime/examples/bench_function.rs), before any server runs. Pinned like the servers; once
+# with RUST_BACKTRACE unset as everything here, once with RUST_BACKTRACE=1 (this environment's
+# default): an error value on the per-request path would show up as a few µs more.
+# ---------------------------------------------------------------------------------------------
+MICRO_NOTES=()
+if [[ "$SKIP_FUNCTION" != 1 ]]; then
+    for backtrace in unset 1; do
+        wait_quiet
+        log "micro-benchmark: router per request, RUST_BACKTRACE=$backtrace"
+        out="$WORK/micro-backtrace-$backtrace.txt"
+        env=(env -u RUST_BACKTRACE)
+        [[ "$backtrace" == unset ]] || env=(env RUST_BACKTRACE="$backtrace")
+        read -r m0 _ < <(machine_jiffies)
+        # As for wrk: what the machine was busy with, less the benchmark's own CPU, is others'.
+        times="$( { TIMEFORMAT='%R %U %S'; time "${env[@]}" taskset -c "$SERVER_CPU" "$FUNCTION_BIN" \
+            "$ROUTER_WASM" --iterations "$MICRO_ITERATIONS" >"$out" 2>&1; } 2>&1 )" \
+            || { cat "$out" >&2; die "bench_function failed"; }
+        read -r m1 _ < <(machine_jiffies)
+        others="$(awk -v t="$times" -v m="$((m1 - m0))" -v hz="$CLK_TCK" 'BEGIN {
+            split(t, a, " "); x = (m - (a[2] + a[3]) * hz) / (a[1] * hz) * 100
+            printf "%.0f", (x < 0 ? 0 : x) }')"
+        cat "$out" >&2
+        log "micro-benchmark: others used ${others}% of a core meanwhile"
+        if ((others > NOISE_LIMIT)); then
+            MICRO_NOTES+=("RUST_BACKTRACE=$backtrace (${others}%)")
+        fi
+    done
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Servers. All are started up front and stay idle while another is measured, so the runs can be
@@ -326,7 +376,66 @@ EOF
     log "edge on 127.0.0.1:$EDGE_PORT (CPU $SERVER_CPU)"
 fi
 
-# 4. nginx with proxy_cache: the reference cache.
+# 4. The edge node with the router edge function (functions/router) on viewer-request: the same
+#    cache hits, plus a fresh Wasm instance running the router for every request. The router
+#    sends GETs to the origin `bucket` (and /api/* to `app`), so `bucket` is a static origin
+#    holding the same two objects, byte for byte, as bench_origin, and `app` is bench_origin.
+if [[ "$SKIP_FUNCTION" != 1 ]]; then
+    mkdir -p "$WORK/bucket"
+    python3 - "$WORK/bucket" <<'PY'
+import sys
+for name, size in (("1k", 1024), ("100k", 102400)):
+    with open(f"{sys.argv[1]}/{name}", "wb") as f:
+        f.write(bytes(i % 251 for i in range(size)))  # what bench_origin serves
+PY
+    ROUTER_PORT="$(free_port)"
+    cat >"$WORK/edge-router.toml" <<EOF
+[server]
+listen = "127.0.0.1:$ROUTER_PORT"
+# Compiled once at start into the temp dir, rather than into ~/.cache.
+compile_cache = "$WORK/compiled"
+
+[cache]
+max_size = "256 MiB"
+max_object_size = "16 MiB"
+
+[origins.bucket]
+type = "static"
+root = "$WORK/bucket"
+
+[origins.app]
+type = "http"
+targets = ["http://$ORIGIN"]
+connect_timeout = "2s"
+response_timeout = "30s"
+
+[[behaviors]]
+path = "*"
+origin = "bucket"
+functions = { viewer_request = "router" }
+cache = { min_ttl = "0s", default_ttl = "1d", max_ttl = "365d" }
+cache_key = { query = "none" }
+
+[functions.router]
+module = "$ROUTER_WASM"
+EOF
+    RUST_LOG=warn taskset -c "$SERVER_CPU" "$EDGE_BIN" serve --config "$WORK/edge-router.toml" \
+        >"$WORK/edge-router.log" 2>&1 &
+    ROUTER_PID=$!
+    PIDS+=("$ROUTER_PID")
+    if ! (wait_http edge+router "$ROUTER_PID" "http://127.0.0.1:$ROUTER_PORT/__ready"); then
+        echo "--- edge+router log:" >&2
+        cat "$WORK/edge-router.log" >&2
+        die "the edge node with the router did not start (set SKIP_FUNCTION=1 to benchmark without it)"
+    fi
+    URL[edge+router]="http://127.0.0.1:$ROUTER_PORT"
+    SERVER_PID[edge+router]="$ROUTER_PID"
+    prime edge+router "${URL[edge+router]}" X-Cache Hit
+    SERVERS+=(edge+router)
+    log "edge+router on 127.0.0.1:$ROUTER_PORT (CPU $SERVER_CPU)"
+fi
+
+# 5. nginx with proxy_cache: the reference cache.
 if [[ "$SKIP_NGINX" != 1 ]]; then
     NGINX_PORT="$(free_port)"
     NGX="$WORK/nginx"
@@ -433,14 +542,20 @@ for obj in "${OBJECTS[@]}"; do
     if [[ -n "${URL[edge]:-}" ]]; then
         check_hit edge "${URL[edge]}" "$obj" X-Cache Hit || log "warning: edge figures may include misses"
     fi
+    if [[ -n "${URL[edge+router]:-}" ]]; then
+        check_hit edge+router "${URL[edge+router]}" "$obj" X-Cache Hit \
+            || log "warning: edge+router figures may include misses"
+    fi
     if [[ -n "${URL[nginx]:-}" ]]; then
         check_hit nginx "${URL[nginx]}" "$obj" X-Cache-Status HIT || log "warning: nginx figures may include misses"
     fi
 done
-if [[ -s "$WORK/edge.log" ]]; then
-    log "edge logged $(wc -l <"$WORK/edge.log") line(s) at RUST_LOG=warn; the last ones:"
-    tail -n 5 "$WORK/edge.log" >&2
-fi
+for name in edge edge-router; do
+    if [[ -s "$WORK/$name.log" ]]; then
+        log "$name logged $(wc -l <"$WORK/$name.log") line(s) at RUST_LOG=warn; the last ones:"
+        tail -n 5 "$WORK/$name.log" >&2
+    fi
+done
 if [[ -n "${NGX:-}" ]] && grep -v 'the "user" directive' "$NGX/error.log" | grep -q .; then
     log "nginx error.log; the last lines:"
     grep -v 'the "user" directive' "$NGX/error.log" | tail -n 5 >&2
@@ -450,6 +565,22 @@ fi
 # Report
 # ---------------------------------------------------------------------------------------------
 fmt_us() { awk -v x="$1" 'BEGIN { if (x >= 10000) printf "%.1f ms", x / 1000; else printf "%d µs", x }'; }
+
+if [[ "$SKIP_FUNCTION" != 1 ]]; then
+    echo
+    echo "Micro-benchmark (bench_function, pinned to CPU $SERVER_CPU), RUST_BACKTRACE unset:"
+    echo
+    sed 's/^/    /' "$WORK/micro-backtrace-unset.txt"
+    echo
+    echo "The same with RUST_BACKTRACE=1:"
+    echo
+    sed 's/^/    /' "$WORK/micro-backtrace-1.txt"
+    if ((${#MICRO_NOTES[@]})); then
+        echo
+        echo "Warning: other processes used more than ${NOISE_LIMIT}% of a core during the" \
+            "micro-benchmark with ${MICRO_NOTES[*]}: its figures may be inflated."
+    fi
+fi
 
 echo
 echo "wrk ${WRK_ARGS[*]} (pinned to CPU $WRK_CPU), servers pinned to CPU $SERVER_CPU;" \
@@ -478,10 +609,30 @@ if ((${#NOISY_CELLS[@]})); then
         "(disturbed) had no undisturbed run and is unreliable: rerun on a quiet machine."
     echo
 fi
+if [[ -n "${RPS[edge+router-1k]:-}" && -n "${RPS[edge-1k]:-}" ]]; then
+    for obj in "${OBJECTS[@]}"; do
+        printf 'edge+router / edge, %s: %s\n' "${OBJECT_LABEL[$obj]}" \
+            "$(awk -v a="${RPS[edge+router-$obj]}" -v b="${RPS[edge-$obj]}" 'BEGIN { printf "%.2f×", a / b }')"
+    done
+    echo
+fi
 if [[ -n "${RPS[edge-1k]:-}" ]]; then
     verdict="$(awk -v a="${RPS[edge-1k]}" -v b="${RPS[hyper-1k]}" \
         'BEGIN { r = a / b; printf "%s (%.2f×)", (r >= 0.8 ? "MET" : "NOT MET"), r }')"
     echo "Bar: edge 1 KiB hit ≥ 0.8× hyper req/s — $verdict"
 else
     echo "Bar: edge 1 KiB hit ≥ 0.8× hyper req/s — not measured (edge left out)"
+fi
+if [[ -n "${RPS[edge+router-1k]:-}" ]]; then
+    verdict="$(awk -v a="${RPS[edge+router-1k]}" -v b="${RPS[edge-1k]}" \
+        'BEGIN { r = a / b; printf "%s (%.2f×)", (r >= 0.85 ? "MET" : "NOT MET"), r }')"
+    echo "Bar: edge+router 1 KiB hit ≥ 0.85× edge req/s — $verdict"
+    for backtrace in unset 1; do
+        # bench_function's verdict line: "router adds X µs at p50 (...); bar ≤ 15 µs: MET".
+        added="$(sed -n 's/^router adds \([0-9.]*\) µs at p50.*: \(.*\)$/\2 (\1 µs)/p' \
+            "$WORK/micro-backtrace-$backtrace.txt")"
+        echo "Bar: router adds ≤ 15 µs per request at p50 (RUST_BACKTRACE=$backtrace) — ${added:-not found in the output}"
+    done
+else
+    echo "Bar: edge+router 1 KiB hit ≥ 0.85× edge req/s — not measured (functions left out)"
 fi
