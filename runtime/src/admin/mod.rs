@@ -13,10 +13,10 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -161,18 +161,39 @@ fn authorized(admin: &Admin, request: &Request<Incoming>) -> bool {
 
 /// Reads a request body of at most `limit` bytes, or the 413/400 response.
 async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, AdminResponse> {
-    match Limited::new(request.into_body(), limit).collect().await {
-        Ok(body) => Ok(body.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(error(
+    let mut body = request.into_body();
+    let mut buffer = BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                &format!("cannot read the body: {e}"),
+            )
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen <= limit {
+            buffer.extend_from_slice(&data);
+        } else if seen > limit.saturating_mul(4).max(DRAIN_LIMIT) {
+            // Past this, stop reading: the client gets the answer and the connection closes.
+            break;
+        }
+    }
+    if seen > limit {
+        return Err(error(
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!("body over the limit of {limit} bytes"),
-        )),
-        Err(e) => Err(error(
-            StatusCode::BAD_REQUEST,
-            &format!("cannot read the body: {e}"),
-        )),
+        ));
     }
+    Ok(buffer.freeze())
 }
+
+/// An oversized body is read and dropped up to this size before the 413 goes out: answering
+/// while the client is still sending makes many clients see a reset instead of the answer.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 
 /// A JSON response.
 pub fn json(status: StatusCode, value: &impl Serialize) -> AdminResponse {

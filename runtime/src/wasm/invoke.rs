@@ -3,7 +3,9 @@
 //! Nothing a guest does can panic the host; every failure is an [`Error`].
 
 use edge_sdk::abi::{log_level, outcome, Event};
-use wasmtime::{Store, Trap};
+use std::time::Duration;
+
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::engine::{FunctionEngine, EPOCH_TICK};
 use super::registry::Function;
@@ -38,15 +40,29 @@ pub fn invoke(
     };
     let mut store = Store::new(engine.engine(), state);
     store.limiter(|s| &mut s.limiter);
-    // Ticks are counted from now; one extra tick so a call is never cut short of its limit.
-    store.set_epoch_deadline(
-        function
-            .limits
-            .cpu
-            .as_micros()
-            .div_ceil(EPOCH_TICK.as_micros()) as u64
-            + 1,
-    );
+    // The epoch ticks in wall time, but the limit is CPU time: a thread preempted on a busy
+    // machine must not fail a function that has not run long. Reading the thread's CPU clock
+    // costs a system call (about half a microsecond here), so it is not read per call: the
+    // first deadline is the limit in wall time; only a call that reaches it starts counting its
+    // CPU time from there, and is stopped once it has used the limit again. A runaway function
+    // is thus stopped after one to two times its limit, and a preempted one never early.
+    let limit = function.limits.cpu;
+    let limit_ticks = limit.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64 + 1;
+    store.set_epoch_deadline(limit_ticks);
+    let mut counting_from: Option<Duration> = None;
+    store.epoch_deadline_callback(move |_| {
+        let Some(now) = thread_cpu_time() else {
+            return Ok(UpdateDeadline::Interrupt);
+        };
+        match counting_from {
+            None => {
+                counting_from = Some(now);
+                Ok(UpdateDeadline::Continue(limit_ticks))
+            }
+            Some(start) if now.saturating_sub(start) < limit => Ok(UpdateDeadline::Continue(1)),
+            Some(_) => Ok(UpdateDeadline::Interrupt),
+        }
+    });
 
     let result = (|| {
         let instance = function.pre.instantiate(&mut store)?;
@@ -106,6 +122,19 @@ pub fn invoke(
     };
     emit_logs(&state, event_name, request_id);
     (decision, state)
+}
+
+/// CPU time the calling thread has used, if the platform says.
+fn thread_cpu_time() -> Option<Duration> {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: `now` is a valid, writable timespec for the duration of the call, and
+    // CLOCK_THREAD_CPUTIME_ID is a clock every Linux provides.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    (rc == 0).then(|| Duration::new(now.tv_sec as u64, now.tv_nsec as u32))
 }
 
 /// Writes the function's log lines and captured stdout/stderr to the node's log.
