@@ -66,16 +66,32 @@ pub fn invoke(
 
     let result = (|| {
         let instance = function.pre.instantiate(&mut store)?;
-        let memory = instance.get_memory(&mut store, "memory");
+        let memory = function
+            .memory
+            .as_ref()
+            .and_then(|m| instance.get_module_export(&mut store, m))
+            .and_then(|e| e.into_memory());
         store.data_mut().memory = memory;
-        if function.has_initialize {
-            instance
-                .get_typed_func::<(), ()>(&mut store, "_initialize")?
-                .call(&mut store, ())?;
+        if let Some(init) = function
+            .initialize
+            .as_ref()
+            .and_then(|i| instance.get_module_export(&mut store, i))
+            .and_then(|e| e.into_func())
+        {
+            init.typed::<(), ()>(&store)?.call(&mut store, ())?;
         }
-        instance
-            .get_typed_func::<(), i32>(&mut store, event.export_name())?
-            .call(&mut store, ())
+        // Validation at load guarantees the export exists with this type.
+        let entry = function.entries[event as usize]
+            .as_ref()
+            .and_then(|e| instance.get_module_export(&mut store, e))
+            .and_then(|e| e.into_func())
+            .ok_or_else(|| {
+                wasmtime::Error::msg(format!(
+                    "module has no `{}` entry point",
+                    event.export_name()
+                ))
+            })?;
+        entry.typed::<(), i32>(&store)?.call(&mut store, ())
     })();
     let state = store.into_data();
     let name = || function.name.to_string();

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use edge_sdk::abi::Event;
-use wasmtime::{InstancePre, Module};
+use wasmtime::{InstancePre, Module, ModuleExport};
 
 use super::engine::FunctionEngine;
 use super::state::HostState;
@@ -23,8 +23,12 @@ pub struct Function {
     pub(crate) pre: InstancePre<HostState>,
     /// Events it exports an entry point for.
     pub events: Vec<Event>,
-    /// Whether it exports `_initialize`.
-    pub(crate) has_initialize: bool,
+    /// `_initialize`, if exported, looked up once: a name lookup per call costs measurable time.
+    pub(crate) initialize: Option<ModuleExport>,
+    /// `memory`, looked up once.
+    pub(crate) memory: Option<ModuleExport>,
+    /// The entry point per event, looked up once.
+    pub(crate) entries: [Option<ModuleExport>; 4],
     /// Its limits.
     pub limits: FunctionLimits,
     /// SHA-256 of the module's binary form.
@@ -46,7 +50,9 @@ impl Function {
             name: Arc::from(config.name.as_str()),
             pre,
             events,
-            has_initialize: module.get_export("_initialize").is_some(),
+            initialize: module.get_export_index("_initialize"),
+            memory: module.get_export_index("memory"),
+            entries: Event::ALL.map(|e| module.get_export_index(e.export_name())),
             limits: config.limits.clone(),
             hash,
             size,
