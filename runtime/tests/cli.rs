@@ -83,6 +83,19 @@ fn config_dir(text: &str) -> anyhow::Result<tempfile::TempDir> {
     Ok(dir)
 }
 
+/// Runs `edge check` on `text`, asserts it fails, and returns the file, the output and stderr.
+fn check_refuses(text: &str) -> anyhow::Result<(std::path::PathBuf, Output, String)> {
+    let dir = config_dir(text)?;
+    let file = dir.path().join("edge.toml");
+    let output = edge(
+        dir.path(),
+        &["check", "--config", file.to_str().context("utf-8 path")?],
+    )?;
+    assert!(!output.status.success(), "the config is refused");
+    let err = stderr(&output);
+    Ok((file, output, err))
+}
+
 #[test]
 fn check_accepts_a_valid_config() -> anyhow::Result<()> {
     let dir = config_dir(VALID)?;
@@ -126,14 +139,7 @@ fn check_defaults_to_edge_toml_in_the_working_directory() -> anyhow::Result<()> 
 #[test]
 fn check_names_file_line_and_key_of_an_unknown_origin() -> anyhow::Result<()> {
     let text = VALID.replace("origin = \"app\"", "origin = \"ap\"");
-    let dir = config_dir(&text)?;
-    let file = dir.path().join("edge.toml");
-    let output = edge(
-        dir.path(),
-        &["check", "--config", file.to_str().context("utf-8 path")?],
-    )?;
-    assert!(!output.status.success(), "an unknown origin is refused");
-    let err = stderr(&output);
+    let (file, output, err) = check_refuses(&text)?;
     let line = line_of(&text, "origin = \"ap\"");
     assert!(
         err.contains(&format!("{}:{line}: `behaviors[0].origin`", file.display())),
@@ -155,14 +161,7 @@ fn check_names_file_line_and_key_of_an_unknown_origin() -> anyhow::Result<()> {
 #[test]
 fn check_names_file_line_and_key_of_a_missing_static_root() -> anyhow::Result<()> {
     let text = VALID.replace("root = \"site\"", "root = \"no-such-dir\"");
-    let dir = config_dir(&text)?;
-    let file = dir.path().join("edge.toml");
-    let output = edge(
-        dir.path(),
-        &["check", "--config", file.to_str().context("utf-8 path")?],
-    )?;
-    assert!(!output.status.success());
-    let err = stderr(&output);
+    let (file, _, err) = check_refuses(&text)?;
     let line = line_of(&text, "no-such-dir");
     assert!(
         err.contains(&format!("{}:{line}: `origins.bucket.root`", file.display())),
@@ -175,14 +174,7 @@ fn check_names_file_line_and_key_of_a_missing_static_root() -> anyhow::Result<()
 #[test]
 fn check_names_the_line_of_a_toml_syntax_error() -> anyhow::Result<()> {
     let text = VALID.replace("path = \"/api/*\"", "path = \"/api/*");
-    let dir = config_dir(&text)?;
-    let file = dir.path().join("edge.toml");
-    let output = edge(
-        dir.path(),
-        &["check", "--config", file.to_str().context("utf-8 path")?],
-    )?;
-    assert!(!output.status.success());
-    let err = stderr(&output);
+    let (file, _, err) = check_refuses(&text)?;
     assert!(
         err.contains(&file.display().to_string()),
         "names the file: {err}"
@@ -198,14 +190,7 @@ fn check_names_the_line_of_a_toml_syntax_error() -> anyhow::Result<()> {
 #[test]
 fn check_names_the_line_and_field_of_an_unknown_field() -> anyhow::Result<()> {
     let text = VALID.replace("methods = [", "method = [");
-    let dir = config_dir(&text)?;
-    let file = dir.path().join("edge.toml");
-    let output = edge(
-        dir.path(),
-        &["check", "--config", file.to_str().context("utf-8 path")?],
-    )?;
-    assert!(!output.status.success());
-    let err = stderr(&output);
+    let (file, _, err) = check_refuses(&text)?;
     assert!(
         err.contains(&file.display().to_string()),
         "names the file: {err}"

@@ -21,6 +21,17 @@ async fn send(
     .await
 }
 
+/// A node with the http origin `app` (`api`) and the static origin `bucket` (`site`), and
+/// these `[[behaviors]]`.
+async fn api_and_bucket(api: &Origin, site: &Site, behaviors: &str) -> anyhow::Result<TestNode> {
+    TestNode::start(&format!(
+        "[origins.app]\ntype = \"http\"\ntargets = [\"{}\"]\n\n[origins.bucket]\ntype = \"static\"\nroot = {}\n\n{behaviors}",
+        api.url(),
+        site.root()
+    ))
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn first_matching_behavior_in_file_order_wins() -> anyhow::Result<()> {
     let api = Origin::fixed("from the api", &[]).await?;
@@ -30,16 +41,10 @@ async fn first_matching_behavior_in_file_order_wins() -> anyhow::Result<()> {
     ])?;
 
     // --- `/api/*` listed before `*`: API paths go to the app, the rest to the bucket ---
-    let node = TestNode::start(&format!(
+    let node = api_and_bucket(
+        &api,
+        &site,
         r#"
-[origins.app]
-type = "http"
-targets = ["{api}"]
-
-[origins.bucket]
-type = "static"
-root = {root}
-
 [[behaviors]]
 path = "/api/*"
 origin = "app"
@@ -48,9 +53,7 @@ origin = "app"
 path = "*"
 origin = "bucket"
 "#,
-        api = api.url(),
-        root = site.root()
-    ))
+    )
     .await?;
 
     let reply = node.get("/api/users?page=2").await?;
@@ -73,16 +76,10 @@ origin = "bucket"
     assert_eq!(api.count(), 1, "the app saw only the /api/ request");
 
     // --- `*` listed first swallows everything, `/api/*` after it never matches ---
-    let shadowed = TestNode::start(&format!(
+    let shadowed = api_and_bucket(
+        &api,
+        &site,
         r#"
-[origins.app]
-type = "http"
-targets = ["{api}"]
-
-[origins.bucket]
-type = "static"
-root = {root}
-
 [[behaviors]]
 path = "*"
 origin = "bucket"
@@ -91,9 +88,7 @@ origin = "bucket"
 path = "/api/*"
 origin = "app"
 "#,
-        api = api.url(),
-        root = site.root()
-    ))
+    )
     .await?;
     let reply = shadowed.get("/api/users").await?;
     assert_eq!(
@@ -109,16 +104,10 @@ origin = "app"
 async fn method_not_allowed_gets_405_with_allow_and_origin_sees_nothing() -> anyhow::Result<()> {
     let api = Origin::fixed("from the api", &[]).await?;
     let site = Site::new(&[("index.html", "home")])?;
-    let node = TestNode::start(&format!(
+    let node = api_and_bucket(
+        &api,
+        &site,
         r#"
-[origins.app]
-type = "http"
-targets = ["{api}"]
-
-[origins.bucket]
-type = "static"
-root = {root}
-
 [[behaviors]]
 path = "/api/*"
 origin = "app"
@@ -128,9 +117,7 @@ methods = ["GET", "HEAD", "POST"]
 path = "*"
 origin = "bucket"
 "#,
-        api = api.url(),
-        root = site.root()
-    ))
+    )
     .await?;
 
     // --- refused methods never reach the origin ---
@@ -329,16 +316,10 @@ origin = "rest"
 async fn dot_segments_are_resolved_before_routing() -> anyhow::Result<()> {
     let api = Origin::fixed("api", &[]).await?;
     let site = Site::new(&[("index.html", "site")])?;
-    let node = TestNode::start(&format!(
+    let node = api_and_bucket(
+        &api,
+        &site,
         r#"
-[origins.app]
-type = "http"
-targets = ["{api}"]
-
-[origins.bucket]
-type = "static"
-root = {root}
-
 [[behaviors]]
 path = "/api/*"
 origin = "app"
@@ -349,9 +330,7 @@ path = "*"
 origin = "bucket"
 methods = ["GET", "POST"]
 "#,
-        api = api.url(),
-        root = site.root()
-    ))
+    )
     .await?;
     // `/x/../api/y` is `/api/y`: it must fall under `/api/*` and its method list.
     let reply = node.get("/x/%2e%2e/api/y?q=1").await?;

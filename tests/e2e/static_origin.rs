@@ -31,6 +31,15 @@ fn toml_path(path: &Path) -> String {
     format!("{:?}", path.display().to_string())
 }
 
+/// A node with one behavior `*` serving `site` as the static origin `bucket`.
+async fn bucket_node(site: &Site) -> anyhow::Result<TestNode> {
+    TestNode::start(&format!(
+        "[origins.bucket]\ntype = \"static\"\nroot = {}\n\n[[behaviors]]\npath = \"*\"\norigin = \"bucket\"\n",
+        site.root()
+    ))
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn content_type_follows_the_file_extension() -> anyhow::Result<()> {
     let site = Site::new(&[
@@ -41,19 +50,7 @@ async fn content_type_follows_the_file_extension() -> anyhow::Result<()> {
         ("LICENSE", "no extension"),
     ])?;
     std::fs::write(site.path().join("logo.png"), PNG)?;
-    let node = TestNode::start(&format!(
-        r#"
-[origins.bucket]
-type = "static"
-root = {root}
-
-[[behaviors]]
-path = "*"
-origin = "bucket"
-"#,
-        root = site.root()
-    ))
-    .await?;
+    let node = bucket_node(&site).await?;
 
     let cases: [(&str, &str, &[u8]); 6] = [
         ("/index.html", "text/html; charset=utf-8", b"<h1>home</h1>"),
@@ -145,19 +142,7 @@ origin = "bucket"
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_file_is_404() -> anyhow::Result<()> {
     let site = Site::new(&[("index.html", "home"), ("docs/index.html", "docs")])?;
-    let node = TestNode::start(&format!(
-        r#"
-[origins.bucket]
-type = "static"
-root = {root}
-
-[[behaviors]]
-path = "*"
-origin = "bucket"
-"#,
-        root = site.root()
-    ))
-    .await?;
+    let node = bucket_node(&site).await?;
 
     for path in [
         "/nope.html",
@@ -180,19 +165,7 @@ async fn root_and_directory_with_slash_serve_index_html() -> anyhow::Result<()> 
         ("docs/guide/index.html", "<h1>guide</h1>"),
         ("empty/readme.txt", "a directory without an index"),
     ])?;
-    let node = TestNode::start(&format!(
-        r#"
-[origins.bucket]
-type = "static"
-root = {root}
-
-[[behaviors]]
-path = "*"
-origin = "bucket"
-"#,
-        root = site.root()
-    ))
-    .await?;
+    let node = bucket_node(&site).await?;
 
     for (path, body) in [
         ("/", "<h1>home</h1>"),
@@ -225,19 +198,7 @@ async fn directory_without_slash_redirects_to_slash() -> anyhow::Result<()> {
         ("docs/index.html", "docs"),
         ("docs/guide/index.html", "guide"),
     ])?;
-    let node = TestNode::start(&format!(
-        r#"
-[origins.bucket]
-type = "static"
-root = {root}
-
-[[behaviors]]
-path = "*"
-origin = "bucket"
-"#,
-        root = site.root()
-    ))
-    .await?;
+    let node = bucket_node(&site).await?;
 
     let reply = node.get("/docs").await?;
     assert_eq!(reply.status, StatusCode::MOVED_PERMANENTLY);
@@ -256,19 +217,7 @@ async fn directory_redirect_stays_on_this_site() -> anyhow::Result<()> {
         ("docs/index.html", "docs"),
         ("example.com/index.html", "a folder named like a host"),
     ])?;
-    let node = TestNode::start(&format!(
-        r#"
-[origins.bucket]
-type = "static"
-root = {root}
-
-[[behaviors]]
-path = "*"
-origin = "bucket"
-"#,
-        root = site.root()
-    ))
-    .await?;
+    let node = bucket_node(&site).await?;
 
     for path in ["//docs", "//example.com"] {
         let reply = node.get(path).await?;
@@ -285,19 +234,7 @@ origin = "bucket"
 #[tokio::test(flavor = "multi_thread")]
 async fn directory_redirect_keeps_each_viewers_own_query() -> anyhow::Result<()> {
     let site = Site::new(&[("docs/index.html", "docs")])?;
-    let node = TestNode::start(&format!(
-        r#"
-[origins.bucket]
-type = "static"
-root = {root}
-
-[[behaviors]]
-path = "*"
-origin = "bucket"
-"#,
-        root = site.root()
-    ))
-    .await?;
+    let node = bucket_node(&site).await?;
 
     let first = node.get("/docs?token=alice-secret").await?;
     assert_eq!(first.header("location"), Some("/docs/?token=alice-secret"));
@@ -316,19 +253,7 @@ origin = "bucket"
 async fn head_returns_headers_without_body() -> anyhow::Result<()> {
     const PAGE: &str = "<p>a small page</p>";
     let site = Site::new(&[("page.html", PAGE)])?;
-    let node = TestNode::start(&format!(
-        r#"
-[origins.bucket]
-type = "static"
-root = {root}
-
-[[behaviors]]
-path = "*"
-origin = "bucket"
-"#,
-        root = site.root()
-    ))
-    .await?;
+    let node = bucket_node(&site).await?;
     let head = || async {
         node.send(node.request("HEAD", "/page.html").body(Full::default())?)
             .await
@@ -431,19 +356,7 @@ async fn symlink_out_of_the_root_is_not_served() -> anyhow::Result<()> {
         site.path().join("leak.txt"),
     )?;
     std::os::unix::fs::symlink(outside.path(), site.path().join("outside"))?;
-    let node = TestNode::start(&format!(
-        r#"
-[origins.bucket]
-type = "static"
-root = {root}
-
-[[behaviors]]
-path = "*"
-origin = "bucket"
-"#,
-        root = site.root()
-    ))
-    .await?;
+    let node = bucket_node(&site).await?;
 
     for path in ["/leak.txt", "/outside/secret.txt", "/outside/", "/outside"] {
         let reply = node.get(path).await?;
@@ -470,19 +383,7 @@ async fn symlink_inside_the_root_is_served() -> anyhow::Result<()> {
     ])?;
     std::os::unix::fs::symlink("assets/app-v2.css", site.path().join("app.css"))?;
     std::os::unix::fs::symlink(site.path().join("docs"), site.path().join("manual"))?;
-    let node = TestNode::start(&format!(
-        r#"
-[origins.bucket]
-type = "static"
-root = {root}
-
-[[behaviors]]
-path = "*"
-origin = "bucket"
-"#,
-        root = site.root()
-    ))
-    .await?;
+    let node = bucket_node(&site).await?;
 
     let file = node.get("/app.css").await?;
     assert_eq!(file.status, StatusCode::OK);
