@@ -350,3 +350,28 @@ methods = ["GET", "POST"]
     assert_eq!(node.get("/../etc/passwd").await?.status.as_u16(), 400);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn asterisk_form_request_is_refused_cleanly() -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let api = Origin::fixed("api", &[]).await?;
+    let node = TestNode::start(&format!(
+        "[origins.app]\ntype = \"http\"\ntargets = [\"{}\"]\n[[behaviors]]\npath = \"*\"\norigin = \"app\"\nmethods = [\"GET\", \"OPTIONS\"]\n",
+        api.url()
+    ))
+    .await?;
+    let mut stream = tokio::net::TcpStream::connect(node.node.addr()).await?;
+    stream
+        .write_all(b"OPTIONS * HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await?;
+    let mut response = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_string(&mut response),
+    )
+    .await??;
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    assert_eq!(api.count(), 0);
+    assert_eq!(node.get("/still-up").await?.text(), "api");
+    Ok(())
+}

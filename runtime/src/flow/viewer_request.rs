@@ -34,6 +34,12 @@ pub fn run(
 /// request path. A path that climbs above the root is refused.
 pub fn normalize(mut request: Request<EdgeBody>) -> Result<Request<EdgeBody>, Error> {
     let path = request.uri().path();
+    // `OPTIONS *` (asterisk-form) names the server, not a resource: nothing to route or cache.
+    if !path.starts_with('/') {
+        return Err(Error::BadRequest(
+            "the request target must be a path starting with `/`",
+        ));
+    }
     if let Some(clean) = remove_dot_segments(path)? {
         let path_and_query = match request.uri().query() {
             Some(q) => format!("{clean}?{q}"),

@@ -173,9 +173,12 @@ impl DynamicPool {
         target: &Target,
         body: EdgeBody,
     ) -> Request<EdgeBody> {
+        // Only origin-form paths reach here (`viewer_request::normalize` refuses others), but a
+        // request target is viewer input: fall back to `/` rather than trust it.
         let path = parts
             .uri
             .path_and_query()
+            .filter(|pq| pq.as_str().starts_with('/'))
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let uri = Uri::builder()
@@ -183,7 +186,7 @@ impl DynamicPool {
             .authority(target.authority.clone())
             .path_and_query(path)
             .build()
-            .expect("scheme, authority and path were each valid");
+            .expect("a config-validated scheme and authority with an origin-form path form a URI");
         let mut request = Request::new(body);
         *request.method_mut() = parts.method.clone();
         *request.uri_mut() = uri;
