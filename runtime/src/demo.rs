@@ -1,7 +1,7 @@
 //! The demo's dynamic origin: a small hyper app run inside the `edge demo` process, so the demo
 //! needs nothing else started. It stands in for an application behind a load balancer.
 //!
-//! Routes: `/api/hello` (JSON, not cacheable), `/api/time` (cacheable for 5 s), `/api/echo`
+//! Routes: `/` (a signed-in viewer's home, private), `/api/hello` (JSON, not cacheable), `/api/time` (cacheable for 5 s), `/api/echo`
 //! (any method; echoes what the origin received, proxy headers included).
 
 use std::convert::Infallible;
@@ -46,6 +46,12 @@ pub async fn start_demo_app(name: &'static str) -> std::io::Result<SocketAddr> {
 async fn answer(name: &str, count: u64, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let now = httpdate::fmt_http_date(std::time::SystemTime::now());
     let (status, cache_control, body) = match request.uri().path() {
+        // The router sends viewers with a session cookie here for `/`: a per-user page.
+        "/" => (
+            StatusCode::OK,
+            "private, no-store",
+            format!("{{\"page\":\"home for a signed-in viewer\",\"instance\":\"{name}\",\"request\":{count}}}\n"),
+        ),
         "/api/hello" => (
             StatusCode::OK,
             "no-store",
