@@ -70,7 +70,7 @@ pub async fn serve(
     }
 }
 
-async fn handle(admin: &Admin, request: Request<Incoming>) -> AdminResponse {
+async fn handle(admin: &Arc<Admin>, request: Request<Incoming>) -> AdminResponse {
     if !authorized(admin, &request) {
         let mut response = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
         response
@@ -81,43 +81,49 @@ async fn handle(admin: &Admin, request: Request<Incoming>) -> AdminResponse {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let query = request.uri().query().unwrap_or("").to_owned();
+    let limit = match (&method, path.as_str()) {
+        (&Method::POST, "/invalidations") => 1024 * 1024,
+        _ => admin.config.max_upload_size,
+    };
+    let body = if matches!(method, Method::PUT | Method::POST | Method::PATCH) {
+        match read_body(request, limit).await {
+            Ok(body) => body,
+            Err(response) => return response,
+        }
+    } else {
+        Bytes::new()
+    };
+    // Compiling a module, fsyncing the data directory or sweeping the cache can take tens of
+    // milliseconds: off the async workers, which serve viewers.
+    let routed = {
+        let (admin, method, path) = (Arc::clone(admin), method.clone(), path.clone());
+        tokio::task::spawn_blocking(move || route(&admin, &method, &path, &query, &body)).await
+    };
+    let response = routed.unwrap_or_else(|e| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("admin call failed: {e}"),
+        )
+    });
+    tracing::info!(target: "edge::admin", %method, %path, status = response.status().as_u16(), "admin call");
+    response
+}
+
+fn route(admin: &Admin, method: &Method, path: &str, query: &str, body: &[u8]) -> AdminResponse {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let response = match (&method, segments.as_slice()) {
+    match (method, segments.as_slice()) {
         (&Method::GET, ["functions"]) => functions::list(admin),
         (&Method::GET, ["functions", name]) => functions::describe(admin, name),
-        (&Method::PUT, ["functions", name]) => {
-            match read_body(request, admin.config.max_upload_size).await {
-                Ok(body) => functions::upload(admin, name, &body),
-                Err(response) => response,
-            }
-        }
-        (&Method::POST, ["functions", name, "test"]) => {
-            match read_body(request, admin.config.max_upload_size).await {
-                Ok(body) => functions::test(admin, name, &query, &body),
-                Err(response) => response,
-            }
-        }
+        (&Method::PUT, ["functions", name]) => functions::upload(admin, name, body),
+        (&Method::POST, ["functions", name, "test"]) => functions::test(admin, name, query, body),
         (&Method::POST, ["functions", name, "publish"]) => functions::publish(admin, name),
         (&Method::POST, ["functions", name, "rollback"]) => functions::rollback(admin, name),
         (&Method::DELETE, ["functions", name]) => functions::delete(admin, name),
         (&Method::GET, ["kv", store]) => kv::list(admin, store),
-        (&Method::GET, ["kv", store, _, ..]) => kv::get(admin, store, &path),
-        (&Method::PUT, ["kv", store]) => {
-            match read_body(request, admin.config.max_upload_size).await {
-                Ok(body) => kv::replace(admin, store, &body),
-                Err(response) => response,
-            }
-        }
-        (&Method::PATCH, ["kv", store]) => {
-            match read_body(request, admin.config.max_upload_size).await {
-                Ok(body) => kv::patch(admin, store, &body),
-                Err(response) => response,
-            }
-        }
-        (&Method::POST, ["invalidations"]) => match read_body(request, 1024 * 1024).await {
-            Ok(body) => invalidation::create(admin, &body),
-            Err(response) => response,
-        },
+        (&Method::GET, ["kv", store, _, ..]) => kv::get(admin, store, path),
+        (&Method::PUT, ["kv", store]) => kv::replace(admin, store, body),
+        (&Method::PATCH, ["kv", store]) => kv::patch(admin, store, body),
+        (&Method::POST, ["invalidations"]) => invalidation::create(admin, body),
         (&Method::GET, ["invalidations", id]) => invalidation::status(admin, id),
         (&Method::GET, ["metrics"]) => {
             let node = admin.edge.current();
@@ -133,9 +139,7 @@ async fn handle(admin: &Admin, request: Request<Incoming>) -> AdminResponse {
             StatusCode::NOT_FOUND,
             &format!("no admin route {method} {path}"),
         ),
-    };
-    tracing::info!(target: "edge::admin", %method, %path, status = response.status().as_u16(), "admin call");
-    response
+    }
 }
 
 /// Constant-time token check, so the token cannot be guessed byte by byte from timings.
