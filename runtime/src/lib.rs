@@ -45,6 +45,7 @@ pub mod listener;
 pub mod metrics;
 pub mod origin;
 pub mod proxy_headers;
+pub mod range;
 pub mod wasm;
 
 mod node;

@@ -493,3 +493,99 @@ async fn cache_stays_within_max_size() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn byte_ranges_are_served_from_the_cache() -> Result<()> {
+    let origin = Origin::fixed(
+        "0123456789",
+        &[("cache-control", "max-age=60"), ("etag", "\"v1\"")],
+    )
+    .await?;
+    let node = node_for(&origin, LONG, "{}").await?;
+    let range = |spec: &'static str| {
+        let node = &node;
+        async move {
+            node.send(
+                node.request("GET", "/r")
+                    .header("range", spec)
+                    .body(Full::default())?,
+            )
+            .await
+        }
+    };
+    // A miss fetches and returns the whole object (the range is not forwarded).
+    let first = range("bytes=2-4").await?;
+    assert_eq!(
+        (first.status.as_u16(), first.text().as_str()),
+        (200, "0123456789")
+    );
+    assert_eq!(origin.last().header("range"), None);
+
+    let part = range("bytes=2-4").await?;
+    assert_eq!(
+        (part.status.as_u16(), part.x_cache(), part.text().as_str()),
+        (206, "Hit", "234")
+    );
+    assert_eq!(part.header("content-range"), Some("bytes 2-4/10"));
+    assert_eq!(part.header("content-length"), Some("3"));
+    assert_eq!(range("bytes=-3").await?.text(), "789");
+    assert_eq!(range("bytes=7-").await?.text(), "789");
+    let beyond = range("bytes=10-").await?;
+    assert_eq!(
+        (beyond.status.as_u16(), beyond.header("content-range")),
+        (416, Some("bytes */10"))
+    );
+    assert_eq!(
+        range("bytes=0-1,4-5").await?.status.as_u16(),
+        200,
+        "several ranges: the whole object"
+    );
+    let whole = node.get("/r").await?;
+    assert_eq!(whole.header("accept-ranges"), Some("bytes"));
+    let stale_if_range = node
+        .send(
+            node.request("GET", "/r")
+                .header("range", "bytes=0-0")
+                .header("if-range", "\"v0\"")
+                .body(Full::default())?,
+        )
+        .await?;
+    assert_eq!(
+        stale_if_range.status.as_u16(),
+        200,
+        "If-Range with another ETag: the whole object"
+    );
+    assert_eq!(origin.count(), 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stale_copy_stands_in_for_a_failing_origin() -> Result<()> {
+    let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flag = std::sync::Arc::clone(&healthy);
+    let origin = Origin::start(move |_| {
+        let ok = flag.load(std::sync::atomic::Ordering::SeqCst);
+        async move {
+            if ok {
+                reply(200, &[("cache-control", "max-age=1")], "good copy")
+            } else {
+                reply(503, &[], "down")
+            }
+        }
+    })
+    .await?;
+    let node = node_for(&origin, LONG, "{}").await?;
+    assert_eq!(node.get("/a").await?.text(), "good copy");
+    healthy.store(false, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1100)).await; // let max-age=1 run out
+    let served = node.get("/a").await?;
+    assert_eq!(
+        (served.status.as_u16(), served.text().as_str()),
+        (200, "good copy"),
+        "the stale copy, not the 503"
+    );
+    assert_eq!(origin.count(), 2, "the origin was asked first");
+    // A path never cached has no stand-in: the origin's error goes through.
+    assert_eq!(node.get("/b").await?.status.as_u16(), 503);
+    Ok(())
+}

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{ACCEPT_RANGES, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::request::Parts;
-use http::{HeaderMap, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::BodyExt;
 
 use super::RequestCtx;
@@ -20,6 +20,7 @@ use crate::body::EdgeBody;
 use crate::cache::policy::{self, Storability};
 use crate::cache::{CacheKey, CachedObject, FlightOutcome, Leader, Store};
 use crate::config::BehaviorConfig;
+use crate::error::Error;
 use crate::Node;
 
 /// Chunks buffered between the origin reader and a slow viewer.
@@ -27,6 +28,43 @@ const TEE_DEPTH: usize = 16;
 /// An origin body that sends nothing for this long is abandoned (the viewer's connection is
 /// cut and nothing is stored), so a stalled origin cannot pin a task and a buffer forever.
 pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long past its freshness a stale object may stand in for a failing origin
+/// (`stale-if-error`, RFC 5861): a day rides out an outage without serving very old content.
+pub const DEFAULT_STALE_IF_ERROR: Duration = Duration::from_secs(24 * 3600);
+
+/// The origin's answer, or the stale copy to serve in its place.
+pub enum Fetched<'a> {
+    /// Go on with the origin's response.
+    Response(Response<EdgeBody>),
+    /// The origin failed (unreachable, timed out, or 500/502/503/504): serve this stale copy.
+    Stale(&'a CachedObject),
+}
+
+/// Serves a stale copy instead of an origin failure, while it is within
+/// [`DEFAULT_STALE_IF_ERROR`] of its freshness; otherwise passes the result through.
+pub fn stale_if_error<'a>(
+    ctx: &RequestCtx,
+    stale: Option<&'a CachedObject>,
+    fetched: Result<Response<EdgeBody>, Error>,
+) -> Result<Fetched<'a>, Error> {
+    let usable = stale.filter(|o| o.stored_at.elapsed() < o.ttl + DEFAULT_STALE_IF_ERROR);
+    let failed = match &fetched {
+        Err(_) => true,
+        Ok(response) => matches!(response.status().as_u16(), 500 | 502 | 503 | 504),
+    };
+    match (usable, failed) {
+        (Some(object), true) => {
+            let reason = match &fetched {
+                Err(e) => e.to_string(),
+                Ok(r) => format!("origin answered {}", r.status()),
+            };
+            tracing::warn!(request = ctx.id, %reason, "origin failed; serving the stale copy");
+            Ok(Fetched::Stale(object))
+        }
+        _ => fetched.map(Fetched::Response),
+    }
+}
 
 /// Refreshes a stale object after the origin answered its revalidation with 304: the stored
 /// body is reused with the 304's headers merged in (RFC 9111 §4.3.4). `None` when this is not
@@ -134,7 +172,16 @@ pub fn store(
         key,
         request_headers: parts.headers.clone(),
         status: head.status,
-        headers: head.headers.clone(),
+        headers: {
+            let mut headers = head.headers.clone();
+            // Hits answer single byte ranges from the stored body (`range`).
+            if head.status == StatusCode::OK {
+                headers
+                    .entry(ACCEPT_RANGES)
+                    .or_insert(HeaderValue::from_static("bytes"));
+            }
+            headers
+        },
         ttl,
         age,
         leader,

@@ -29,6 +29,7 @@ use crate::cache::FlightOutcome;
 use crate::error::Error;
 use crate::Node;
 use cache_lookup::CacheDecision;
+use cache_store::Fetched;
 use functions::HookOutcome;
 use origin_request::Forward;
 
@@ -189,9 +190,17 @@ async fn run(
         }
     };
 
-    // Origin fetch (a dropped leader releases collapsed waiters if this fails).
+    // Origin fetch (a dropped leader releases collapsed waiters if this fails). An origin that
+    // fails while a stale copy exists gets the stale copy served instead (stale-if-error).
     let origin = origin_select::origin(node, ctx, behavior);
-    let response = origin_fetch::fetch(node, ctx, origin, forwarded).await?;
+    let fetched = origin_fetch::fetch(node, ctx, origin, forwarded).await;
+    let response = match cache_store::stale_if_error(ctx, stale.as_deref(), fetched)? {
+        Fetched::Response(response) => response,
+        Fetched::Stale(object) => {
+            let response = respond::from_cache(ctx, &parts, object, CachePhase::Hit);
+            return viewer_response::run(node, ctx, &parts, response).await;
+        }
+    };
 
     // origin-response: the response as the cache will store it.
     let response = origin_response::run(node, ctx, &parts, response).await?;

@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{
-    HeaderName, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_LOCATION, CONTENT_TYPE, DATE, ETAG,
-    EXPIRES, LAST_MODIFIED, VARY, VIA,
+    HeaderName, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_LOCATION, CONTENT_RANGE,
+    CONTENT_TYPE, DATE, ETAG, EXPIRES, LAST_MODIFIED, VARY, VIA,
 };
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
@@ -16,6 +16,7 @@ use crate::body::EdgeBody;
 use crate::cache::CachedObject;
 use crate::conditional::{is_conditional, is_not_modified};
 use crate::error::{Error, Side};
+use crate::range::{self, RangeAnswer};
 use crate::Node;
 
 /// `X-Cache`: how the cache took part.
@@ -48,15 +49,48 @@ pub fn from_cache(
     {
         return not_modified(&object.headers);
     }
-    let body = if parts.method == Method::HEAD {
-        EdgeBody::Empty
-    } else {
-        EdgeBody::full(object.body.clone())
-    };
-    let mut response = Response::new(body);
-    *response.status_mut() = object.status;
+    let mut response = Response::new(EdgeBody::Empty);
     *response.headers_mut() = object.headers.clone();
+    *response.status_mut() = object.status;
+    if parts.method == Method::HEAD {
+        return response;
+    }
+    let len = object.body.len() as u64;
+    let answer = if object.status == StatusCode::OK {
+        range::answer(
+            &parts.headers,
+            len,
+            object.etag.as_ref(),
+            object.headers.get(LAST_MODIFIED),
+        )
+    } else {
+        RangeAnswer::Full
+    };
+    match answer {
+        RangeAnswer::Full => *response.body_mut() = EdgeBody::full(object.body.clone()),
+        RangeAnswer::Partial { start, end } => {
+            *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+            let headers = response.headers_mut();
+            headers.insert(
+                CONTENT_RANGE,
+                header_value(format!("bytes {start}-{end}/{len}")),
+            );
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(end - start + 1));
+            // A slice shares the stored bytes: no copy.
+            *response.body_mut() = EdgeBody::full(object.body.slice(start as usize..=end as usize));
+        }
+        RangeAnswer::Unsatisfiable => {
+            *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+            let headers = response.headers_mut();
+            headers.insert(CONTENT_RANGE, header_value(format!("bytes */{len}")));
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(0));
+        }
+    }
     response
+}
+
+fn header_value(text: String) -> HeaderValue {
+    HeaderValue::from_str(&text).expect("digits, spaces, `-`, `/` and `*` are valid header bytes")
 }
 
 /// Turns a fresh 200 from the origin into a 304 when the viewer's validators match it. The
