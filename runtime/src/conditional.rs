@@ -3,7 +3,7 @@
 
 use std::time::SystemTime;
 
-use http::header::{IF_MODIFIED_SINCE, IF_NONE_MATCH};
+use http::header::{IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
 use http::{HeaderMap, HeaderValue};
 
 /// Whether a GET/HEAD with these request headers may be answered 304 for a representation with
@@ -35,6 +35,14 @@ pub fn is_not_modified(
         }
     }
     false
+}
+
+/// The parsed `Last-Modified` of a response, if present and valid.
+pub fn last_modified(headers: &HeaderMap) -> Option<SystemTime> {
+    headers
+        .get(LAST_MODIFIED)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
 }
 
 /// Whether the request is conditional at all (so a cacheable miss must strip it before asking

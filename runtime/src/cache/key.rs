@@ -36,23 +36,15 @@ impl CacheKey {
             key.push(SEP);
             key.push_str(name.as_str());
             key.push(':');
-            // Several lines of one header join with ", " as RFC 9110 §5.3 allows.
-            for (i, v) in req.headers.get_all(name).iter().enumerate() {
-                if i > 0 {
-                    key.push_str(", ");
-                }
-                key.push_str(&String::from_utf8_lossy(v.as_bytes()));
-            }
+            push_header_values(&mut key, &req.headers, name);
         }
-        if !config.cookies.is_empty() {
-            for name in &config.cookies {
-                key.push(SEP);
-                key.push_str("cookie:");
-                key.push_str(name);
-                key.push('=');
-                if let Some(value) = cookie(&req.headers, name) {
-                    key.push_str(value);
-                }
+        for name in &config.cookies {
+            key.push(SEP);
+            key.push_str("cookie:");
+            key.push_str(name);
+            key.push('=');
+            if let Some(value) = cookie(&req.headers, name) {
+                key.push_str(value);
             }
         }
         CacheKey(key)
@@ -111,6 +103,20 @@ fn push_query(key: &mut String, mode: &QueryKey, query: &str) {
             key.push('&');
         }
         key.push_str(p);
+    }
+}
+
+/// Appends every line of header `name`, joined with ", " as RFC 9110 §5.3 allows.
+pub fn push_header_values(
+    out: &mut String,
+    headers: &http::HeaderMap,
+    name: &http::header::HeaderName,
+) {
+    for (i, v) in headers.get_all(name).iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&String::from_utf8_lossy(v.as_bytes()));
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::header::{HeaderName, ETAG, LAST_MODIFIED, VARY};
+use http::header::{HeaderName, ETAG, VARY};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::key::CacheKey;
@@ -45,10 +45,7 @@ impl CachedObject {
         initial_age: u64,
     ) -> Self {
         let etag = headers.get(ETAG).cloned();
-        let last_modified = headers
-            .get(LAST_MODIFIED)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| httpdate::parse_http_date(v).ok());
+        let last_modified = crate::conditional::last_modified(&headers);
         CachedObject {
             status,
             headers,
@@ -216,12 +213,7 @@ fn variant_suffix(names: &[HeaderName], request: &HeaderMap) -> String {
         suffix.push('|');
         suffix.push_str(name.as_str());
         suffix.push('=');
-        for (i, v) in request.get_all(name).iter().enumerate() {
-            if i > 0 {
-                suffix.push_str(", ");
-            }
-            suffix.push_str(&String::from_utf8_lossy(v.as_bytes()));
-        }
+        super::key::push_header_values(&mut suffix, request, name);
     }
     suffix
 }

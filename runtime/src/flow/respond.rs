@@ -14,7 +14,7 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use super::{CachePhase, RequestCtx};
 use crate::body::EdgeBody;
 use crate::cache::CachedObject;
-use crate::conditional::{is_conditional, is_not_modified};
+use crate::conditional::{is_conditional, is_not_modified, last_modified};
 use crate::error::{Error, Side};
 use crate::range::{self, RangeAnswer};
 use crate::Node;
@@ -99,11 +99,7 @@ pub fn not_modified_if_matching(parts: &Parts, response: Response<EdgeBody>) -> 
     if response.status() != StatusCode::OK || !is_conditional(&parts.headers) {
         return response;
     }
-    let last_modified = response
-        .headers()
-        .get(LAST_MODIFIED)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| httpdate::parse_http_date(v).ok());
+    let last_modified = last_modified(response.headers());
     if is_not_modified(&parts.headers, response.headers().get(ETAG), last_modified) {
         not_modified(response.headers())
     } else {
