@@ -51,6 +51,8 @@ enum Command {
     Admin(cli::admin::AdminCommand),
     /// Run a module against a sample event with no node, and print what it did.
     TestFunction(cli::test_function::TestFunction),
+    /// Create a function crate: SDK dependency, build settings, a handler and its test.
+    New(cli::new_crate::New),
 }
 
 fn main() -> ExitCode {
@@ -132,5 +134,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Admin(command) => command.run().await,
         Command::TestFunction(test) => test.run(),
+        Command::New(new) => new.run(),
     }
 }

@@ -3,11 +3,15 @@
 //! (`--crate DIR`, or the crate whose cargo output a module path names, see
 //! [`FunctionCrate::for_module`]).
 //!
-//! When a crate's sources change it is rebuilt for `wasm32-wasip1`; then, when the config or a
-//! module changed, the config is reloaded the way SIGHUP does ([`node::reload`]): a module whose
-//! content changed becomes the function's new LIVE version, the cache is kept, and nothing
-//! restarts. A build error or a module that does not load is printed and the previous version
-//! keeps serving.
+//! Before the node starts, every such crate is built with `cargo build --release --target
+//! wasm32-wasip1` (or the profile its module path names), so a crate that was never built
+//! serves at once. The module paths are read from the config file before it is validated, since
+//! validation needs the modules to exist.
+//!
+//! When a crate's sources change it is rebuilt; then, when the config or a module changed, the
+//! config is reloaded the way SIGHUP does ([`node::reload`]): a module whose content changed
+//! becomes the function's new LIVE version, the cache is kept, and nothing restarts. A build
+//! error or a module that does not load is printed and the previous version keeps serving.
 //!
 //! Polling, not inotify: a handful of files checked every [`POLL_INTERVAL`] costs nothing, works
 //! the same on every platform and file system, and sees editors that replace files by rename.
@@ -19,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
-use edge_runtime::{Config, Edge};
+use edge_runtime::Edge;
 
 use super::function_crate::{self, FunctionCrate};
 use super::node::{self, ConfigSource};
@@ -48,26 +52,15 @@ impl Dev {
             .iter()
             .map(|dir| FunctionCrate::in_dir(dir))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        if !explicit.is_empty() {
-            function_crate::ensure_wasm_target()?;
-        }
-        // Explicit crates first: the config names their output, which may not exist yet.
-        for krate in &explicit {
-            report_build(krate.build());
-        }
-        let config = source.load()?;
         let mut watch = Watch::new(source.path.clone(), explicit);
-        watch.follow(&config);
-        let detected = watch.crates[watch.explicit.len()..].to_vec();
-        if !detected.is_empty() {
+        watch.follow(module_paths(&source.path));
+        if !watch.crates.is_empty() {
             function_crate::ensure_wasm_target()?;
         }
-        for krate in &detected {
-            report_build(krate.build());
+        for krate in &watch.crates {
+            watch.report_build(krate, krate.build());
         }
-        // The config again: the builds above may have changed what its modules hold.
         let config = source.load()?;
-        watch.follow(&config);
         watch.settle();
         let node = node::start(&source, config).await?;
         let edge = Arc::clone(node.edge());
@@ -88,14 +81,31 @@ impl Dev {
     }
 }
 
-/// Logs a failed build; the module on disk, and so the serving version, stays as it was.
-fn report_build(outcome: anyhow::Result<()>) {
-    if let Err(error) = outcome {
-        tracing::error!(
-            error = format!("{error:#}"),
-            "build failed; the previous version keeps serving"
-        );
-    }
+/// The `[functions.*] module` paths of the config file at `path`, resolved against its directory
+/// as the config does, read without validating anything else; empty if the file does not parse
+/// (loading it reports why).
+fn module_paths(path: &Path) -> Vec<PathBuf> {
+    let Some(table) = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+    else {
+        return Vec::new();
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    table
+        .get("functions")
+        .and_then(|f| f.as_table())
+        .into_iter()
+        .flat_map(|functions| functions.values())
+        .filter_map(|function| function.get("module")?.as_str())
+        .map(|module| {
+            if base == Path::new(".") {
+                PathBuf::from(module)
+            } else {
+                base.join(module)
+            }
+        })
+        .collect()
 }
 
 /// A file's inode, modification time and length; `None` when it is missing. The inode catches
@@ -112,7 +122,7 @@ struct Watch {
     config: PathBuf,
     /// The crates given with `--crate`, watched whatever the config says.
     explicit: Vec<FunctionCrate>,
-    /// The module files of the current config.
+    /// The module files the config file names.
     modules: Vec<PathBuf>,
     /// Explicit crates, then those found from module paths.
     crates: Vec<FunctionCrate>,
@@ -134,9 +144,9 @@ impl Watch {
         }
     }
 
-    /// Watches the modules of `config` and the crates that build them.
-    fn follow(&mut self, config: &Config) {
-        self.modules = config.functions.iter().map(|f| f.module.clone()).collect();
+    /// Watches `modules` and the crates that build them.
+    fn follow(&mut self, modules: Vec<PathBuf>) {
+        self.modules = modules;
         let mut crates = self.explicit.clone();
         for module in &self.modules {
             if let Some(krate) = crates.iter_mut().find(|c| {
@@ -171,15 +181,61 @@ impl Watch {
             .collect();
     }
 
-    /// One check: rebuild crates whose sources changed, then reload if the config or a module
+    /// Logs a build's outcome. A failed build leaves the module on disk, and so the serving
+    /// version, as it was. A module that no `[functions.*]` entry loads is pointed out: editing
+    /// that crate would change nothing the node serves.
+    fn report_build(&self, krate: &FunctionCrate, outcome: anyhow::Result<PathBuf>) {
+        match outcome {
+            Ok(built) => {
+                let built = std::fs::canonicalize(&built).unwrap_or(built);
+                let loaded = self
+                    .modules
+                    .iter()
+                    .any(|m| std::fs::canonicalize(m).is_ok_and(|m| m == built));
+                if !loaded {
+                    tracing::warn!(
+                        package = %krate.package,
+                        module = %built.display(),
+                        "no [functions.*] module in the config is this crate's output; name this path to serve it"
+                    );
+                }
+            }
+            Err(error) => tracing::error!(
+                package = %krate.package,
+                error = format!("{error:#}"),
+                "build failed; the previous version keeps serving"
+            ),
+        }
+    }
+
+    /// One check: when the config changed, follow the modules it now names (building crates it
+    /// brings in); rebuild crates whose sources changed; then reload if the config or a module
     /// changed.
     fn poll(&mut self, source: &ConfigSource, edge: &Edge) {
+        if self.seen.get(&self.config) != Some(&stamp(&self.config)) {
+            self.follow(module_paths(&self.config));
+            let new: Vec<FunctionCrate> = self
+                .crates
+                .iter()
+                .filter(|c| !self.seen_sources.contains_key(&c.dir))
+                .cloned()
+                .collect();
+            if !new.is_empty() {
+                if let Err(error) = function_crate::ensure_wasm_target() {
+                    tracing::error!(error = format!("{error:#}"), "cannot build function crates");
+                }
+            }
+            for krate in new {
+                self.seen_sources.insert(krate.dir.clone(), sources(&krate));
+                self.report_build(&krate, krate.build());
+            }
+        }
         for krate in &self.crates {
             let now = sources(krate);
             let before = self.seen_sources.insert(krate.dir.clone(), now.clone());
             if before.is_some_and(|before| before != now) {
                 tracing::info!(package = %krate.package, "function crate changed");
-                report_build(krate.build());
+                self.report_build(krate, krate.build());
             }
         }
         let now: BTreeMap<PathBuf, Stamp> =
@@ -193,21 +249,9 @@ impl Watch {
             return;
         }
         tracing::info!(changed = changed.join(", "), "reloading");
+        // A refused config is retried when one of its files changes again.
         self.seen = now;
-        if node::reload(source, edge) {
-            self.follow(edge.current().config());
-            // Files the new config brought in are seen as they are now; later edits count.
-            for file in self.files() {
-                self.seen
-                    .entry(file.clone())
-                    .or_insert_with(|| stamp(&file));
-            }
-            for krate in &self.crates {
-                self.seen_sources
-                    .entry(krate.dir.clone())
-                    .or_insert_with(|| sources(krate));
-            }
-        }
+        node::reload(source, edge);
     }
 }
 

@@ -1,20 +1,26 @@
-//! Function crates: Rust crates (`cdylib`s on the SDK, like `functions/*`) built for
-//! `wasm32-wasip1` by a nested `cargo build`, for `edge demo` and `edge dev`.
+//! Function crates: Rust crates (`cdylib`s on the SDK, like `functions/*` or what `edge new`
+//! writes) built for `wasm32-wasip1` by a nested `cargo build`, for `edge demo` and `edge dev`.
 //!
-//! A config names a crate's output, e.g. `target/wasm32-wasip1/wasm/router.wasm`; from such a
-//! path [`FunctionCrate::for_module`] finds the crate (`functions/router`, or the workspace root
-//! itself) and the target directory and profile that produce it.
+//! A config names a crate's output, e.g. `target/wasm32-wasip1/release/hello.wasm`; from such
+//! a path [`FunctionCrate::for_module`] finds the crate (`functions/router`, or the crate at the
+//! root of that target directory itself) and the target directory and profile that produce it.
+//! A build asks cargo for JSON messages and takes the `.wasm` cargo reports, so it never has to
+//! guess where a workspace, `CARGO_TARGET_DIR` or `.cargo/config.toml` put it.
 
+use std::io::BufRead as _;
 use std::path::{Component, Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use anyhow::{bail, ensure, Context as _};
 
 /// The compilation target of edge functions.
 pub const WASM_TARGET: &str = "wasm32-wasip1";
-/// The profile used when a module path does not name one: the workspace's profile for small
-/// edge functions (see the root `Cargo.toml`).
-const DEFAULT_PROFILE: &str = "wasm";
+/// The profile used when a module path does not name one: `--release`, the one documented
+/// build command (`cargo build --release --target wasm32-wasip1`), which works in any crate.
+const DEFAULT_PROFILE: &str = "release";
+/// This repository's profile for its own example functions (see the root `Cargo.toml`); it
+/// exists only in this workspace.
+const WORKSPACE_PROFILE: &str = "wasm";
 
 /// A crate that builds one function module.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,8 +38,8 @@ pub struct FunctionCrate {
 }
 
 impl FunctionCrate {
-    /// The crate in `dir` (`--crate DIR`), built with the default profile into cargo's own
-    /// target directory unless [`FunctionCrate::output_at`] says otherwise.
+    /// The crate in `dir` (`--crate DIR`), built with `--release` into cargo's own target
+    /// directory unless [`FunctionCrate::output_at`] says otherwise.
     pub fn in_dir(dir: &Path) -> anyhow::Result<Self> {
         let manifest = dir.join("Cargo.toml");
         let (package, lib) = names(&manifest)?.with_context(|| {
@@ -53,11 +59,16 @@ impl FunctionCrate {
 
     /// The crate that builds `module`, if `module` is a cargo output path
     /// (`ROOT/target/wasm32-wasip1/PROFILE/LIB.wasm`) and `ROOT/functions/*` or `ROOT` is a
-    /// package whose library is `LIB`.
+    /// package whose library is `LIB`. The module need not exist yet.
     pub fn for_module(module: &Path) -> Option<Self> {
-        let module = std::fs::canonicalize(module).unwrap_or_else(|_| module.to_owned());
-        let output = CargoOutput::parse(&module)?;
-        let root = output.target_dir.parent()?;
+        let module = std::fs::canonicalize(module)
+            .or_else(|_| std::path::absolute(module))
+            .unwrap_or_else(|_| module.to_owned());
+        let mut output = CargoOutput::parse(&module)?;
+        // A module not built yet was not canonicalized; its crate directory can be.
+        let root = std::fs::canonicalize(output.target_dir.parent()?).ok()?;
+        output.target_dir = root.join(output.target_dir.file_name()?);
+        let root = root.as_path();
         let mut candidates: Vec<PathBuf> = std::fs::read_dir(root.join("functions"))
             .into_iter()
             .flatten()
@@ -105,26 +116,75 @@ impl FunctionCrate {
         files
     }
 
-    /// Runs `cargo build` for this crate; cargo's messages (and compile errors) go to stderr.
-    pub fn build(&self) -> anyhow::Result<()> {
+    /// Runs `cargo build` for this crate and returns the `.wasm` it built. Cargo's progress and
+    /// compile errors go to stderr as usual; its JSON messages on stdout say where the module is.
+    pub fn build(&self) -> anyhow::Result<PathBuf> {
         let mut command = cargo();
+        command.arg("build");
+        if self.profile == DEFAULT_PROFILE {
+            command.arg("--release");
+        } else {
+            command.args(["--profile", &self.profile]);
+        }
         command
-            .args(["build", "--profile", &self.profile, "--target", WASM_TARGET])
+            .args([
+                "--target",
+                WASM_TARGET,
+                "--message-format=json-render-diagnostics",
+            ])
             .arg("--manifest-path")
-            .arg(self.dir.join("Cargo.toml"));
+            .arg(self.dir.join("Cargo.toml"))
+            .stdout(Stdio::piped());
         if let Some(target_dir) = &self.target_dir {
             command.arg("--target-dir").arg(target_dir);
         }
         tracing::info!(package = %self.package, dir = %self.dir.display(), "building function crate");
-        let status = command
-            .status()
+        let mut child = command
+            .spawn()
             .context("cannot run cargo to build the function crate")?;
+        let mut module = None;
+        if let Some(stdout) = child.stdout.take() {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let line = line.context("cannot read cargo's output")?;
+                if let Some(wasm) = self.artifact(&line) {
+                    module = Some(wasm);
+                }
+            }
+        }
+        let status = child.wait().context("cargo did not finish")?;
         ensure!(
             status.success(),
             "building function crate {:?} failed (cargo's errors are above)",
             self.package
         );
-        Ok(())
+        let module = module.with_context(|| {
+            format!(
+                "cargo built no .wasm for {:?}: its Cargo.toml needs [lib] crate-type = [\"cdylib\"]",
+                self.package
+            )
+        })?;
+        tracing::info!(package = %self.package, module = %module.display(), "built function crate");
+        Ok(module)
+    }
+
+    /// The `.wasm` named by one line of cargo's JSON output, if it is this crate's library.
+    fn artifact(&self, line: &str) -> Option<PathBuf> {
+        let message: serde_json::Value = serde_json::from_str(line).ok()?;
+        if message["reason"] != "compiler-artifact" {
+            return None;
+        }
+        let manifest = Path::new(message["manifest_path"].as_str()?);
+        let ours = std::fs::canonicalize(manifest).ok()?
+            == std::fs::canonicalize(self.dir.join("Cargo.toml")).ok()?;
+        if !ours {
+            return None;
+        }
+        message["filenames"]
+            .as_array()?
+            .iter()
+            .filter_map(|f| f.as_str())
+            .find(|f| f.ends_with(".wasm"))
+            .map(PathBuf::from)
     }
 }
 
@@ -210,7 +270,7 @@ pub fn ensure_wasm_target() -> anyhow::Result<()> {
 }
 
 /// Builds the demo's edge functions (`functions/router`, `functions/headers`) in this
-/// repository, with the workspace's `wasm` profile.
+/// repository, with the workspace's own `wasm` profile.
 pub fn build_demo_functions() -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     ensure_wasm_target()?;
@@ -220,7 +280,7 @@ pub fn build_demo_functions() -> anyhow::Result<()> {
         .args([
             "build",
             "--profile",
-            DEFAULT_PROFILE,
+            WORKSPACE_PROFILE,
             "--target",
             WASM_TARGET,
             "-p",

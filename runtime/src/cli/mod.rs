@@ -7,6 +7,7 @@
 //! - [`function_crate`]: building function crates for `wasm32-wasip1` (`demo`, `dev`).
 //! - [`admin`]: `upload`, `test`, `publish`, `rollback`, `list`, `invalidate`, through
 //!   [`admin_client`], a small client of the node's admin API.
+//! - [`new_crate`]: `edge new`, a function crate outside this workspace.
 //! - [`sample_event`] and [`test_function`]: running a module against a JSON sample event, on a
 //!   node (`edge test`) or with no node at all (`edge test-function`).
 
@@ -14,6 +15,7 @@ pub mod admin;
 pub mod admin_client;
 pub mod dev;
 pub mod function_crate;
+pub mod new_crate;
 pub mod node;
 pub mod sample_event;
 pub mod test_function;

@@ -1,9 +1,16 @@
-//! `edge dev`: a changed module is picked up without a restart and without emptying the cache;
-//! a broken one is reported and the previous version keeps serving.
+//! `edge dev`: a changed module (`.wat`, `.wasm`, or a rebuilt function crate) is picked up
+//! without a restart and without emptying the cache; a broken one is reported and the previous
+//! version keeps serving. A crate `edge new` wrote is built on start, though never built
+//! before, and rebuilt on every edit. An uploaded LIVE version outranks the config's module.
 
+use std::path::Path;
 use std::time::Duration;
 
-use crate::harness::{replace_file, site_dir, stamp_wat, Node, CHANGE_DEADLINE, SERVER};
+use anyhow::{ensure, Context as _};
+
+use crate::harness::{
+    edge, json_of, replace_file, site_dir, stamp_wat, Node, CHANGE_DEADLINE, SERVER,
+};
 
 #[test]
 fn dev_picks_up_a_changed_wat_file() -> anyhow::Result<()> {
@@ -126,5 +133,115 @@ fn dev_rebuilds_a_changed_function_crate() -> anyhow::Result<()> {
     node.wait_for_log(CHANGE_DEADLINE, |l| l.contains("build failed"))?;
     let still = node.get("/")?;
     assert_eq!(still.header("x-version"), "two", "{still:?}");
+    Ok(())
+}
+
+/// Writes `bytes` over `path` by rename, as [`replace_file`] does for text.
+fn replace_bytes(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+#[test]
+fn dev_picks_up_a_changed_wasm_file() -> anyhow::Result<()> {
+    let dir = site_dir()?;
+    std::fs::write(
+        dir.path().join("stamp.wasm"),
+        wat::parse_str(stamp_wat("A"))?,
+    )?;
+    std::fs::write(
+        dir.path().join("edge.toml"),
+        format!(
+            "{SERVER}[origins.bucket]\ntype = \"static\"\nroot = \"site\"\n\
+             [functions.stamp]\nmodule = \"stamp.wasm\"\n\
+             [[behaviors]]\npath = \"*\"\norigin = \"bucket\"\nfunctions = {{ viewer_response = \"stamp\" }}\n"
+        ),
+    )?;
+    let node = Node::start(dir.path(), &["dev", "--config", "edge.toml"])?;
+    assert_eq!(node.get("/")?.header("x-version"), "A");
+    replace_bytes(
+        &dir.path().join("stamp.wasm"),
+        &wat::parse_str(stamp_wat("B"))?,
+    )?;
+    let swapped = node.get_until("/", |r| r.header("x-version") == "B")?;
+    assert_eq!(
+        swapped.header("x-cache"),
+        "Hit",
+        "the cache was kept: {swapped:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn dev_builds_a_new_crate_and_serves_it() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let created = edge(dir.path(), &["new", "greeter"], &[])?;
+    ensure!(created.status.success(), "edge new: {created:?}");
+    let krate = dir.path().join("greeter");
+    // The scaffold's own edge.toml, on a free port and with compiled modules kept here.
+    let config = std::fs::read_to_string(krate.join("edge.toml"))?;
+    let test_config = config.replace(
+        "listen = \"127.0.0.1:8080\"",
+        "listen = \"127.0.0.1:0\"\ncompile_cache = \"compiled\"",
+    );
+    ensure!(
+        test_config != config,
+        "edge.toml listens elsewhere: {config}"
+    );
+    std::fs::write(krate.join("edge.toml"), test_config)?;
+    assert!(!krate.join("target").exists(), "never built");
+
+    // --- plain `edge dev` in the crate: the module path leads to the crate, which is built ---
+    let mut node = Node::start(&krate, &["dev"])?;
+    let hello = node.get("/hello")?;
+    assert_eq!(
+        (hello.status, hello.body.as_str()),
+        (200, "hello from greeter\n"),
+        "{hello:?}"
+    );
+    assert_eq!(hello.header("x-cache"), "FunctionGeneratedResponse");
+    let page = node.get("/")?;
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(page.body.contains("Served by the edge"), "{page:?}");
+
+    // --- an edit is rebuilt and served ---
+    let lib = krate.join("src/lib.rs");
+    let source = std::fs::read_to_string(&lib)?;
+    replace_file(&lib, &source.replace("hello from greeter", "hello again"))?;
+    node.get_until("/hello", |r| r.body == "hello again\n")?;
+    assert!(node.is_running());
+    Ok(())
+}
+
+#[test]
+fn dev_keeps_an_uploaded_live_version() -> anyhow::Result<()> {
+    let dir = site_dir()?;
+    std::fs::write(
+        dir.path().join("edge.toml"),
+        format!(
+            "{SERVER}[admin]\nlisten = \"127.0.0.1:0\"\n\
+             [origins.bucket]\ntype = \"static\"\nroot = \"site\"\n\
+             [functions.stamp]\nmodule = \"stamp.wat\"\n\
+             [[behaviors]]\npath = \"*\"\norigin = \"bucket\"\nfunctions = {{ viewer_response = \"stamp\" }}\n"
+        ),
+    )?;
+    std::fs::write(dir.path().join("uploaded.wat"), stamp_wat("uploaded"))?;
+    let mut node = Node::start(dir.path(), &["dev", "--config", "edge.toml"])?;
+    let url = format!(
+        "http://{}",
+        node.admin.context("the admin address is logged")?
+    );
+    let admin = |args: &[&str]| edge(dir.path(), &[args, &["--admin", &url]].concat(), &[]);
+    json_of(&admin(&["upload", "stamp", "uploaded.wat"])?)?;
+    json_of(&admin(&["publish", "stamp"])?)?;
+    assert_eq!(node.get("/")?.header("x-version"), "uploaded");
+
+    // --- the config's module changes and is reloaded; the uploaded LIVE version stays ---
+    replace_file(&dir.path().join("stamp.wat"), &stamp_wat("B"))?;
+    node.wait_for_log(CHANGE_DEADLINE, |l| l.contains("config reloaded"))?;
+    let after = node.get("/")?;
+    assert_eq!(after.header("x-version"), "uploaded", "{after:?}");
     Ok(())
 }

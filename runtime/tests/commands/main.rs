@@ -6,10 +6,12 @@
 //! - [`reload`]: SIGHUP reloads a valid config and refuses an invalid one.
 //! - [`admin`]: `upload`, `test`, `publish`, `list`, `rollback`, `invalidate` against a node's
 //!   admin API, and a wrong token.
+//! - [`new`]: `edge new` writes a function crate that builds, tests and serves.
 //! - [`test_function`]: `edge test-function` runs a module with no node.
 
 mod admin;
 mod dev;
 mod harness;
+mod new;
 mod reload;
 mod test_function;
