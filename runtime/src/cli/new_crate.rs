@@ -22,31 +22,16 @@ const README_MD: &str = include_str!("new_crate/README.md.template");
 const INDEX_HTML: &str = "<!doctype html><title>{{name}}</title><h1>Served by the edge</h1>\n";
 const GITIGNORE: &str = "/target\n";
 
-/// Names cargo refuses for a package or its library, or that would shadow a crate the
-/// function needs.
+/// Names cargo refuses for a package or its library (Rust's keywords, reserved words and
+/// built-in crates), or that would shadow the SDK.
+#[rustfmt::skip]
 const RESERVED: &[&str] = &[
-    "test",
-    "std",
-    "core",
-    "alloc",
-    "proc_macro",
-    "edge_sdk",
-    "http",
-    "self",
-    "super",
-    "crate",
-    "mod",
-    "fn",
-    "type",
-    "use",
-    "impl",
-    "struct",
-    "enum",
-    "match",
-    "loop",
-    "async",
-    "await",
-    "dyn",
+    "abstract", "alloc", "as", "async", "await", "become", "box", "break", "const", "continue",
+    "core", "crate", "do", "dyn", "edge_sdk", "else", "enum", "extern", "false", "final", "fn",
+    "for", "gen", "if", "impl", "in", "let", "loop", "macro", "match", "mod", "move", "mut",
+    "override", "priv", "proc_macro", "pub", "ref", "return", "self", "static", "std", "struct",
+    "super", "test", "trait", "true", "try", "type", "typeof", "unsafe", "unsized", "use",
+    "virtual", "where", "while", "yield",
 ];
 
 /// Create a function crate (outside this repository's workspace).
