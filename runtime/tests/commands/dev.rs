@@ -89,10 +89,9 @@ pub extern "C" fn viewer_response() -> i32 {{
     )
 }
 
-#[test]
-fn dev_rebuilds_a_changed_function_crate() -> anyhow::Result<()> {
-    let dir = site_dir()?;
-    let krate = dir.path().join("stamp-crate");
+/// Writes the dependency-free `stamp-crate` (version `one`) under `dir`.
+fn stamp_crate(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let krate = dir.join("stamp-crate");
     std::fs::create_dir_all(krate.join("src"))?;
     std::fs::write(
         krate.join("Cargo.toml"),
@@ -101,6 +100,13 @@ fn dev_rebuilds_a_changed_function_crate() -> anyhow::Result<()> {
          [profile.wasm]\ninherits = \"release\"\npanic = \"abort\"\n",
     )?;
     std::fs::write(krate.join("src/lib.rs"), crate_source("one"))?;
+    Ok(krate)
+}
+
+#[test]
+fn dev_rebuilds_a_changed_function_crate() -> anyhow::Result<()> {
+    let dir = site_dir()?;
+    let krate = stamp_crate(dir.path())?;
     std::fs::write(
         dir.path().join("edge.toml"),
         format!(
@@ -243,5 +249,39 @@ fn dev_keeps_an_uploaded_live_version() -> anyhow::Result<()> {
     node.wait_for_log(CHANGE_DEADLINE, |l| l.contains("config reloaded"))?;
     let after = node.get("/")?;
     assert_eq!(after.header("x-version"), "uploaded", "{after:?}");
+    Ok(())
+}
+
+#[test]
+fn dev_points_out_a_crate_whose_output_no_function_loads() -> anyhow::Result<()> {
+    let dir = site_dir()?;
+    stamp_crate(dir.path())?;
+    std::fs::write(
+        dir.path().join("edge.toml"),
+        format!(
+            "{SERVER}[origins.bucket]\ntype = \"static\"\nroot = \"site\"\n\
+             [functions.stamp]\nmodule = \"stamp.wat\"\n\
+             [[behaviors]]\npath = \"*\"\norigin = \"bucket\"\nfunctions = {{ viewer_response = \"stamp\" }}\n"
+        ),
+    )?;
+    // Built with `--release` where cargo puts it; the path comes from cargo's own messages.
+    let node = Node::start(
+        dir.path(),
+        &["dev", "--config", "edge.toml", "--crate", "stamp-crate"],
+    )?;
+    let built = dir
+        .path()
+        .join("stamp-crate/target/wasm32-wasip1/release/stamp_crate.wasm");
+    assert!(built.is_file(), "no module at {}", built.display());
+    let warning = node
+        .passed
+        .iter()
+        .find(|l| l.contains("no [functions.*] module"))
+        .with_context(|| format!("no warning in {:#?}", node.passed))?;
+    assert!(
+        warning.contains("stamp_crate.wasm"),
+        "names the output: {warning}"
+    );
+    assert_eq!(node.get("/")?.header("x-version"), "A");
     Ok(())
 }

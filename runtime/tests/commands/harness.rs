@@ -86,6 +86,8 @@ pub struct Node {
     pub addr: SocketAddr,
     /// The admin API, if the config enables it.
     pub admin: Option<SocketAddr>,
+    /// Log lines that waits passed over, startup included.
+    pub passed: Vec<String>,
 }
 
 impl Node {
@@ -116,6 +118,7 @@ impl Node {
             log,
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             admin: None,
+            passed: Vec::new(),
         };
         let line = node.wait_for_log(DEADLINE, |l| l.contains("edge node listening"))?;
         let field = |name: &str| {
@@ -139,7 +142,10 @@ impl Node {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.log.recv_timeout(left) {
                 Ok(line) if matches(&line) => return Ok(line),
-                Ok(line) => seen.push(line),
+                Ok(line) => {
+                    self.passed.push(line.clone());
+                    seen.push(line);
+                }
                 Err(RecvTimeoutError::Timeout) => {
                     bail!(
                         "no such log line within {within:?}; saw:\n{}",
