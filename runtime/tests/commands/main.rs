@@ -1,8 +1,9 @@
 //! The `edge` commands that run a node or talk to one, driven as a user would: real processes,
 //! real files, loopback sockets on free ports (read back from the node's log).
 //!
-//! - [`dev`]: `edge dev` hot-swaps a changed `.wat` module (and a rebuilt function crate)
-//!   without emptying the cache, and keeps the old version when the new one is broken.
+//! - [`dev`]: `edge dev` hot-swaps a changed `.wat` or `.wasm` module and a rebuilt function
+//!   crate without emptying the cache, builds a crate that was never built, keeps the old
+//!   version when the new one is broken, and keeps an uploaded LIVE version.
 //! - [`reload`]: SIGHUP reloads a valid config and refuses an invalid one.
 //! - [`admin`]: `upload`, `test`, `publish`, `list`, `rollback`, `invalidate` against a node's
 //!   admin API, and a wrong token.
