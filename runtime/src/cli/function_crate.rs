@@ -59,7 +59,8 @@ impl FunctionCrate {
 
     /// The crate that builds `module`, if `module` is a cargo output path
     /// (`ROOT/target/wasm32-wasip1/PROFILE/LIB.wasm`) and `ROOT/functions/*` or `ROOT` is a
-    /// package whose library is `LIB`. The module need not exist yet.
+    /// package whose library is `LIB`, or so is a member of the workspace at `ROOT`. The module
+    /// need not exist yet.
     pub fn for_module(module: &Path) -> Option<Self> {
         let module = std::fs::canonicalize(module)
             .or_else(|_| std::path::absolute(module))
@@ -68,15 +69,9 @@ impl FunctionCrate {
         // A module not built yet was not canonicalized; its crate directory can be.
         let root = std::fs::canonicalize(output.target_dir.parent()?).ok()?;
         output.target_dir = root.join(output.target_dir.file_name()?);
-        let root = root.as_path();
-        let mut candidates: Vec<PathBuf> = std::fs::read_dir(root.join("functions"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|entry| entry.path())
-            .collect();
-        candidates.sort();
-        candidates.push(root.to_owned());
+        let mut candidates = workspace_members(&root);
+        candidates.extend(subdirectories(&root.join("functions")));
+        candidates.push(root.clone());
         candidates.into_iter().find_map(|dir| {
             let (package, lib) = names(&dir.join("Cargo.toml")).ok()??;
             (lib == output.lib).then(|| FunctionCrate {
@@ -227,6 +222,41 @@ impl CargoOutput {
     }
 }
 
+/// The member directories `ROOT/Cargo.toml`'s `[workspace] members` lists, a trailing `/*`
+/// expanded (the form cargo's own templates use); nothing if there is no workspace.
+fn workspace_members(root: &Path) -> Vec<PathBuf> {
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml"))
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok());
+    let members = manifest
+        .as_ref()
+        .and_then(|m| m.get("workspace")?.get("members")?.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.as_str());
+    let mut dirs = Vec::new();
+    for member in members {
+        match member.strip_suffix("/*") {
+            Some(parent) => dirs.extend(subdirectories(&root.join(parent))),
+            None => dirs.push(root.join(member)),
+        }
+    }
+    dirs
+}
+
+/// The directories in `dir`, sorted.
+fn subdirectories(dir: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
 /// The package name and library name of the manifest at `path`; `None` for a manifest with no
 /// `[package]` (a virtual workspace).
 fn names(path: &Path) -> anyhow::Result<Option<(String, String)>> {
@@ -317,6 +347,32 @@ mod tests {
         );
         assert_eq!(CargoOutput::parse(Path::new("/ws/fn.wat")), None);
         assert_eq!(CargoOutput::parse(Path::new("/ws/build/fn.wasm")), None);
+    }
+
+    #[test]
+    fn finds_a_member_of_any_workspace_and_a_crate_not_built_yet() -> anyhow::Result<()> {
+        let root = tempfile::tempdir()?;
+        let member = root.path().join("crates/greeter");
+        std::fs::create_dir_all(member.join("src"))?;
+        std::fs::write(
+            root.path().join("Cargo.toml"),
+            "[workspace]\nmembers = [\"crates/*\"]\n",
+        )?;
+        std::fs::write(
+            member.join("Cargo.toml"),
+            "[package]\nname = \"greeter\"\nversion = \"0.1.0\"\n",
+        )?;
+        let module = root
+            .path()
+            .join("target/wasm32-wasip1/release/greeter.wasm");
+        let found = FunctionCrate::for_module(&module).expect("crates/greeter builds it");
+        assert_eq!(found.dir, std::fs::canonicalize(&member)?);
+        assert_eq!(found.profile, "release");
+        assert_eq!(
+            found.target_dir,
+            Some(std::fs::canonicalize(root.path())?.join("target"))
+        );
+        Ok(())
     }
 
     #[test]
