@@ -53,7 +53,10 @@ fn new_crate_builds_for_wasm_and_passes_its_tests() -> anyhow::Result<()> {
     );
     let krate = dir.path().join("hello-edge");
 
-    // --- the one build command, offline ---
+    // --- the one build command, offline (the target installed as the README says) ---
+    let _ = Command::new("rustup")
+        .args(["target", "add", "wasm32-wasip1"])
+        .output();
     cargo(&krate, &["build", "--release", "--target", "wasm32-wasip1"])?;
     let module = scaffold_target_dir().join("wasm32-wasip1/release/hello_edge.wasm");
     ensure!(module.is_file(), "no module at {}", module.display());
