@@ -375,3 +375,72 @@ async fn asterisk_form_request_is_refused_cleanly() -> anyhow::Result<()> {
     assert_eq!(node.get("/still-up").await?.text(), "api");
     Ok(())
 }
+
+/// viewer-request: `origin_set("app")` for every request (README: "Functions choose origins;
+/// behaviors set the rules").
+const TO_APP: &str = r#"(module
+  (import "edge_v1" "origin_set" (func $origin_set (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "app")
+  (func (export "viewer-request") (result i32)
+    (drop (call $origin_set (i32.const 0) (i32.const 3)))
+    (i32.const 0)))"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_function_switches_the_origin_but_the_path_behavior_keeps_its_rules() -> anyhow::Result<()>
+{
+    let api = Origin::fixed("from the api", &[]).await?;
+    let site = Site::new(&[("index.html", "home")])?;
+    let modules = crate::harness::Modules::new(&[("to_app", TO_APP)])?;
+
+    // --- routed from `*`: the bucket's methods and TTLs apply to the app's answers ---
+    let node = api_and_bucket(
+        &api,
+        &site,
+        &format!(
+            "{}\n[[behaviors]]\npath = \"*\"\norigin = \"bucket\"\n\
+             cache = {{ default_ttl = \"1d\" }}\nfunctions = {{ viewer_request = \"to_app\" }}\n",
+            modules.toml("")
+        ),
+    )
+    .await?;
+    let post = send(&node, "POST", "/api/items", b"{}").await?;
+    assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(api.count(), 0, "refused before the function could route it");
+    let first = node.get("/api/items").await?;
+    assert_eq!(
+        (first.text(), first.x_cache()),
+        ("from the api".into(), "Miss")
+    );
+    let second = node.get("/api/items").await?;
+    assert_eq!(
+        (second.text(), second.x_cache()),
+        ("from the api".into(), "Hit"),
+        "no Cache-Control from the app: stored for the `*` behavior's default_ttl"
+    );
+    assert_eq!(api.count(), 1);
+
+    // --- the pattern that works: `/api/*` has a behavior with the app's rules ---
+    let node = api_and_bucket(
+        &api,
+        &site,
+        &format!(
+            "{}\n[[behaviors]]\npath = \"/api/*\"\norigin = \"app\"\n\
+             methods = [\"GET\", \"HEAD\", \"POST\"]\ncache = {{ default_ttl = \"0s\" }}\n\
+             [[behaviors]]\npath = \"*\"\norigin = \"bucket\"\n\
+             functions = {{ viewer_request = \"to_app\" }}\n",
+            modules.toml("")
+        ),
+    )
+    .await?;
+    let post = send(&node, "POST", "/api/items", b"{}").await?;
+    assert_eq!(
+        (post.status, post.text()),
+        (StatusCode::OK, "from the api".into())
+    );
+    for _ in 0..2 {
+        assert_eq!(node.get("/api/items").await?.x_cache(), "Miss");
+    }
+    assert_eq!(api.count(), 4, "1 before, the POST and both GETs");
+    Ok(())
+}
