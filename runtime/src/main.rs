@@ -133,7 +133,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             cli::node::serve(source, config).await
         }
         Command::Admin(command) => command.run().await,
-        Command::TestFunction(test) => test.run(),
+        // Off the async workers: WASI output (a print, a panic message) blocks on the runtime.
+        Command::TestFunction(test) => tokio::task::spawn_blocking(move || test.run()).await?,
         Command::New(new) => new.run(),
     }
 }

@@ -87,6 +87,41 @@ fn new_crate_builds_for_wasm_and_passes_its_tests() -> anyhow::Result<()> {
     assert_eq!(run["action"], "respond", "{run}");
     assert_eq!(run["response"]["status"], 200, "{run}");
     assert_eq!(run["response"]["body"], "hello from hello-edge\n", "{run}");
+
+    // --- with panic = "abort", a panic's message still reaches the log ---
+    let lib = krate.join("src/lib.rs");
+    let source = std::fs::read_to_string(&lib)?;
+    let signature = source
+        .lines()
+        .find(|l| l.starts_with("pub fn viewer_request") && l.ends_with('{'))
+        .context("the handler's signature on one line")?;
+    let panicking = source.replacen(
+        signature,
+        &format!(
+            "{signature}\n    if std::hint::black_box(true) {{ panic!(\"boom: keep this message\") }}"
+        ),
+        1,
+    );
+    std::fs::write(&lib, panicking)?;
+    cargo(&krate, &["build", "--release", "--target", "wasm32-wasip1"])?;
+    let failed = edge(
+        &krate,
+        &[
+            "test-function",
+            module,
+            "--event",
+            "viewer-request",
+            "--request",
+            "request.json",
+        ],
+        &[],
+    )?;
+    let log = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success(), "{log}");
+    assert!(
+        log.contains("boom: keep this message") && log.contains("src/lib.rs"),
+        "the panic message and its place are logged: {log}"
+    );
     Ok(())
 }
 
