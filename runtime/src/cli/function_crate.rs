@@ -2,8 +2,9 @@
 //! writes) built for `wasm32-wasip1` by a nested `cargo build`, for `edge demo` and `edge dev`.
 //!
 //! A config names a crate's output, e.g. `target/wasm32-wasip1/release/hello.wasm`; from such
-//! a path [`FunctionCrate::for_module`] finds the crate (`functions/router`, or the crate at the
-//! root of that target directory itself) and the target directory and profile that produce it.
+//! a path [`FunctionCrate::for_module`] finds the crate (the crate at the root of that target
+//! directory, or a member of the workspace there, like `functions/router`) and the target
+//! directory and profile that produce it.
 //! A build asks cargo for JSON messages and takes the `.wasm` cargo reports, so it never has to
 //! guess where a workspace, `CARGO_TARGET_DIR` or `.cargo/config.toml` put it.
 
@@ -140,7 +141,8 @@ impl FunctionCrate {
         let mut module = None;
         if let Some(stdout) = child.stdout.take() {
             for line in std::io::BufReader::new(stdout).lines() {
-                let line = line.context("cannot read cargo's output")?;
+                // Reading stops only with cargo's stdout; the exit status below tells the rest.
+                let Ok(line) = line else { break };
                 if let Some(wasm) = self.artifact(&line) {
                     module = Some(wasm);
                 }
