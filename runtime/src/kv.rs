@@ -23,7 +23,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use crate::config::Config;
-use crate::wasm::lifecycle::write_durably;
+use crate::durable::write_durably;
 
 /// The pairs of one store. Values are bytes for the host call, but always UTF-8: they come
 /// from JSON strings.

@@ -38,6 +38,7 @@ pub mod cache;
 pub mod conditional;
 pub mod config;
 pub mod demo;
+pub mod durable;
 pub mod error;
 pub mod flow;
 pub mod kv;

@@ -1,6 +1,7 @@
-//! Node metrics in the Prometheus text format (`GET /metrics` on the admin API): requests by
-//! status class and `X-Cache`, hit ratio, bytes served, origin fetch latency by origin,
-//! function invocations, errors and duration by function and event, cache objects and bytes.
+//! Node metrics in the OpenMetrics text format (`GET /metrics` on the admin API, served as
+//! [`CONTENT_TYPE`]): requests by status class and `X-Cache`, hit ratio, bytes served, origin
+//! fetch latency by origin, function invocations, errors and duration by function and event,
+//! cache objects and bytes.
 //!
 //! The request counters are resolved once at start into a small table, so counting a request
 //! is an index and an atomic add; label sets are only hashed on misses and function calls.
@@ -17,6 +18,11 @@ use prometheus_client::registry::Registry;
 
 use crate::cache::Store;
 use crate::flow::CachePhase;
+
+/// The media type of [`Metrics::render`]'s output. prometheus-client writes OpenMetrics 1.0
+/// text (counter families without `_total`, a final `# EOF`); under Prometheus's
+/// `text/plain; version=0.0.4` a parser would mistake those families for untyped samples.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 const PHASES: [CachePhase; 5] = [

@@ -15,7 +15,8 @@ use crate::error::StartError;
 use crate::kv::KvStores;
 use crate::metrics::Metrics;
 use crate::origin::Origin;
-use crate::wasm::{self, Function, FunctionEngine, Lifecycle, Registry};
+use crate::wasm::lifecycle::{self, LiveChange};
+use crate::wasm::{self, Function, FunctionEngine, Lifecycle, LifecycleError, Registry};
 
 /// One version of the node: what a request needs, fixed for its duration.
 pub struct Node {
@@ -137,23 +138,30 @@ impl Edge {
         self.lifecycle.as_ref()
     }
 
-    /// Rebuilds the current version's function attachments from the LIVE stages (after a
-    /// publish or rollback) and swaps it in.
-    pub fn refresh_functions(&self) -> Result<(), wasm::Error> {
+    /// Changes the LIVE version of function `name` and swaps the node to it, all or nothing:
+    /// a change the node cannot serve (a behavior needs an entry point the version lacks)
+    /// leaves the stages, the data directory and the serving version as they were.
+    pub fn change_live(
+        &self,
+        name: &str,
+        change: LiveChange,
+    ) -> Result<lifecycle::Version, LifecycleError> {
         let _swap = self.swap.lock().unwrap_or_else(|p| p.into_inner());
-        let current = self.current.load_full();
-        let live = self
+        let lifecycle = self
             .lifecycle
             .as_ref()
-            .map(Lifecycle::live)
-            .unwrap_or_default();
-        let functions = registry(&current.config, self.lifecycle.as_ref(), &live)?;
+            .ok_or_else(|| LifecycleError::NotFound(format!("no function {name:?}")))?;
+        let transition = lifecycle.prepare(name, change)?;
+        let current = self.current.load_full();
+        let functions = registry(&current.config, Some(lifecycle), &transition.all_live)
+            .map_err(LifecycleError::Unusable)?;
+        let version = lifecycle.commit(transition)?;
         self.current.store(Arc::new(current.with(
             Arc::clone(&current.config),
             Arc::clone(&current.origins),
             functions,
         )));
-        Ok(())
+        Ok(version)
     }
 
     /// Swaps in a new config (validated by the caller): new origins and attachments, the same

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 
 use crate::harness::{Modules, Origin, TestNode, ADMIN_TOKEN};
 
@@ -155,6 +155,10 @@ async fn bad_uploads_are_refused_with_the_reason_and_change_nothing() -> Result<
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (wasm[..wasm.len() / 2].to_vec(), "does not compile"),
         (b"\0asm\x01\0\0\0garbage".to_vec(), "does not compile"),
+        (
+            b"\x89PNG\r\n\x1a\n\xff\xfe".to_vec(),
+            "neither a WebAssembly binary nor WAT text (not UTF-8)",
+        ),
         (b"(module (memory (export \"memory\") 1))".to_vec(), "no entry point"),
         (b"(module (import \"edge_v1\" \"nope\" (func)) (memory (export \"memory\") 1) (func (export \"viewer-response\") (result i32) (i32.const 0)))".to_vec(), "unknown import `edge_v1::nope`"),
     ];
@@ -276,12 +280,187 @@ async fn restart_keeps_live_functions() -> Result<()> {
     node.admin("POST", "/functions/tag/publish", "").await?;
     assert_eq!(version(&node).await?, "3");
 
-    // A crash mid-upload leaves a temp file behind at worst; the stages still load.
+    // A crash mid-upload leaves a temp file behind at worst; the stages still load, and the
+    // next start removes it.
     let dir = data.path().join("functions/tag");
-    std::fs::write(dir.join("stages.tmp-99999"), b"{ half written")?;
+    let stale = dir.join("stages.tmp-99999");
+    std::fs::write(&stale, b"{ half written")?;
     drop(node);
     let node = self::node(&origin, &modules, data.path()).await?;
     assert_eq!(version(&node).await?, "3");
+    assert!(!stale.exists(), "the stale temp file was removed at start");
+
+    // The history survived too, back to the config's module.
+    for expected in ["2", "1"] {
+        let rolled = node.admin("POST", "/functions/tag/rollback", "").await?;
+        assert_eq!(rolled.status.as_u16(), 200, "{}", rolled.text());
+        assert_eq!(version(&node).await?, expected);
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_publish_changes_nothing() -> Result<()> {
+    let origin = Origin::fixed("ok", &[("cache-control", "no-store")]).await?;
+    let modules = Modules::new(&[("tag", &tagger("1"))])?;
+    let data = tempfile::tempdir()?;
+    let node = node(&origin, &modules, data.path()).await?;
+    node.admin("PUT", "/functions/tag", tagger("2")).await?;
+    node.admin("POST", "/functions/tag/publish", "").await?;
+    let before: serde_json::Value = node.admin("GET", "/functions/tag", "").await?.json()?;
+    let stored = || -> Result<serde_json::Value> {
+        let stages: serde_json::Value = serde_json::from_slice(&std::fs::read(
+            data.path().join("functions/tag/stages.json"),
+        )?)?;
+        Ok(serde_json::json!([stages["live"], stages["history"]]))
+    };
+    let stored_before = stored()?;
+
+    // A version without the viewer-response entry point the behavior needs.
+    let no_response = "(module (memory (export \"memory\") 1) (func (export \"viewer-request\") (result i32) (i32.const 0)))";
+    let uploaded = node.admin("PUT", "/functions/tag", no_response).await?;
+    assert_eq!(uploaded.status.as_u16(), 201, "{}", uploaded.text());
+    let refused = node.admin("POST", "/functions/tag/publish", "").await?;
+    assert_eq!(refused.status.as_u16(), 409, "{}", refused.text());
+    assert!(
+        refused.text().contains("viewer-response"),
+        "{}",
+        refused.text()
+    );
+
+    let after: serde_json::Value = node.admin("GET", "/functions/tag", "").await?.json()?;
+    for stage in ["live", "previous", "history"] {
+        assert_eq!(after[stage], before[stage], "{stage} unchanged");
+    }
+    assert_eq!(stored()?, stored_before, "the data directory is unchanged");
+    assert_eq!(version(&node).await?, "2");
+    let rolled = node.admin("POST", "/functions/tag/rollback", "").await?;
+    assert_eq!(rolled.status.as_u16(), 200, "{}", rolled.text());
+    assert_eq!(
+        version(&node).await?,
+        "1",
+        "rollback reaches the version before"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_walks_back_through_every_earlier_live_version() -> Result<()> {
+    let origin = Origin::fixed("ok", &[("cache-control", "no-store")]).await?;
+    let modules = Modules::new(&[("tag", &tagger("1"))])?;
+    let data = tempfile::tempdir()?;
+    let node = node(&origin, &modules, data.path()).await?;
+    let hash =
+        |info: &serde_json::Value, stage: &str| info[stage]["hash"].as_str().map(str::to_owned);
+    let v1 = hash(
+        &node.admin("GET", "/functions/tag", "").await?.json()?,
+        "live",
+    );
+
+    node.admin("PUT", "/functions/tag", tagger("2")).await?;
+    let published: serde_json::Value = node
+        .admin("POST", "/functions/tag/publish", "")
+        .await?
+        .json()?;
+    let v2 = hash(&published, "live");
+    // Publishing DEVELOPMENT while it is already LIVE changes nothing: LIVE does not become its
+    // own predecessor.
+    let again = node.admin("POST", "/functions/tag/publish", "").await?;
+    assert_eq!(again.status.as_u16(), 200, "{}", again.text());
+    node.admin("PUT", "/functions/tag", tagger("3")).await?;
+    let info: serde_json::Value = node
+        .admin("POST", "/functions/tag/publish", "")
+        .await?
+        .json()?;
+    assert_eq!(version(&node).await?, "3");
+
+    let history: Vec<Option<String>> = info["history"]
+        .as_array()
+        .map(|h| {
+            h.iter()
+                .map(|v| v["hash"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(history, [v2, v1], "{info}");
+    assert!(info["history"][1]["source"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("config")));
+    // Times are RFC 3339, readable as they are.
+    for time in [
+        &info["live"]["live_from"],
+        &info["history"][0]["live_until"],
+        &info["live"]["created"],
+    ] {
+        let text = time.as_str().unwrap_or_default();
+        assert!(
+            text.len() == 20 && text.as_bytes()[10] == b'T' && text.ends_with('Z'),
+            "{info}"
+        );
+    }
+
+    for expected in ["2", "1"] {
+        let rolled = node.admin("POST", "/functions/tag/rollback", "").await?;
+        assert_eq!(rolled.status.as_u16(), 200, "{}", rolled.text());
+        assert_eq!(version(&node).await?, expected);
+    }
+    let none = node.admin("POST", "/functions/tag/rollback", "").await?;
+    assert_eq!(none.status.as_u16(), 404, "{}", none.text());
+    assert!(
+        none.text().contains("no earlier LIVE version"),
+        "{}",
+        none.text()
+    );
+    assert_eq!(version(&node).await?, "1");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn names_are_decoded_and_invalid_ones_are_a_bad_request() -> Result<()> {
+    let origin = Origin::fixed("ok", &[]).await?;
+    let modules = Modules::new(&[("tag", &tagger("1"))])?;
+    let data = tempfile::tempdir()?;
+    let node = node(&origin, &modules, data.path()).await?;
+    for (path, name) in [
+        ("/functions/bad%20name", "bad name"),
+        ("/functions/a%2Fb", "a/b"),
+    ] {
+        let r = node.admin("PUT", path, tagger("2")).await?;
+        assert_eq!(r.status.as_u16(), 400, "{}", r.text());
+        assert!(
+            r.text()
+                .contains(&format!("invalid function name \\\"{name}\\\"")),
+            "{}",
+            r.text()
+        );
+    }
+    // A name that needs no escaping may still arrive escaped.
+    let r = node.admin("GET", "/functions/%74ag", "").await?;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    assert_eq!(r.json()?["name"], "tag");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_auth_scheme_is_case_insensitive() -> Result<()> {
+    let origin = Origin::fixed("ok", &[]).await?;
+    let modules = Modules::new(&[("tag", &tagger("1"))])?;
+    let data = tempfile::tempdir()?;
+    let node = node(&origin, &modules, data.path()).await?;
+    let addr = node.node.admin_addr().context("admin API")?;
+    for (authorization, status) in [
+        (format!("bearer {ADMIN_TOKEN}"), 200),
+        (format!("BEARER {ADMIN_TOKEN}"), 200),
+        (format!("Basic {ADMIN_TOKEN}"), 401),
+        (format!("bearer{ADMIN_TOKEN}"), 401),
+    ] {
+        let request = http::Request::builder()
+            .uri(format!("http://{addr}/functions"))
+            .header("authorization", &authorization)
+            .body(http_body_util::Full::default())?;
+        let r = node.send(request).await?;
+        assert_eq!(r.status.as_u16(), status, "{authorization}: {}", r.text());
+    }
     Ok(())
 }
 
@@ -384,10 +563,13 @@ async fn metrics_change_as_requests_are_served() -> Result<()> {
     let data = tempfile::tempdir()?;
     let node = node(&origin, &modules, data.path()).await?;
     let before = node.admin("GET", "/metrics", "").await?;
+    // The body is OpenMetrics text, so it says so (a Prometheus 0.0.4 parser would misread
+    // its counter families); Prometheus asks for this type first when it scrapes.
     assert_eq!(
         before.header("content-type"),
-        Some("text/plain; version=0.0.4; charset=utf-8")
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
     );
+    assert!(before.text().ends_with("# EOF\n"), "{}", before.text());
     assert!(
         !before.text().contains("x_cache=\"Hit\"} 1"),
         "{}",

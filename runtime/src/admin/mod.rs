@@ -21,6 +21,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use percent_encoding::percent_decode_str;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
@@ -111,14 +112,24 @@ async fn handle(admin: &Arc<Admin>, request: Request<Incoming>) -> AdminResponse
 
 fn route(admin: &Admin, method: &Method, path: &str, query: &str, body: &[u8]) -> AdminResponse {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // Function names are one path segment, percent-encoded by clients (`edge` does): handlers
+    // see, and messages name, the decoded name.
+    let decoded = |segment: &str| percent_decode_str(segment).decode_utf8_lossy().into_owned();
     match (method, segments.as_slice()) {
         (&Method::GET, ["functions"]) => functions::list(admin),
-        (&Method::GET, ["functions", name]) => functions::describe(admin, name),
-        (&Method::PUT, ["functions", name]) => functions::upload(admin, name, body),
-        (&Method::POST, ["functions", name, "test"]) => functions::test(admin, name, query, body),
-        (&Method::POST, ["functions", name, "publish"]) => functions::publish(admin, name),
-        (&Method::POST, ["functions", name, "rollback"]) => functions::rollback(admin, name),
-        (&Method::DELETE, ["functions", name]) => functions::delete(admin, name),
+        (&Method::GET, ["functions", name]) => functions::describe(admin, &decoded(name)),
+        (&Method::PUT, ["functions", name]) => functions::upload(admin, &decoded(name), body),
+        (&Method::POST, ["functions", name, "test"]) => {
+            functions::test(admin, &decoded(name), query, body)
+        }
+        (&Method::POST, ["functions", name, "publish"]) => {
+            functions::publish(admin, &decoded(name), query)
+        }
+        (&Method::POST, ["functions", name, "rollback"]) => {
+            functions::rollback(admin, &decoded(name))
+        }
+        (&Method::DELETE, ["functions", name]) => functions::delete(admin, &decoded(name)),
+        (&Method::GET, ["kv"]) => kv::stores(admin),
         (&Method::GET, ["kv", store]) => kv::list(admin, store),
         (&Method::GET, ["kv", store, _, ..]) => kv::get(admin, store, path),
         (&Method::PUT, ["kv", store]) => kv::replace(admin, store, body),
@@ -129,9 +140,11 @@ fn route(admin: &Admin, method: &Method, path: &str, query: &str, body: &[u8]) -
             let node = admin.edge.current();
             let mut response =
                 Response::new(Full::new(Bytes::from(node.metrics().render(node.cache()))));
+            // What the body is: OpenMetrics text (`_total` counters, `# EOF`). Prometheus asks
+            // for this type first in its scrape `Accept` header and parses it as such.
             response.headers_mut().insert(
                 CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
             );
             response
         }
@@ -147,11 +160,14 @@ fn authorized(admin: &Admin, request: &Request<Incoming>) -> bool {
     let Some(token) = &admin.config.token else {
         return true;
     };
+    // Auth schemes are case-insensitive (RFC 9110 §11.1): `bearer` is `Bearer`.
     let Some(given) = request
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim_start_matches(' '))
     else {
         return false;
     };
