@@ -53,4 +53,4 @@ mod node;
 
 pub use config::Config;
 pub use listener::{start, RunningNode};
-pub use node::{Edge, Node};
+pub use node::{Edge, Node, NodeAddresses, ADDRESS_FILE};

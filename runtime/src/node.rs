@@ -237,3 +237,59 @@ fn registry(
         live,
     )?)))
 }
+
+/// The file in the data directory where a running node says where it listens.
+pub const ADDRESS_FILE: &str = "addresses.json";
+
+/// Where a running node listens, as written to [`ADDRESS_FILE`] in its data directory: the
+/// CLI on the same machine reads it to find the admin API of a node whose config says port 0.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeAddresses {
+    /// The node's process id.
+    pub pid: u32,
+    /// The viewer listener.
+    pub listen: std::net::SocketAddr,
+    /// The admin API, if enabled.
+    pub admin: Option<std::net::SocketAddr>,
+}
+
+impl NodeAddresses {
+    /// Reads `<data_dir>/addresses.json`.
+    pub fn read(data_dir: &std::path::Path) -> std::io::Result<Self> {
+        let bytes = std::fs::read(data_dir.join(ADDRESS_FILE))?;
+        serde_json::from_slice(&bytes).map_err(std::io::Error::other)
+    }
+}
+
+/// [`NodeAddresses`] written durably once the listeners are bound, removed when the node
+/// stops cleanly (on drop). A node killed with kill -9 leaves it; the next start replaces it.
+pub(crate) struct AddressFile {
+    path: std::path::PathBuf,
+    written: Vec<u8>,
+}
+
+impl AddressFile {
+    /// Writes the file; a failure is logged, not fatal: the log line has the addresses too.
+    pub(crate) fn write(data_dir: &std::path::Path, addresses: &NodeAddresses) -> Option<Self> {
+        let path = data_dir.join(ADDRESS_FILE);
+        let written = serde_json::to_vec_pretty(addresses).ok()?;
+        let outcome = std::fs::create_dir_all(data_dir)
+            .and_then(|()| crate::durable::write_durably(&path, &written));
+        match outcome {
+            Ok(()) => Some(AddressFile { path, written }),
+            Err(error) => {
+                tracing::warn!(file = %path.display(), %error, "cannot write the node's addresses");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for AddressFile {
+    fn drop(&mut self) {
+        // Only our own: another node may have started on this data directory since.
+        if std::fs::read(&self.path).is_ok_and(|b| b == self.written) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}

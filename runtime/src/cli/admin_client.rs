@@ -76,6 +76,22 @@ impl AdminClient {
         self.call(Method::POST, path, None, Bytes::new()).await
     }
 
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        self.call(Method::DELETE, path, None, Bytes::new()).await
+    }
+
+    /// `PATCH path` with a JSON body.
+    pub async fn patch_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        let body = serde_json::to_vec(body).context("cannot encode the request body")?;
+        self.call(Method::PATCH, path, Some("application/json"), body.into())
+            .await
+    }
+
     /// `POST path` with a JSON body.
     pub async fn post_json(
         &self,
@@ -147,6 +163,15 @@ impl AdminClient {
 /// `/functions/NAME` with `NAME` escaped as one path segment, then `rest`.
 pub fn function_path(name: &str, rest: &str) -> String {
     format!("/functions/{}{rest}", utf8_percent_encode(name, SEGMENT))
+}
+
+/// `/kv/STORE`, or `/kv/STORE/KEY`, each escaped as one path segment (a key may hold `/`).
+pub fn kv_path(store: &str, key: Option<&str>) -> String {
+    let store = utf8_percent_encode(store, SEGMENT);
+    match key {
+        Some(key) => format!("/kv/{store}/{}", utf8_percent_encode(key, SEGMENT)),
+        None => format!("/kv/{store}"),
+    }
 }
 
 #[cfg(test)]

@@ -6,10 +6,13 @@
 //! - [`reload`]: SIGHUP reloads a valid config and refuses an invalid one.
 //! - [`admin`]: `upload`, `test`, `publish`, `list`, `rollback`, `invalidate` against a node's
 //!   admin API, and a wrong token.
+//! - [`lifecycle`]: the LIVE history across kill -9, the CLI finding a local node (`--config`,
+//!   `--data-dir`, `EDGE_ADMIN`), shadowed config modules, `kv`, `describe`, `delete`.
 //! - [`test_function`]: `edge test-function` runs a module with no node.
 
 mod admin;
 mod dev;
 mod harness;
+mod lifecycle;
 mod reload;
 mod test_function;
