@@ -592,3 +592,31 @@ async fn metrics_change_as_requests_are_served() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_over_the_limit_is_refused_before_its_body_is_sent() -> Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let origin = Origin::fixed("ok", &[]).await?;
+    let modules = Modules::new(&[("tag", &tagger("1"))])?;
+    let data = tempfile::tempdir()?;
+    let node = node(&origin, &modules, data.path()).await?;
+    let addr = node.node.admin_addr().context("admin API")?;
+    // The client waits for `100 Continue` before it sends the body (RFC 9110 §10.1.1), so the
+    // final answer must come first, and nothing is read.
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(
+            format!(
+                "PUT /functions/tag HTTP/1.1\r\nhost: admin\r\nauthorization: Bearer {ADMIN_TOKEN}\r\n\
+                 content-length: 1000000000\r\nexpect: 100-continue\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await?;
+    let mut answer = vec![0u8; 4096];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut answer))
+        .await??;
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    Ok(())
+}

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -181,6 +181,25 @@ fn authorized(admin: &Admin, request: &Request<Incoming>) -> bool {
 
 /// Reads a request body of at most `limit` bytes, or the 413/400 response.
 async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, AdminResponse> {
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("body over the limit of {limit} bytes"),
+        )
+    };
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let expects_continue = request
+        .headers()
+        .get(EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    // A client waiting for `100 Continue` has not sent the body: answer now, before hyper
+    // sends the 100 (it does when the body is first read), and the body never travels.
+    if expects_continue && declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
     let mut body = request.into_body();
     let mut buffer = BytesMut::new();
     let mut seen = 0usize;
@@ -203,10 +222,7 @@ async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, Ad
         }
     }
     if seen > limit {
-        return Err(error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("body over the limit of {limit} bytes"),
-        ));
+        return Err(too_large());
     }
     Ok(buffer.freeze())
 }

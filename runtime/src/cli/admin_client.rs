@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderValue, Method, Request, Uri};
+use http::{HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -103,14 +103,78 @@ impl AdminClient {
             .await
     }
 
-    /// `PUT path` with a module (`.wasm` or `.wat` bytes).
+    /// `PUT path` with a module (`.wasm` or `.wat` bytes), sent with `Expect: 100-continue`
+    /// (RFC 9110 §10.1.1): a module over the node's upload limit gets its 413 before the body
+    /// leaves. Sent whole, a large body meets a connection the node has closed after answering,
+    /// and the user reads "Broken pipe" instead of the answer.
     pub async fn put_module(
         &self,
         path: &str,
         module: Vec<u8>,
     ) -> anyhow::Result<serde_json::Value> {
-        self.call(Method::PUT, path, Some("application/wasm"), module.into())
+        let target = format!("PUT {path}");
+        let exchange = self.put_expecting_continue(path, &module);
+        let (status, body) = tokio::time::timeout(CALL_TIMEOUT, exchange)
             .await
+            .with_context(|| format!("{target}: no answer from {} in {CALL_TIMEOUT:?}", self.base))?
+            .with_context(|| format!("{target}: cannot reach the admin API at {}", self.base))?;
+        answer(&target, status, &body)
+    }
+
+    /// One `PUT` on its own connection: the head with `Expect: 100-continue`, then the body
+    /// once the node says `100 Continue` (or has said nothing for [`CONTINUE_WAIT`], as
+    /// servers that ignore `Expect` do), then the final answer, read to the connection's end.
+    async fn put_expecting_continue(
+        &self,
+        path: &str,
+        body: &[u8],
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let uri: Uri = format!("{}{path}", self.base).parse()?;
+        let authority = uri
+            .authority()
+            .context("the admin URL has a host")?
+            .as_str();
+        let port = uri.port_u16().unwrap_or(80);
+        let mut stream =
+            tokio::net::TcpStream::connect((uri.host().unwrap_or(authority), port)).await?;
+        let mut head = format!(
+            "PUT {} HTTP/1.1\r\nhost: {authority}\r\ncontent-type: application/wasm\r\n\
+             content-length: {}\r\nexpect: 100-continue\r\nconnection: close\r\n",
+            uri.path_and_query().map_or("/", |p| p.as_str()),
+            body.len()
+        );
+        if let Some(authorization) = &self.authorization {
+            head.push_str("authorization: ");
+            head.push_str(authorization.to_str()?);
+            head.push_str("\r\n");
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).await?;
+        let mut received = Vec::new();
+        let interim = tokio::time::timeout(CONTINUE_WAIT, read_head(&mut stream, &mut received));
+        match interim.await {
+            Ok(head) => {
+                let (status, end) = head?;
+                if status != StatusCode::CONTINUE {
+                    // The final answer, the body never sent; the node closes the connection.
+                    stream.read_to_end(&mut received).await?;
+                    return Ok((status, Bytes::copy_from_slice(&received[end..])));
+                }
+                received.drain(..end);
+            }
+            Err(_) => {} // No interim answer: send the body anyway.
+        }
+        stream.write_all(body).await?;
+        let (status, end) = loop {
+            let (status, end) = read_head(&mut stream, &mut received).await?;
+            if status != StatusCode::CONTINUE {
+                break (status, end);
+            }
+            received.drain(..end);
+        };
+        stream.read_to_end(&mut received).await?;
+        Ok((status, Bytes::copy_from_slice(&received[end..])))
     }
 
     /// Calls `method path`; answers the JSON body of a 2xx response (a body that is not JSON
@@ -148,15 +212,54 @@ impl AdminClient {
             .await
             .with_context(|| format!("{target}: no answer from {} in {CALL_TIMEOUT:?}", self.base))?
             .with_context(|| format!("{target}: cannot reach the admin API at {}", self.base))?;
-        let json = serde_json::from_slice::<serde_json::Value>(&body).ok();
-        if !status.is_success() {
-            let message = json
-                .as_ref()
-                .and_then(|j| j.get("error")?.as_str().map(str::to_owned))
-                .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_owned());
-            bail!("{target}: {status}: {message}");
+        answer(&target, status, &body)
+    }
+}
+
+/// How long an upload waits for `100 Continue` before it sends the body anyway.
+const CONTINUE_WAIT: Duration = Duration::from_secs(2);
+
+/// The JSON body of a 2xx answer (a body that is not JSON comes back as a JSON string); any
+/// other status is an error carrying the API's message.
+fn answer(target: &str, status: StatusCode, body: &[u8]) -> anyhow::Result<serde_json::Value> {
+    let json = serde_json::from_slice::<serde_json::Value>(body).ok();
+    if !status.is_success() {
+        let message = json
+            .as_ref()
+            .and_then(|j| j.get("error")?.as_str().map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
+        bail!("{target}: {status}: {message}");
+    }
+    Ok(json.unwrap_or_else(|| String::from_utf8_lossy(body).into_owned().into()))
+}
+
+/// Reads from `stream` into `buffer` until it holds a response head; answers its status and
+/// where the head ends. The node's answers are `Connection: close`, so the body is the rest.
+async fn read_head(
+    stream: &mut tokio::net::TcpStream,
+    buffer: &mut Vec<u8>,
+) -> anyhow::Result<(StatusCode, usize)> {
+    use tokio::io::AsyncReadExt as _;
+    loop {
+        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let line = buffer[..at]
+                .split(|b| *b == b'\n')
+                .next()
+                .unwrap_or_default();
+            let status = std::str::from_utf8(line)
+                .ok()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|code| StatusCode::from_bytes(code.as_bytes()).ok())
+                .with_context(|| {
+                    format!("not an HTTP answer: {:?}", String::from_utf8_lossy(line))
+                })?;
+            return Ok((status, at + 4));
         }
-        Ok(json.unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned().into()))
+        anyhow::ensure!(buffer.len() < 64 * 1024, "the answer's head is over 64 KiB");
+        let mut chunk = [0u8; 4096];
+        let read = stream.read(&mut chunk).await?;
+        anyhow::ensure!(read > 0, "the connection closed before an answer");
+        buffer.extend_from_slice(&chunk[..read]);
     }
 }
 
