@@ -153,17 +153,15 @@ impl AdminClient {
         stream.write_all(head.as_bytes()).await?;
         let mut received = Vec::new();
         let interim = tokio::time::timeout(CONTINUE_WAIT, read_head(&mut stream, &mut received));
-        match interim.await {
-            Ok(head) => {
-                let (status, end) = head?;
-                if status != StatusCode::CONTINUE {
-                    // The final answer, the body never sent; the node closes the connection.
-                    stream.read_to_end(&mut received).await?;
-                    return Ok((status, Bytes::copy_from_slice(&received[end..])));
-                }
-                received.drain(..end);
+        // No interim answer in time: send the body anyway.
+        if let Ok(head) = interim.await {
+            let (status, end) = head?;
+            if status != StatusCode::CONTINUE {
+                // The final answer, the body never sent; the node closes the connection.
+                stream.read_to_end(&mut received).await?;
+                return Ok((status, Bytes::copy_from_slice(&received[end..])));
             }
-            Err(_) => {} // No interim answer: send the body anyway.
+            received.drain(..end);
         }
         stream.write_all(body).await?;
         let (status, end) = loop {
