@@ -290,9 +290,30 @@ mod tests {
 
     #[test]
     fn admin_urls() {
-        assert!(AdminClient::new("127.0.0.1:9901", None).is_ok());
-        assert!(AdminClient::new("http://127.0.0.1:9901/", Some("t")).is_ok());
+        let base = |url: &str| AdminClient::new(url, None).map(|c| c.base);
+        assert_eq!(
+            base("127.0.0.1:9901").ok().as_deref(),
+            Some("http://127.0.0.1:9901")
+        );
+        assert_eq!(
+            base("http://127.0.0.1:9901/").ok().as_deref(),
+            Some("http://127.0.0.1:9901")
+        );
+        assert_eq!(
+            base("http://h:1/prefix/").ok().as_deref(),
+            Some("http://h:1/prefix")
+        );
         assert!(AdminClient::new("https://127.0.0.1:9901", None).is_err());
+        assert!(AdminClient::new("http://127.0.0.1:9901?x", None).is_err());
         assert!(AdminClient::new("http://127.0.0.1:9901", Some("bad\ntoken")).is_err());
+    }
+
+    #[test]
+    fn kv_keys_stay_one_segment() {
+        assert_eq!(kv_path("flags", None), "/kv/flags");
+        assert_eq!(
+            kv_path("redirects", Some("/old?x")),
+            "/kv/redirects/%2Fold%3Fx"
+        );
     }
 }
