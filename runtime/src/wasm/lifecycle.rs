@@ -747,3 +747,39 @@ pub struct ReloadPlan {
     pub live: BTreeMap<String, Arc<Function>>,
     limits: BTreeMap<String, FunctionLimits>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stages_files_of_older_nodes_still_read() {
+        // Seconds since the epoch and one `previous`, as nodes wrote before the history.
+        let old = br#"{"development": null, "live": {"hash": "b", "created": 1764619200},
+                       "previous": {"hash": "a", "created": 1764615600}}"#;
+        let file: StagesFile = serde_json::from_slice(old).expect("readable");
+        let live = file.live.expect("live");
+        assert_eq!(rfc3339(live.created.0), "2025-12-01T20:00:00Z");
+        assert!(live.source == StoredSource::Upload);
+        assert_eq!(file.previous.map(|p| p.hash).as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn times_are_written_as_rfc3339_and_read_back() {
+        let stored = StoredVersion {
+            hash: "h".into(),
+            created: Timestamp(UNIX_EPOCH + Duration::from_secs(1_764_619_200)),
+            source: StoredSource::Config,
+            live_from: Some(Timestamp(UNIX_EPOCH + Duration::from_secs(1_764_619_201))),
+            live_until: None,
+        };
+        let json = serde_json::to_value(&stored).expect("encodes");
+        assert_eq!(
+            json,
+            serde_json::json!({"hash": "h", "created": "2025-12-01T20:00:00Z",
+                               "source": "config", "live_from": "2025-12-01T20:00:01Z"})
+        );
+        let back: StoredVersion = serde_json::from_value(json).expect("decodes");
+        assert_eq!(back.live_from.map(|t| t.0), stored.live_from.map(|t| t.0));
+    }
+}
