@@ -161,8 +161,7 @@ pub enum AdminCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// List the functions and their stages (a note on stderr for each config module that an
-    /// upload shadows).
+    /// List the functions: stages, LIVE history, config modules an upload shadows.
     List {
         #[command(flatten)]
         admin: AdminArgs,

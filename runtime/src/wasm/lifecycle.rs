@@ -164,7 +164,7 @@ struct StoredVersion {
 }
 
 /// Where a stored version's module is: `<hash>.module` for an upload, the config's module
-/// file (as it is now) for a config version.
+/// file for a config version (restored only while the file still holds that module).
 #[derive(Serialize, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 enum StoredSource {
@@ -559,7 +559,10 @@ impl Lifecycle {
                         return None;
                     };
                     if version.function.hash != stored.hash {
-                        tracing::info!(function = %name, stored = %stored.hash, now = %version.function.hash, "the config's module changed since it was LIVE; its current content stands for it");
+                        // The module file holds something else now: that version is gone, and
+                        // rolling back to today's file would not be rolling back.
+                        tracing::info!(function = %name, stored = %stored.hash, now = %version.function.hash, "dropping a config version from the history: the module file changed since");
+                        return None;
                     }
                     return Some(version);
                 }
