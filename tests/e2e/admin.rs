@@ -574,6 +574,28 @@ async fn metrics_change_as_requests_are_served() -> Result<()> {
         Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
     );
     assert!(before.text().ends_with("# EOF\n"), "{}", before.text());
+    // A scraper that takes only Prometheus text 0.0.4 gets that.
+    let addr = node.node.admin_addr().context("admin API")?;
+    let old_scraper = node
+        .send(
+            http::Request::builder()
+                .uri(format!("http://{addr}/metrics"))
+                .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+                .header("accept", "text/plain;version=0.0.4")
+                .body(http_body_util::Full::default())?,
+        )
+        .await?;
+    assert_eq!(
+        old_scraper.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert!(
+        old_scraper
+            .text()
+            .contains("# TYPE edge_requests_total counter"),
+        "{}",
+        old_scraper.text()
+    );
     assert!(
         !before.text().contains("x_cache=\"Hit\"} 1"),
         "{}",

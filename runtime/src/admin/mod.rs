@@ -14,7 +14,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, WWW_AUTHENTICATE};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -82,6 +82,12 @@ async fn handle(admin: &Arc<Admin>, request: Request<Incoming>) -> AdminResponse
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let query = request.uri().query().unwrap_or("").to_owned();
+    let accept = request
+        .headers()
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     let limit = match (&method, path.as_str()) {
         (&Method::POST, "/invalidations") => 1024 * 1024,
         _ => admin.config.max_upload_size,
@@ -98,7 +104,13 @@ async fn handle(admin: &Arc<Admin>, request: Request<Incoming>) -> AdminResponse
     // milliseconds: off the async workers, which serve viewers.
     let routed = {
         let (admin, method, path) = (Arc::clone(admin), method.clone(), path.clone());
-        tokio::task::spawn_blocking(move || route(&admin, &method, &path, &query, &body)).await
+        tokio::task::spawn_blocking(move || {
+            if method == Method::GET && path == "/metrics" {
+                return metrics(&admin, &accept);
+            }
+            route(&admin, &method, &path, &query, &body)
+        })
+        .await
     };
     let response = routed.unwrap_or_else(|e| {
         error(
@@ -136,23 +148,31 @@ fn route(admin: &Admin, method: &Method, path: &str, query: &str, body: &[u8]) -
         (&Method::PATCH, ["kv", store]) => kv::patch(admin, store, body),
         (&Method::POST, ["invalidations"]) => invalidation::create(admin, body),
         (&Method::GET, ["invalidations", id]) => invalidation::status(admin, id),
-        (&Method::GET, ["metrics"]) => {
-            let node = admin.edge.current();
-            let mut response =
-                Response::new(Full::new(Bytes::from(node.metrics().render(node.cache()))));
-            // What the body is: OpenMetrics text (`_total` counters, `# EOF`). Prometheus asks
-            // for this type first in its scrape `Accept` header and parses it as such.
-            response.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
-            );
-            response
-        }
         _ => error(
             StatusCode::NOT_FOUND,
             &format!("no admin route {method} {path}"),
         ),
     }
+}
+
+/// `GET /metrics`: OpenMetrics text, which is what the registry writes and what Prometheus asks
+/// for first; Prometheus text 0.0.4 for a scraper whose `Accept` takes only that.
+fn metrics(admin: &Admin, accept: &str) -> AdminResponse {
+    let node = admin.edge.current();
+    let open = node.metrics().render(node.cache());
+    let (body, content_type) = if crate::metrics::wants_prometheus_text(accept) {
+        (
+            crate::metrics::to_prometheus_text(&open),
+            crate::metrics::PROMETHEUS_CONTENT_TYPE,
+        )
+    } else {
+        (open, crate::metrics::CONTENT_TYPE)
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
 }
 
 /// Constant-time token check, so the token cannot be guessed byte by byte from timings.
