@@ -646,3 +646,89 @@ async fn an_upload_over_the_limit_is_refused_before_its_body_is_sent() -> Result
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_in_flight_during_a_publish_finishes_on_the_old_version() -> Result<()> {
+    let arrived = Arc::new(tokio::sync::Notify::new());
+    let release = Arc::new(tokio::sync::Notify::new());
+    let origin = {
+        let (arrived, release) = (Arc::clone(&arrived), Arc::clone(&release));
+        Origin::start(move |r| {
+            let (arrived, release) = (Arc::clone(&arrived), Arc::clone(&release));
+            async move {
+                if r.uri == "/held" {
+                    arrived.notify_one();
+                    release.notified().await;
+                }
+                crate::harness::reply(200, &[("cache-control", "no-store")], "ok")
+            }
+        })
+        .await?
+    };
+    let modules = Modules::new(&[("tag", &tagger("1"))])?;
+    let data = tempfile::tempdir()?;
+    let node = Arc::new(node(&origin, &modules, data.path()).await?);
+
+    // --- a request reaches the origin on version 1 and is held there ---
+    let held = {
+        let node = Arc::clone(&node);
+        tokio::spawn(async move { node.get("/held").await })
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), arrived.notified())
+        .await
+        .context("the held request reached the origin")?;
+
+    // --- publish version 2 meanwhile: new requests use it ---
+    node.admin("PUT", "/functions/tag", tagger("2")).await?;
+    let published = node.admin("POST", "/functions/tag/publish", "").await?;
+    assert_eq!(published.status.as_u16(), 200, "{}", published.text());
+    assert_eq!(version(&node).await?, "2");
+
+    // --- the held request finishes on the version it started with ---
+    release.notify_one();
+    let held = held.await??;
+    assert_eq!(held.status.as_u16(), 200);
+    assert_eq!(held.header("x-version"), Some("1"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_sdk_built_wasm_binary_goes_through_upload_test_and_publish() -> Result<()> {
+    let origin = Origin::fixed("ok", &[("cache-control", "no-store")]).await?;
+    // A placeholder origin-response function from the config; the upload replaces it.
+    let placeholder = r#"(module (memory (export "memory") 1)
+      (func (export "origin-response") (result i32) (i32.const 0)))"#;
+    let modules = Modules::new(&[("headers", placeholder)])?;
+    let data = tempfile::tempdir()?;
+    let node = TestNode::start(&format!(
+        "{functions}\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{ADMIN_TOKEN}\"\ndata_dir = {data:?}\n\
+         [origins.app]\ntype = \"http\"\ntargets = [\"{origin}\"]\n\
+         [[behaviors]]\npath = \"*\"\norigin = \"app\"\nfunctions = {{ origin_response = \"headers\" }}\n",
+        functions = modules.toml(""),
+        data = data.path().display().to_string(),
+        origin = origin.url(),
+    ))
+    .await?;
+    assert_eq!(node.get("/a").await?.header("x-content-type-options"), None);
+
+    let binary = std::fs::read(crate::functions::HEADERS)?;
+    assert!(binary.starts_with(b"\0asm"), "a binary module");
+    let uploaded = node.admin("PUT", "/functions/headers", binary).await?;
+    assert_eq!(uploaded.status.as_u16(), 201, "{}", uploaded.text());
+    let event = r#"{"event":"origin-response","request":{"uri":"/a"},"response":{"status":200}}"#;
+    let tested: serde_json::Value = node
+        .admin("POST", "/functions/headers/test", event)
+        .await?
+        .json()?;
+    assert_eq!(
+        tested["response"]["headers"]["x-content-type-options"], "nosniff",
+        "{tested}"
+    );
+    let published = node.admin("POST", "/functions/headers/publish", "").await?;
+    assert_eq!(published.status.as_u16(), 200, "{}", published.text());
+    assert_eq!(
+        node.get("/b").await?.header("x-content-type-options"),
+        Some("nosniff")
+    );
+    Ok(())
+}
