@@ -38,6 +38,7 @@ pub mod cache;
 pub mod conditional;
 pub mod config;
 pub mod demo;
+pub mod durable;
 pub mod error;
 pub mod flow;
 pub mod kv;
@@ -52,4 +53,4 @@ mod node;
 
 pub use config::Config;
 pub use listener::{start, RunningNode};
-pub use node::{Edge, Node};
+pub use node::{Edge, Node, NodeAddresses, ADDRESS_FILE};

@@ -37,6 +37,8 @@ pub struct RunningNode {
     edge: Arc<Edge>,
     shutdown: Option<watch::Sender<bool>>,
     tasks: Vec<JoinHandle<()>>,
+    /// Removed (dropped) when the node stops.
+    _address_file: Option<crate::node::AddressFile>,
 }
 
 impl RunningNode {
@@ -94,6 +96,7 @@ pub async fn start(
 ) -> Result<RunningNode, StartError> {
     let listen = config.server.listen;
     let admin = config.admin.clone();
+    let data_dir = admin.as_ref().and_then(|a| a.data_dir.clone());
     let edge = Arc::new(Edge::new(config)?);
     let listener = TcpListener::bind(listen)
         .await
@@ -144,12 +147,18 @@ pub async fn start(
         Arc::clone(&edge),
         stopped(rx),
     )));
+    let addresses = crate::node::NodeAddresses {
+        pid: std::process::id(),
+        listen: addr,
+        admin: admin_addr,
+    };
     Ok(RunningNode {
         addr,
         admin_addr,
         edge,
         shutdown: Some(tx),
         tasks,
+        _address_file: data_dir.and_then(|d| crate::node::AddressFile::write(&d, &addresses)),
     })
 }
 

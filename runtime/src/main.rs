@@ -1,7 +1,8 @@
 //! `edge`: the command line. Loads a config and runs a node (`serve`, `dev`), checks a config
 //! (`check`), runs the self-contained demo (`demo`), drives a running node through its admin API
-//! (`upload`, `test`, `publish`, `rollback`, `list`, `invalidate`), or runs a module with no
-//! node (`test-function`). The commands live in [`cli`]; this file parses and dispatches.
+//! (`upload`, `test`, `publish`, `rollback`, `list`, `describe`, `delete`, `kv`, `invalidate`),
+//! or runs a module with no node (`test-function`). The commands live in [`cli`]; this file
+//! parses and dispatches.
 
 mod cli;
 

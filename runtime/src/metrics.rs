@@ -1,6 +1,7 @@
-//! Node metrics in the Prometheus text format (`GET /metrics` on the admin API): requests by
-//! status class and `X-Cache`, hit ratio, bytes served, origin fetch latency by origin,
-//! function invocations, errors and duration by function and event, cache objects and bytes.
+//! Node metrics in the OpenMetrics text format (`GET /metrics` on the admin API, served as
+//! [`CONTENT_TYPE`]): requests by status class and `X-Cache`, hit ratio, bytes served, origin
+//! fetch latency by origin, function invocations, errors and duration by function and event,
+//! cache objects and bytes.
 //!
 //! The request counters are resolved once at start into a small table, so counting a request
 //! is an index and an atomic add; label sets are only hashed on misses and function calls.
@@ -17,6 +18,55 @@ use prometheus_client::registry::Registry;
 
 use crate::cache::Store;
 use crate::flow::CachePhase;
+
+/// The media type of [`Metrics::render`]'s output. prometheus-client writes OpenMetrics 1.0
+/// text (counter families without `_total`, a final `# EOF`); under Prometheus's
+/// `text/plain; version=0.0.4` a parser would mistake those families for untyped samples.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The media type of [`to_prometheus_text`]'s output, for scrapers that do not accept
+/// [`CONTENT_TYPE`].
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Whether a request's `Accept` value takes Prometheus text but not OpenMetrics: an old
+/// scraper. No `Accept`, `*/*` and Prometheus's own header all get OpenMetrics.
+pub fn wants_prometheus_text(accept: &str) -> bool {
+    let accept = accept.to_ascii_lowercase();
+    accept.contains("text/plain") && !accept.contains("application/openmetrics-text")
+}
+
+/// OpenMetrics text (as [`Metrics::render`] writes it) as Prometheus text 0.0.4: counter
+/// families take their samples' `_total` name, and `# UNIT` and `# EOF` go.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let mut counters = std::collections::HashSet::new();
+    for line in openmetrics.lines() {
+        if let Some(name) = line
+            .strip_prefix("# TYPE ")
+            .and_then(|rest| rest.strip_suffix(" counter"))
+        {
+            counters.insert(name.to_owned());
+        }
+    }
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let described = ["# HELP ", "# TYPE "].into_iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match described {
+            Some(line) => out.push_str(line.trim_end()),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
 
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 const PHASES: [CachePhase; 5] = [
@@ -225,6 +275,34 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prometheus_text_for_old_scrapers() {
+        let m = Metrics::new();
+        m.request(200, CachePhase::Hit);
+        m.origin_fetch("app", Duration::from_millis(3));
+        let open = m.render(&Store::new(1 << 20, 1 << 16));
+        assert!(open.ends_with("# EOF\n"), "{open}");
+        let text = to_prometheus_text(&open);
+        assert!(
+            !text.contains("# EOF") && !text.contains("# UNIT"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE edge_requests_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("# HELP edge_requests_total "), "{text}");
+        assert!(
+            text.contains("# TYPE edge_origin_fetch_seconds histogram\n"),
+            "{text}"
+        );
+        assert!(wants_prometheus_text("text/plain;version=0.0.4"));
+        assert!(!wants_prometheus_text(
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+        ));
+        assert!(!wants_prometheus_text("*/*"));
+    }
 
     #[test]
     fn renders_counters_and_ratio() {

@@ -15,7 +15,8 @@ use crate::error::StartError;
 use crate::kv::KvStores;
 use crate::metrics::Metrics;
 use crate::origin::Origin;
-use crate::wasm::{self, Function, FunctionEngine, Lifecycle, Registry};
+use crate::wasm::lifecycle::{self, LiveChange};
+use crate::wasm::{self, Function, FunctionEngine, Lifecycle, LifecycleError, Registry};
 
 /// One version of the node: what a request needs, fixed for its duration.
 pub struct Node {
@@ -137,23 +138,30 @@ impl Edge {
         self.lifecycle.as_ref()
     }
 
-    /// Rebuilds the current version's function attachments from the LIVE stages (after a
-    /// publish or rollback) and swaps it in.
-    pub fn refresh_functions(&self) -> Result<(), wasm::Error> {
+    /// Changes the LIVE version of function `name` and swaps the node to it, all or nothing:
+    /// a change the node cannot serve (a behavior needs an entry point the version lacks)
+    /// leaves the stages, the data directory and the serving version as they were.
+    pub fn change_live(
+        &self,
+        name: &str,
+        change: LiveChange,
+    ) -> Result<lifecycle::Version, LifecycleError> {
         let _swap = self.swap.lock().unwrap_or_else(|p| p.into_inner());
-        let current = self.current.load_full();
-        let live = self
+        let lifecycle = self
             .lifecycle
             .as_ref()
-            .map(Lifecycle::live)
-            .unwrap_or_default();
-        let functions = registry(&current.config, self.lifecycle.as_ref(), &live)?;
+            .ok_or_else(|| LifecycleError::NotFound(format!("no function {name:?}")))?;
+        let transition = lifecycle.prepare(name, change)?;
+        let current = self.current.load_full();
+        let functions = registry(&current.config, Some(lifecycle), &transition.all_live)
+            .map_err(LifecycleError::Unusable)?;
+        let version = lifecycle.commit(transition)?;
         self.current.store(Arc::new(current.with(
             Arc::clone(&current.config),
             Arc::clone(&current.origins),
             functions,
         )));
-        Ok(())
+        Ok(version)
     }
 
     /// Swaps in a new config (validated by the caller): new origins and attachments, the same
@@ -228,4 +236,60 @@ fn registry(
         Arc::clone(lifecycle.engine()),
         live,
     )?)))
+}
+
+/// The file in the data directory where a running node says where it listens.
+pub const ADDRESS_FILE: &str = "addresses.json";
+
+/// Where a running node listens, as written to [`ADDRESS_FILE`] in its data directory: the
+/// CLI on the same machine reads it to find the admin API of a node whose config says port 0.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeAddresses {
+    /// The node's process id.
+    pub pid: u32,
+    /// The viewer listener.
+    pub listen: std::net::SocketAddr,
+    /// The admin API, if enabled.
+    pub admin: Option<std::net::SocketAddr>,
+}
+
+impl NodeAddresses {
+    /// Reads `<data_dir>/addresses.json`.
+    pub fn read(data_dir: &std::path::Path) -> std::io::Result<Self> {
+        let bytes = std::fs::read(data_dir.join(ADDRESS_FILE))?;
+        serde_json::from_slice(&bytes).map_err(std::io::Error::other)
+    }
+}
+
+/// [`NodeAddresses`] written durably once the listeners are bound, removed when the node
+/// stops cleanly (on drop). A node killed with kill -9 leaves it; the next start replaces it.
+pub(crate) struct AddressFile {
+    path: std::path::PathBuf,
+    written: Vec<u8>,
+}
+
+impl AddressFile {
+    /// Writes the file; a failure is logged, not fatal: the log line has the addresses too.
+    pub(crate) fn write(data_dir: &std::path::Path, addresses: &NodeAddresses) -> Option<Self> {
+        let path = data_dir.join(ADDRESS_FILE);
+        let written = serde_json::to_vec_pretty(addresses).ok()?;
+        let outcome = std::fs::create_dir_all(data_dir)
+            .and_then(|()| crate::durable::write_durably(&path, &written));
+        match outcome {
+            Ok(()) => Some(AddressFile { path, written }),
+            Err(error) => {
+                tracing::warn!(file = %path.display(), %error, "cannot write the node's addresses");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for AddressFile {
+    fn drop(&mut self) {
+        // Only our own: another node may have started on this data directory since.
+        if std::fs::read(&self.path).is_ok_and(|b| b == self.written) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }

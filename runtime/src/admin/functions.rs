@@ -1,13 +1,11 @@
 //! `/functions`: upload to DEVELOPMENT, describe, list, test a stage against a sample event,
 //! publish DEVELOPMENT to LIVE, roll back, delete.
 
-use std::time::UNIX_EPOCH;
-
 use http::StatusCode;
 use serde::Serialize;
 
 use super::{error, json, Admin, AdminResponse};
-use crate::wasm::lifecycle::{Stages, Version, VersionSource};
+use crate::wasm::lifecycle::{rfc3339, LiveChange, PastLive, Stages, Version, VersionSource};
 use crate::wasm::test_event::{self, TestEvent};
 use crate::wasm::LifecycleError;
 
@@ -15,9 +13,16 @@ use crate::wasm::LifecycleError;
 struct VersionInfo {
     hash: String,
     size: usize,
-    created: u64,
+    /// RFC 3339.
+    created: String,
     source: String,
     events: Vec<&'static str>,
+    /// When it became LIVE (the LIVE version and the history).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    live_from: Option<String>,
+    /// When another version replaced it (the history).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    live_until: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -25,25 +30,38 @@ struct FunctionInfo {
     name: String,
     development: Option<VersionInfo>,
     live: Option<VersionInfo>,
+    /// The version a rollback makes LIVE: the first of `history`.
     previous: Option<VersionInfo>,
+    /// The versions LIVE before, newest first.
+    history: Vec<VersionInfo>,
+    /// The config's module file for this function, if it has one.
+    config_module: Option<String>,
+    /// An upload is LIVE, so the config's module (and changes to it) do not serve.
+    shadowed: bool,
     used_by: Vec<String>,
 }
 
-fn version(v: &Option<Version>) -> Option<VersionInfo> {
-    v.as_ref().map(|v| VersionInfo {
+fn version(v: &Version) -> VersionInfo {
+    VersionInfo {
         hash: v.function.hash.clone(),
         size: v.function.size,
-        created: v
-            .created
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        created: rfc3339(v.created),
         source: match &v.origin {
             VersionSource::Config(path) => format!("config: {}", path.display()),
             VersionSource::Upload => "upload".into(),
         },
         events: v.function.events.iter().map(|e| e.export_name()).collect(),
-    })
+        live_from: None,
+        live_until: None,
+    }
+}
+
+fn past(p: &PastLive) -> VersionInfo {
+    VersionInfo {
+        live_from: Some(rfc3339(p.from)),
+        live_until: Some(rfc3339(p.until)),
+        ..version(&p.version)
+    }
 }
 
 fn info(admin: &Admin, name: &str, stages: &Stages) -> FunctionInfo {
@@ -61,22 +79,32 @@ fn info(admin: &Admin, name: &str, stages: &Stages) -> FunctionInfo {
         .collect();
     FunctionInfo {
         name: name.to_owned(),
-        development: version(&stages.development),
-        live: version(&stages.live),
-        previous: version(&stages.previous),
+        development: stages.development.as_ref().map(version),
+        live: stages.live.as_ref().map(|v| VersionInfo {
+            live_from: stages.live_since.map(rfc3339),
+            ..version(v)
+        }),
+        previous: stages.history.first().map(past),
+        history: stages.history.iter().map(past).collect(),
+        config_module: stages.config.as_ref().and_then(|v| match &v.origin {
+            VersionSource::Config(path) => Some(path.display().to_string()),
+            VersionSource::Upload => None,
+        }),
+        shadowed: stages.shadowed(),
         used_by,
     }
 }
 
 fn lifecycle_error(e: LifecycleError) -> AdminResponse {
     let status = match &e {
-        LifecycleError::Invalid(_) => StatusCode::BAD_REQUEST,
+        LifecycleError::Invalid(_) | LifecycleError::InvalidName(_) => StatusCode::BAD_REQUEST,
         LifecycleError::NotFound(_) => StatusCode::NOT_FOUND,
-        LifecycleError::Conflict(_) => StatusCode::CONFLICT,
-        LifecycleError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        LifecycleError::Conflict(_) | LifecycleError::Unusable(_) => StatusCode::CONFLICT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let message = match &e {
         LifecycleError::Storage(io) => format!("{e}: {io}"),
+        LifecycleError::Unusable(reason) => format!("{e}: {reason}"),
         _ => e.to_string(),
     };
     error(status, &message)
@@ -161,39 +189,45 @@ pub fn test(admin: &Admin, name: &str, query: &str, body: &[u8]) -> AdminRespons
     }
 }
 
-/// Applies a stage change, then swaps the node's functions; undoes the change if the node
-/// cannot use the new LIVE version (e.g. it lacks an entry point a behavior needs).
-fn change_live(
-    admin: &Admin,
-    name: &str,
-    change: impl Fn(&crate::wasm::Lifecycle, &str) -> Result<Version, LifecycleError>,
-    undo: impl Fn(&crate::wasm::Lifecycle, &str) -> Result<Version, LifecycleError>,
-) -> AdminResponse {
-    let Some(lifecycle) = admin.edge.lifecycle() else {
-        return error(StatusCode::NOT_FOUND, &format!("no function {name:?}"));
-    };
-    if let Err(e) = change(lifecycle, name) {
+/// Changes the LIVE version; a change the node cannot serve gets 409 and changes nothing.
+fn change_live(admin: &Admin, name: &str, change: LiveChange) -> AdminResponse {
+    if let Err(e) = admin.edge.change_live(name, change) {
         return lifecycle_error(e);
     }
-    if let Err(e) = admin.edge.refresh_functions() {
-        let _ = undo(lifecycle, name);
-        return error(
-            StatusCode::CONFLICT,
-            &format!("the node cannot use this version: {e}"),
-        );
-    }
-    let stages = lifecycle.get(name).unwrap_or_default();
+    let stages = admin
+        .edge
+        .lifecycle()
+        .and_then(|l| l.get(name))
+        .unwrap_or_default();
     json(StatusCode::OK, &info(admin, name, &stages))
 }
 
-/// `POST /functions/{name}/publish`
-pub fn publish(admin: &Admin, name: &str) -> AdminResponse {
-    change_live(admin, name, |l, n| l.publish(n), |l, n| l.rollback(n))
+/// `POST /functions/{name}/publish[?source=config]`: DEVELOPMENT becomes LIVE, or with
+/// `source=config` the config file's module does (the way back after an upload shadowed it).
+pub fn publish(admin: &Admin, name: &str, query: &str) -> AdminResponse {
+    let change = match query_value(query, "source") {
+        None | Some("development") => LiveChange::Publish,
+        Some("config") => LiveChange::PublishConfig,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("unknown source {other:?}: expected `development` or `config`"),
+            )
+        }
+    };
+    change_live(admin, name, change)
 }
 
-/// `POST /functions/{name}/rollback`
+/// `POST /functions/{name}/rollback`: the version LIVE before the current one is LIVE again.
 pub fn rollback(admin: &Admin, name: &str) -> AdminResponse {
-    change_live(admin, name, |l, n| l.rollback(n), |l, n| l.rollback(n))
+    change_live(admin, name, LiveChange::Rollback)
+}
+
+/// The value of `key` in a query string, if given.
+fn query_value<'q>(query: &'q str, key: &str) -> Option<&'q str> {
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
 }
 
 /// `DELETE /functions/{name}`

@@ -130,3 +130,14 @@ pub fn patch(admin: &Admin, store: &str, body: &[u8]) -> AdminResponse {
         Err(e) => kv_error(e),
     }
 }
+
+/// `GET /kv`: every store, with how many keys it holds.
+pub fn stores(admin: &Admin) -> AdminResponse {
+    let kv = admin.edge.kv();
+    let stores: BTreeMap<&str, usize> = kv
+        .names()
+        .into_iter()
+        .map(|name| (name, kv.snapshot(name).map_or(0, |e| e.len())))
+        .collect();
+    json(StatusCode::OK, &stores)
+}

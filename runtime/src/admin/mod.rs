@@ -14,13 +14,14 @@ use std::future::Future;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use percent_encoding::percent_decode_str;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
@@ -81,6 +82,12 @@ async fn handle(admin: &Arc<Admin>, request: Request<Incoming>) -> AdminResponse
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let query = request.uri().query().unwrap_or("").to_owned();
+    let accept = request
+        .headers()
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     let limit = match (&method, path.as_str()) {
         (&Method::POST, "/invalidations") => 1024 * 1024,
         _ => admin.config.max_upload_size,
@@ -97,7 +104,13 @@ async fn handle(admin: &Arc<Admin>, request: Request<Incoming>) -> AdminResponse
     // milliseconds: off the async workers, which serve viewers.
     let routed = {
         let (admin, method, path) = (Arc::clone(admin), method.clone(), path.clone());
-        tokio::task::spawn_blocking(move || route(&admin, &method, &path, &query, &body)).await
+        tokio::task::spawn_blocking(move || {
+            if method == Method::GET && path == "/metrics" {
+                return metrics(&admin, &accept);
+            }
+            route(&admin, &method, &path, &query, &body)
+        })
+        .await
     };
     let response = routed.unwrap_or_else(|e| {
         error(
@@ -111,30 +124,30 @@ async fn handle(admin: &Arc<Admin>, request: Request<Incoming>) -> AdminResponse
 
 fn route(admin: &Admin, method: &Method, path: &str, query: &str, body: &[u8]) -> AdminResponse {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // Function names are one path segment, percent-encoded by clients (`edge` does): handlers
+    // see, and messages name, the decoded name.
+    let decoded = |segment: &str| percent_decode_str(segment).decode_utf8_lossy().into_owned();
     match (method, segments.as_slice()) {
         (&Method::GET, ["functions"]) => functions::list(admin),
-        (&Method::GET, ["functions", name]) => functions::describe(admin, name),
-        (&Method::PUT, ["functions", name]) => functions::upload(admin, name, body),
-        (&Method::POST, ["functions", name, "test"]) => functions::test(admin, name, query, body),
-        (&Method::POST, ["functions", name, "publish"]) => functions::publish(admin, name),
-        (&Method::POST, ["functions", name, "rollback"]) => functions::rollback(admin, name),
-        (&Method::DELETE, ["functions", name]) => functions::delete(admin, name),
+        (&Method::GET, ["functions", name]) => functions::describe(admin, &decoded(name)),
+        (&Method::PUT, ["functions", name]) => functions::upload(admin, &decoded(name), body),
+        (&Method::POST, ["functions", name, "test"]) => {
+            functions::test(admin, &decoded(name), query, body)
+        }
+        (&Method::POST, ["functions", name, "publish"]) => {
+            functions::publish(admin, &decoded(name), query)
+        }
+        (&Method::POST, ["functions", name, "rollback"]) => {
+            functions::rollback(admin, &decoded(name))
+        }
+        (&Method::DELETE, ["functions", name]) => functions::delete(admin, &decoded(name)),
+        (&Method::GET, ["kv"]) => kv::stores(admin),
         (&Method::GET, ["kv", store]) => kv::list(admin, store),
         (&Method::GET, ["kv", store, _, ..]) => kv::get(admin, store, path),
         (&Method::PUT, ["kv", store]) => kv::replace(admin, store, body),
         (&Method::PATCH, ["kv", store]) => kv::patch(admin, store, body),
         (&Method::POST, ["invalidations"]) => invalidation::create(admin, body),
         (&Method::GET, ["invalidations", id]) => invalidation::status(admin, id),
-        (&Method::GET, ["metrics"]) => {
-            let node = admin.edge.current();
-            let mut response =
-                Response::new(Full::new(Bytes::from(node.metrics().render(node.cache()))));
-            response.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            response
-        }
         _ => error(
             StatusCode::NOT_FOUND,
             &format!("no admin route {method} {path}"),
@@ -142,16 +155,39 @@ fn route(admin: &Admin, method: &Method, path: &str, query: &str, body: &[u8]) -
     }
 }
 
+/// `GET /metrics`: OpenMetrics text, which is what the registry writes and what Prometheus asks
+/// for first; Prometheus text 0.0.4 for a scraper whose `Accept` takes only that.
+fn metrics(admin: &Admin, accept: &str) -> AdminResponse {
+    let node = admin.edge.current();
+    let open = node.metrics().render(node.cache());
+    let (body, content_type) = if crate::metrics::wants_prometheus_text(accept) {
+        (
+            crate::metrics::to_prometheus_text(&open),
+            crate::metrics::PROMETHEUS_CONTENT_TYPE,
+        )
+    } else {
+        (open, crate::metrics::CONTENT_TYPE)
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
 /// Constant-time token check, so the token cannot be guessed byte by byte from timings.
 fn authorized(admin: &Admin, request: &Request<Incoming>) -> bool {
     let Some(token) = &admin.config.token else {
         return true;
     };
+    // Auth schemes are case-insensitive (RFC 9110 §11.1): `bearer` is `Bearer`.
     let Some(given) = request
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim_start_matches(' '))
     else {
         return false;
     };
@@ -165,6 +201,25 @@ fn authorized(admin: &Admin, request: &Request<Incoming>) -> bool {
 
 /// Reads a request body of at most `limit` bytes, or the 413/400 response.
 async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, AdminResponse> {
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("body over the limit of {limit} bytes"),
+        )
+    };
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let expects_continue = request
+        .headers()
+        .get(EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    // A client waiting for `100 Continue` has not sent the body: answer now, before hyper
+    // sends the 100 (it does when the body is first read), and the body never travels.
+    if expects_continue && declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
     let mut body = request.into_body();
     let mut buffer = BytesMut::new();
     let mut seen = 0usize;
@@ -187,10 +242,7 @@ async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, Ad
         }
     }
     if seen > limit {
-        return Err(error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("body over the limit of {limit} bytes"),
-        ));
+        return Err(too_large());
     }
     Ok(buffer.freeze())
 }

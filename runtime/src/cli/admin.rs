@@ -1,20 +1,37 @@
 //! The commands that drive a running node through its admin API: `upload`, `test`, `publish`,
-//! `rollback`, `list` and `invalidate`. Each prints the API's JSON answer on stdout; an answer
-//! that is not 2xx is an error (its message on stderr, exit status 1).
+//! `rollback`, `list`, `describe`, `delete`, `kv` and `invalidate`. Each prints the API's JSON
+//! answer on stdout; an answer that is not 2xx is an error (its message on stderr, exit
+//! status 1).
+//!
+//! Which node: `--admin URL`, else `--data-dir DIR` (the `addresses.json` a running node writes
+//! there), else `--config FILE` (its `[admin]`: the address file in its `data_dir`, or its
+//! `listen`; and its token), else `$EDGE_ADMIN`, else `./edge.toml` if it names an admin API,
+//! else `http://127.0.0.1:9901`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
+use edge_runtime::config::Config;
+use edge_runtime::{NodeAddresses, ADDRESS_FILE};
 
-use super::admin_client::{function_path, AdminClient, DEFAULT_ADMIN_URL};
+use super::admin_client::{function_path, kv_path, AdminClient, DEFAULT_ADMIN_URL};
 use super::sample_event::EventArgs;
 
 /// Where the admin API is and how to authenticate; every admin command takes these.
 #[derive(clap::Args, Debug)]
 pub struct AdminArgs {
-    /// The node's admin API.
-    #[arg(long, value_name = "URL", default_value = DEFAULT_ADMIN_URL)]
-    pub admin: String,
+    /// The node's admin API [default: found from --data-dir, --config, $EDGE_ADMIN or
+    /// ./edge.toml, else http://127.0.0.1:9901].
+    #[arg(long, value_name = "URL")]
+    pub admin: Option<String>,
+    /// A local node's data directory: its admin address is read from the addresses.json the
+    /// running node keeps there.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A local node's config file: its admin address (through its data_dir, or its listen
+    /// address) and its token.
+    #[arg(long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// The admin API's bearer token (`[admin] token` of the node's config).
     #[arg(long, env = "EDGE_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -22,8 +39,75 @@ pub struct AdminArgs {
 
 impl AdminArgs {
     fn client(&self) -> anyhow::Result<AdminClient> {
-        AdminClient::new(&self.admin, self.token.as_deref())
+        let (url, token) = self.resolve()?;
+        AdminClient::new(&url, self.token.as_deref().or(token.as_deref()))
     }
+
+    /// The admin URL, and the config's token when the address came from a config.
+    fn resolve(&self) -> anyhow::Result<(String, Option<String>)> {
+        if let Some(url) = &self.admin {
+            return Ok((url.clone(), None));
+        }
+        if let Some(dir) = &self.data_dir {
+            return Ok((from_address_file(dir)?, None));
+        }
+        if let Some(path) = &self.config {
+            let config = Config::load(path)?;
+            return from_config(path, &config);
+        }
+        if let Some(url) = std::env::var("EDGE_ADMIN").ok().filter(|u| !u.is_empty()) {
+            return Ok((url, None));
+        }
+        // The file `edge serve` reads by default; anything wrong with it just means no node.
+        let implicit = Path::new("edge.toml");
+        if let Ok(config) = Config::load(implicit) {
+            if let Ok(found) = from_config(implicit, &config) {
+                return Ok(found);
+            }
+        }
+        Ok((DEFAULT_ADMIN_URL.to_owned(), None))
+    }
+}
+
+/// The admin URL in `<dir>/addresses.json`.
+fn from_address_file(dir: &Path) -> anyhow::Result<String> {
+    let file = dir.join(ADDRESS_FILE);
+    let addresses = NodeAddresses::read(dir).with_context(|| {
+        format!(
+            "cannot read {}: is a node with this data_dir running?",
+            file.display()
+        )
+    })?;
+    let admin = addresses
+        .admin
+        .with_context(|| format!("{}: the node has no admin API", file.display()))?;
+    Ok(format!("http://{admin}"))
+}
+
+/// The admin URL of a node run with `config`: from the address file in its data directory,
+/// else its `listen` address when that is a real port.
+fn from_config(path: &Path, config: &Config) -> anyhow::Result<(String, Option<String>)> {
+    let admin = config
+        .admin
+        .as_ref()
+        .with_context(|| format!("{}: no [admin] section", path.display()))?;
+    let token = admin.token.clone();
+    if let Some(dir) = &admin.data_dir {
+        if let Ok(url) = from_address_file(dir) {
+            return Ok((url, token));
+        }
+    }
+    let mut listen = admin.listen;
+    if listen.port() == 0 {
+        bail!(
+            "{}: the admin API listens on port 0 and no running node wrote its address (to {ADDRESS_FILE} in [admin] data_dir): is the node running?",
+            path.display()
+        );
+    }
+    if listen.ip().is_unspecified() {
+        listen.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    Ok((format!("http://{listen}"), token))
 }
 
 /// A function stage to test.
@@ -64,20 +148,42 @@ pub enum AdminCommand {
     Publish {
         /// The function.
         name: String,
+        /// Make the config file's module LIVE instead (the way back after an upload).
+        #[arg(long)]
+        from_config: bool,
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// Make a function's previous LIVE version LIVE again.
+    /// Make the version that was LIVE before the current one LIVE again.
     Rollback {
         /// The function.
         name: String,
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// List the functions and their stages.
+    /// List the functions: stages, LIVE history, config modules an upload shadows.
     List {
         #[command(flatten)]
         admin: AdminArgs,
+    },
+    /// Show one function: its stages, LIVE history and the behaviors using it.
+    Describe {
+        /// The function.
+        name: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Remove a function that no behavior uses, with its stored versions.
+    Delete {
+        /// The function.
+        name: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Read and change the key-value stores functions read.
+    Kv {
+        #[command(subcommand)]
+        command: KvCommand,
     },
     /// Remove cached objects by path (`/index.html`, or a prefix like `/img/*`).
     Invalidate {
@@ -126,19 +232,46 @@ impl AdminCommand {
                 }
                 Ok(())
             }
-            AdminCommand::Publish { name, admin } => print(
-                &admin
-                    .client()?
-                    .post(&function_path(&name, "/publish"))
-                    .await?,
-            ),
+            AdminCommand::Publish {
+                name,
+                from_config,
+                admin,
+            } => {
+                let query = if from_config { "?source=config" } else { "" };
+                print(
+                    &admin
+                        .client()?
+                        .post(&function_path(&name, &format!("/publish{query}")))
+                        .await?,
+                )
+            }
             AdminCommand::Rollback { name, admin } => print(
                 &admin
                     .client()?
                     .post(&function_path(&name, "/rollback"))
                     .await?,
             ),
-            AdminCommand::List { admin } => print(&admin.client()?.get("/functions").await?),
+            AdminCommand::List { admin } => {
+                let list = admin.client()?.get("/functions").await?;
+                print(&list)?;
+                for function in list.as_array().into_iter().flatten() {
+                    if function["shadowed"] == true {
+                        let name = function["name"].as_str().unwrap_or_default();
+                        eprintln!(
+                            "note: {name}: an upload is LIVE, not the config's module {}; `edge publish {name} --from-config` serves the module",
+                            function["config_module"].as_str().unwrap_or_default()
+                        );
+                    }
+                }
+                Ok(())
+            }
+            AdminCommand::Describe { name, admin } => {
+                print(&admin.client()?.get(&function_path(&name, "")).await?)
+            }
+            AdminCommand::Delete { name, admin } => {
+                print(&admin.client()?.delete(&function_path(&name, "")).await?)
+            }
+            AdminCommand::Kv { command } => command.run().await,
             AdminCommand::Invalidate { paths, admin } => print(
                 &admin
                     .client()?
@@ -155,4 +288,81 @@ fn print(value: &serde_json::Value) -> anyhow::Result<()> {
         serde_json::to_string_pretty(value).context("cannot encode the answer")?
     );
     Ok(())
+}
+
+/// `edge kv`: one key-value store operation.
+#[derive(clap::Subcommand, Debug)]
+pub enum KvCommand {
+    /// Every store and its key count, or every pair of STORE.
+    List {
+        /// The store.
+        store: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// One key's value.
+    Get {
+        /// The store.
+        store: String,
+        /// The key.
+        key: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Set one key (atomically; on disk before it answers, with a data directory).
+    Put {
+        /// The store.
+        store: String,
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Remove one key (a key that is not there is no error).
+    Delete {
+        /// The store.
+        store: String,
+        /// The key.
+        key: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+impl KvCommand {
+    /// Makes the call and prints the answer.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let answer = match self {
+            KvCommand::List { store: None, admin } => admin.client()?.get("/kv").await?,
+            KvCommand::List {
+                store: Some(store),
+                admin,
+            } => admin.client()?.get(&kv_path(&store, None)).await?,
+            KvCommand::Get { store, key, admin } => {
+                admin.client()?.get(&kv_path(&store, Some(&key))).await?
+            }
+            KvCommand::Put {
+                store,
+                key,
+                value,
+                admin,
+            } => {
+                let patch = serde_json::json!({ "set": { key: value } });
+                admin
+                    .client()?
+                    .patch_json(&kv_path(&store, None), &patch)
+                    .await?
+            }
+            KvCommand::Delete { store, key, admin } => {
+                let patch = serde_json::json!({ "delete": [key] });
+                admin
+                    .client()?
+                    .patch_json(&kv_path(&store, None), &patch)
+                    .await?
+            }
+        };
+        print(&answer)
+    }
 }

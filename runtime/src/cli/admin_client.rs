@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderValue, Method, Request, Uri};
+use http::{HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -76,6 +76,22 @@ impl AdminClient {
         self.call(Method::POST, path, None, Bytes::new()).await
     }
 
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        self.call(Method::DELETE, path, None, Bytes::new()).await
+    }
+
+    /// `PATCH path` with a JSON body.
+    pub async fn patch_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        let body = serde_json::to_vec(body).context("cannot encode the request body")?;
+        self.call(Method::PATCH, path, Some("application/json"), body.into())
+            .await
+    }
+
     /// `POST path` with a JSON body.
     pub async fn post_json(
         &self,
@@ -87,14 +103,76 @@ impl AdminClient {
             .await
     }
 
-    /// `PUT path` with a module (`.wasm` or `.wat` bytes).
+    /// `PUT path` with a module (`.wasm` or `.wat` bytes), sent with `Expect: 100-continue`
+    /// (RFC 9110 §10.1.1): a module over the node's upload limit gets its 413 before the body
+    /// leaves. Sent whole, a large body meets a connection the node has closed after answering,
+    /// and the user reads "Broken pipe" instead of the answer.
     pub async fn put_module(
         &self,
         path: &str,
         module: Vec<u8>,
     ) -> anyhow::Result<serde_json::Value> {
-        self.call(Method::PUT, path, Some("application/wasm"), module.into())
+        let target = format!("PUT {path}");
+        let exchange = self.put_expecting_continue(path, &module);
+        let (status, body) = tokio::time::timeout(CALL_TIMEOUT, exchange)
             .await
+            .with_context(|| format!("{target}: no answer from {} in {CALL_TIMEOUT:?}", self.base))?
+            .with_context(|| format!("{target}: cannot reach the admin API at {}", self.base))?;
+        answer(&target, status, &body)
+    }
+
+    /// One `PUT` on its own connection: the head with `Expect: 100-continue`, then the body
+    /// once the node says `100 Continue` (or has said nothing for [`CONTINUE_WAIT`], as
+    /// servers that ignore `Expect` do), then the final answer, read to the connection's end.
+    async fn put_expecting_continue(
+        &self,
+        path: &str,
+        body: &[u8],
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let uri: Uri = format!("{}{path}", self.base).parse()?;
+        let authority = uri
+            .authority()
+            .context("the admin URL has a host")?
+            .as_str();
+        let port = uri.port_u16().unwrap_or(80);
+        let mut stream =
+            tokio::net::TcpStream::connect((uri.host().unwrap_or(authority), port)).await?;
+        let mut head = format!(
+            "PUT {} HTTP/1.1\r\nhost: {authority}\r\ncontent-type: application/wasm\r\n\
+             content-length: {}\r\nexpect: 100-continue\r\nconnection: close\r\n",
+            uri.path_and_query().map_or("/", |p| p.as_str()),
+            body.len()
+        );
+        if let Some(authorization) = &self.authorization {
+            head.push_str("authorization: ");
+            head.push_str(authorization.to_str()?);
+            head.push_str("\r\n");
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).await?;
+        let mut received = Vec::new();
+        let interim = tokio::time::timeout(CONTINUE_WAIT, read_head(&mut stream, &mut received));
+        // No interim answer in time: send the body anyway.
+        if let Ok(head) = interim.await {
+            let (status, end) = head?;
+            if status != StatusCode::CONTINUE {
+                // The final answer, the body never sent; the node closes the connection.
+                stream.read_to_end(&mut received).await?;
+                return Ok((status, Bytes::copy_from_slice(&received[end..])));
+            }
+            received.drain(..end);
+        }
+        stream.write_all(body).await?;
+        let (status, end) = loop {
+            let (status, end) = read_head(&mut stream, &mut received).await?;
+            if status != StatusCode::CONTINUE {
+                break (status, end);
+            }
+            received.drain(..end);
+        };
+        stream.read_to_end(&mut received).await?;
+        Ok((status, Bytes::copy_from_slice(&received[end..])))
     }
 
     /// Calls `method path`; answers the JSON body of a 2xx response (a body that is not JSON
@@ -132,21 +210,69 @@ impl AdminClient {
             .await
             .with_context(|| format!("{target}: no answer from {} in {CALL_TIMEOUT:?}", self.base))?
             .with_context(|| format!("{target}: cannot reach the admin API at {}", self.base))?;
-        let json = serde_json::from_slice::<serde_json::Value>(&body).ok();
-        if !status.is_success() {
-            let message = json
-                .as_ref()
-                .and_then(|j| j.get("error")?.as_str().map(str::to_owned))
-                .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_owned());
-            bail!("{target}: {status}: {message}");
+        answer(&target, status, &body)
+    }
+}
+
+/// How long an upload waits for `100 Continue` before it sends the body anyway.
+const CONTINUE_WAIT: Duration = Duration::from_secs(2);
+
+/// The JSON body of a 2xx answer (a body that is not JSON comes back as a JSON string); any
+/// other status is an error carrying the API's message.
+fn answer(target: &str, status: StatusCode, body: &[u8]) -> anyhow::Result<serde_json::Value> {
+    let json = serde_json::from_slice::<serde_json::Value>(body).ok();
+    if !status.is_success() {
+        let message = json
+            .as_ref()
+            .and_then(|j| j.get("error")?.as_str().map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
+        bail!("{target}: {status}: {message}");
+    }
+    Ok(json.unwrap_or_else(|| String::from_utf8_lossy(body).into_owned().into()))
+}
+
+/// Reads from `stream` into `buffer` until it holds a response head; answers its status and
+/// where the head ends. The node's answers are `Connection: close`, so the body is the rest.
+async fn read_head(
+    stream: &mut tokio::net::TcpStream,
+    buffer: &mut Vec<u8>,
+) -> anyhow::Result<(StatusCode, usize)> {
+    use tokio::io::AsyncReadExt as _;
+    loop {
+        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let line = buffer[..at]
+                .split(|b| *b == b'\n')
+                .next()
+                .unwrap_or_default();
+            let status = std::str::from_utf8(line)
+                .ok()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|code| StatusCode::from_bytes(code.as_bytes()).ok())
+                .with_context(|| {
+                    format!("not an HTTP answer: {:?}", String::from_utf8_lossy(line))
+                })?;
+            return Ok((status, at + 4));
         }
-        Ok(json.unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned().into()))
+        anyhow::ensure!(buffer.len() < 64 * 1024, "the answer's head is over 64 KiB");
+        let mut chunk = [0u8; 4096];
+        let read = stream.read(&mut chunk).await?;
+        anyhow::ensure!(read > 0, "the connection closed before an answer");
+        buffer.extend_from_slice(&chunk[..read]);
     }
 }
 
 /// `/functions/NAME` with `NAME` escaped as one path segment, then `rest`.
 pub fn function_path(name: &str, rest: &str) -> String {
     format!("/functions/{}{rest}", utf8_percent_encode(name, SEGMENT))
+}
+
+/// `/kv/STORE`, or `/kv/STORE/KEY`, each escaped as one path segment (a key may hold `/`).
+pub fn kv_path(store: &str, key: Option<&str>) -> String {
+    let store = utf8_percent_encode(store, SEGMENT);
+    match key {
+        Some(key) => format!("/kv/{store}/{}", utf8_percent_encode(key, SEGMENT)),
+        None => format!("/kv/{store}"),
+    }
 }
 
 #[cfg(test)]
@@ -164,9 +290,30 @@ mod tests {
 
     #[test]
     fn admin_urls() {
-        assert!(AdminClient::new("127.0.0.1:9901", None).is_ok());
-        assert!(AdminClient::new("http://127.0.0.1:9901/", Some("t")).is_ok());
+        let base = |url: &str| AdminClient::new(url, None).map(|c| c.base);
+        assert_eq!(
+            base("127.0.0.1:9901").ok().as_deref(),
+            Some("http://127.0.0.1:9901")
+        );
+        assert_eq!(
+            base("http://127.0.0.1:9901/").ok().as_deref(),
+            Some("http://127.0.0.1:9901")
+        );
+        assert_eq!(
+            base("http://h:1/prefix/").ok().as_deref(),
+            Some("http://h:1/prefix")
+        );
         assert!(AdminClient::new("https://127.0.0.1:9901", None).is_err());
+        assert!(AdminClient::new("http://127.0.0.1:9901?x", None).is_err());
         assert!(AdminClient::new("http://127.0.0.1:9901", Some("bad\ntoken")).is_err());
+    }
+
+    #[test]
+    fn kv_keys_stay_one_segment() {
+        assert_eq!(kv_path("flags", None), "/kv/flags");
+        assert_eq!(
+            kv_path("redirects", Some("/old?x")),
+            "/kv/redirects/%2Fold%3Fx"
+        );
     }
 }

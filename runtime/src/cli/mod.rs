@@ -5,9 +5,9 @@
 //!   on SIGHUP.
 //! - [`dev`]: `edge dev`, a node that rebuilds and hot-swaps its functions as their files change.
 //! - [`function_crate`]: building function crates for `wasm32-wasip1` (`demo`, `dev`).
-//! - [`admin`]: `upload`, `test`, `publish`, `rollback`, `list`, `invalidate`, through
-//!   [`admin_client`], a small client of the node's admin API.
 //! - [`new_crate`]: `edge new`, a function crate outside this workspace.
+//! - [`admin`]: `upload`, `test`, `publish`, `rollback`, `list`, `describe`, `delete`, `kv`,
+//!   `invalidate`, through [`admin_client`], a small client of the node's admin API.
 //! - [`sample_event`] and [`test_function`]: running a module against a JSON sample event, on a
 //!   node (`edge test`) or with no node at all (`edge test-function`).
 

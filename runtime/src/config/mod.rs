@@ -79,7 +79,7 @@ pub struct KvConfig {
     /// The JSON file the pairs came from.
     pub file: PathBuf,
     /// The file's pairs, read and checked when the config was loaded.
-    pub entries: Arc<crate::kv::Entries>,
+    pub entries: Arc<crate::kv::entries::Entries>,
 }
 
 impl std::fmt::Debug for KvConfig {
@@ -643,7 +643,7 @@ impl Validator<'_> {
                 format!("cannot read {} ({e})", file.display()),
             )
         })?;
-        let entries = crate::kv::parse_entries(&json)
+        let entries = crate::kv::entries::parse_entries(&json)
             .map_err(|e| self.invalid(&raw.file, &key, format!("{}: {e}", file.display())))?;
         Ok(KvConfig {
             name: name.get_ref().clone(),

@@ -188,7 +188,7 @@ impl FunctionEngine {
         if let Err(error) = module
             .serialize()
             .map_err(std::io::Error::other)
-            .and_then(|code| super::lifecycle::write_durably(&path, &code))
+            .and_then(|code| crate::durable::write_durably(&path, &code))
         {
             tracing::warn!(path = %path.display(), %error, "cannot cache compiled module");
         }

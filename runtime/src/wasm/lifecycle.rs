@@ -1,16 +1,22 @@
 //! Function versions and their stages, the CloudFront Functions model: a module is uploaded to
-//! DEVELOPMENT (validated at once), tested there, published to LIVE (the previous LIVE is kept
-//! for rollback), and survives restarts in the data directory.
+//! DEVELOPMENT (validated at once), tested there, published to LIVE, and survives restarts in
+//! the data directory. Every version that was LIVE before the current one is kept (the last
+//! [`HISTORY_LEN`], with when each was LIVE), so a rollback always returns to the version that
+//! was LIVE before; the config file's module is a version like any other in that history.
 //!
 //! On disk (`<data_dir>/functions/<name>/`): each uploaded module as `<sha256>.module`, and
-//! `stages.json` naming the module of each stage. Every file is written to a temp file, synced
-//! and renamed into place, so a crash mid-upload leaves the last good state.
+//! `stages.json` naming the module of each stage and the LIVE history, with RFC 3339 times.
+//! Every file is written to a temp file, synced and renamed into place, so a crash mid-upload
+//! leaves the last good state.
+//!
+//! A LIVE change is two steps, so that a change the node refuses changes nothing:
+//! [`Lifecycle::prepare`] computes it without touching any state, the node checks it can serve
+//! the result, and only then [`Lifecycle::commit`] persists and applies it.
 
-use std::collections::BTreeMap;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +24,11 @@ use super::engine::FunctionEngine;
 use super::registry::Function;
 use super::Error;
 use crate::config::{Config, FunctionConfig, FunctionLimits};
+use crate::durable::write_durably;
+
+/// How many versions that were LIVE before the current one a function keeps for rollback: a
+/// bad afternoon of publishes, while each one costs a loaded module in memory.
+pub const HISTORY_LEN: usize = 10;
 
 /// A stage of a function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +51,18 @@ pub struct Version {
     pub origin: VersionSource,
 }
 
+impl Version {
+    /// The same module from the same source: publishing it over itself changes nothing.
+    fn same_as(&self, other: &Version) -> bool {
+        self.function.hash == other.function.hash
+            && matches!(
+                (&self.origin, &other.origin),
+                (VersionSource::Config(_), VersionSource::Config(_))
+                    | (VersionSource::Upload, VersionSource::Upload)
+            )
+    }
+}
+
 /// Where a version came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VersionSource {
@@ -49,28 +72,138 @@ pub enum VersionSource {
     Upload,
 }
 
+/// A version that was LIVE, and when.
+#[derive(Clone)]
+pub struct PastLive {
+    /// The version.
+    pub version: Version,
+    /// When it became LIVE.
+    pub from: SystemTime,
+    /// When another version replaced it.
+    pub until: SystemTime,
+}
+
 /// The stages of one function.
 #[derive(Clone, Default)]
 pub struct Stages {
-    /// DEVELOPMENT.
+    /// DEVELOPMENT: the last upload.
     pub development: Option<Version>,
-    /// LIVE.
+    /// LIVE: the version serving requests.
     pub live: Option<Version>,
-    /// The LIVE before the last publish, for rollback.
-    pub previous: Option<Version>,
+    /// When the LIVE version became LIVE.
+    pub live_since: Option<SystemTime>,
+    /// The versions LIVE before the current one, newest first, at most [`HISTORY_LEN`]: a
+    /// rollback makes the first one LIVE again.
+    pub history: Vec<PastLive>,
+    /// What the config file's module holds now, when the config has this function. An upload
+    /// that is LIVE shadows it: see [`Stages::shadowed`].
+    pub config: Option<Version>,
 }
 
+impl Stages {
+    /// Whether the config names a module for this function but an upload is LIVE instead, so
+    /// changes to the module file do not serve.
+    pub fn shadowed(&self) -> bool {
+        self.config.is_some()
+            && self
+                .live
+                .as_ref()
+                .is_some_and(|v| v.origin == VersionSource::Upload)
+    }
+}
+
+/// A change of a function's LIVE version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveChange {
+    /// DEVELOPMENT becomes LIVE.
+    Publish,
+    /// The config file's module becomes LIVE (the way back after an upload shadowed it).
+    PublishConfig,
+    /// The version LIVE before the current one becomes LIVE again.
+    Rollback,
+}
+
+/// A LIVE change computed by [`Lifecycle::prepare`], applied by [`Lifecycle::commit`].
+pub struct Transition {
+    name: String,
+    live: Version,
+    live_since: SystemTime,
+    history: Vec<PastLive>,
+    /// Whether anything changes (publishing the LIVE version again does not).
+    changed: bool,
+    /// Every function's LIVE version as it would be after the change.
+    pub all_live: BTreeMap<String, Arc<Function>>,
+}
+
+/// `stages.json`.
 #[derive(Serialize, Deserialize, Default)]
 struct StagesFile {
+    #[serde(default)]
     development: Option<StoredVersion>,
+    #[serde(default)]
     live: Option<StoredVersion>,
+    #[serde(default)]
+    history: Vec<StoredVersion>,
+    /// The single earlier LIVE version that nodes wrote before the history existed.
+    #[serde(default, skip_serializing)]
     previous: Option<StoredVersion>,
 }
 
 #[derive(Serialize, Deserialize, Clone)]
 struct StoredVersion {
     hash: String,
-    created: u64,
+    created: Timestamp,
+    #[serde(default)]
+    source: StoredSource,
+    /// When it became LIVE (LIVE and history entries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    live_from: Option<Timestamp>,
+    /// When it stopped being LIVE (history entries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    live_until: Option<Timestamp>,
+}
+
+/// Where a stored version's module is: `<hash>.module` for an upload, the config's module
+/// file for a config version (restored only while the file still holds that module).
+#[derive(Serialize, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum StoredSource {
+    #[default]
+    Upload,
+    Config,
+}
+
+/// A time stored as RFC 3339 (`2026-12-01T20:56:07Z`); whole seconds since the epoch, as
+/// older nodes wrote, are read too.
+#[derive(Clone, Copy)]
+struct Timestamp(SystemTime);
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&rfc3339(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Seconds(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Seconds(s) => Ok(Timestamp(UNIX_EPOCH + Duration::from_secs(s))),
+            Raw::Text(t) => humantime::parse_rfc3339(&t)
+                .map(Timestamp)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// `time` as RFC 3339 in UTC, to the second.
+pub fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
 }
 
 /// Every function's stages, and where they persist.
@@ -88,12 +221,19 @@ pub enum LifecycleError {
     /// The module was refused (compile, imports, exports, size).
     #[error(transparent)]
     Invalid(#[from] Error),
+    /// A function name the node cannot take.
+    #[error("invalid function name {0:?}: use letters, digits, `-` and `_`")]
+    InvalidName(String),
     /// No such function, or no version in the stage the operation needs.
     #[error("{0}")]
     NotFound(String),
     /// The operation conflicts with the node's state (e.g. deleting a function in use).
     #[error("{0}")]
     Conflict(String),
+    /// The node cannot serve the version the change would make LIVE (e.g. it lacks an entry
+    /// point a behavior needs).
+    #[error("the node cannot use this version: {0}")]
+    Unusable(#[source] Error),
     /// Persisting to the data directory failed.
     #[error("cannot write to the data directory")]
     Storage(#[source] std::io::Error),
@@ -109,22 +249,28 @@ impl Lifecycle {
     ) -> Result<Self, Error> {
         let mut functions = BTreeMap::new();
         let mut limits = BTreeMap::new();
+        let now = SystemTime::now();
         for f in &config.functions {
             let loaded = engine.load_file(f)?;
             tracing::info!(function = %f.name, module = %f.module.display(), size = loaded.size, "function loaded");
             let version = Version {
                 function: Arc::new(loaded),
-                created: SystemTime::now(),
+                created: now,
                 origin: VersionSource::Config(f.module.clone()),
             };
             functions.insert(
                 f.name.clone(),
                 Stages {
-                    live: Some(version),
+                    live: Some(version.clone()),
+                    live_since: Some(now),
+                    config: Some(version),
                     ..Default::default()
                 },
             );
             limits.insert(f.name.clone(), f.limits.clone());
+        }
+        if let Some(dir) = &data_dir {
+            crate::durable::remove_temp_files(dir);
         }
         let lifecycle = Lifecycle {
             engine,
@@ -159,14 +305,7 @@ impl Lifecycle {
 
     /// The LIVE version of every function.
     pub fn live(&self) -> BTreeMap<String, Arc<Function>> {
-        self.lock()
-            .iter()
-            .filter_map(|(n, s)| {
-                s.live
-                    .as_ref()
-                    .map(|v| (n.clone(), Arc::clone(&v.function)))
-            })
-            .collect()
+        live_map(&self.lock())
     }
 
     fn limits(&self, name: &str) -> FunctionLimits {
@@ -185,9 +324,15 @@ impl Lifecycle {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            return Err(LifecycleError::Conflict(format!(
-                "invalid function name {name:?}: use letters, digits, `-` and `_`"
-            )));
+            return Err(LifecycleError::InvalidName(name.to_owned()));
+        }
+        // The WAT parser's complaint about such bytes ("input bytes aren't valid utf-8") reads
+        // as if the module were meant to be text.
+        if !module.starts_with(b"\0asm") && std::str::from_utf8(module).is_err() {
+            return Err(LifecycleError::Invalid(Error::Compile {
+                function: name.to_owned(),
+                reason: "neither a WebAssembly binary nor WAT text (not UTF-8)".into(),
+            }));
         }
         let config = FunctionConfig {
             name: name.to_owned(),
@@ -209,30 +354,92 @@ impl Lifecycle {
         Ok(version)
     }
 
-    /// DEVELOPMENT becomes LIVE; the old LIVE is kept for rollback.
-    pub fn publish(&self, name: &str) -> Result<Version, LifecycleError> {
-        self.change(name, |stages| {
-            let development = stages.development.clone().ok_or_else(|| {
+    /// Computes `change` for `name` without applying it: what would be LIVE, and the history.
+    /// Publishing the version that is already LIVE is no change (it would otherwise push LIVE
+    /// onto its own history and bury the version before it).
+    pub fn prepare(&self, name: &str, change: LiveChange) -> Result<Transition, LifecycleError> {
+        let functions = self.lock();
+        let stages = functions
+            .get(name)
+            .ok_or_else(|| LifecycleError::NotFound(format!("no function {name:?}")))?;
+        let now = SystemTime::now();
+        let mut history = stages.history.clone();
+        let target = match change {
+            LiveChange::Publish => stages.development.clone().ok_or_else(|| {
                 LifecycleError::NotFound(format!(
                     "function {name:?} has no DEVELOPMENT version to publish"
                 ))
-            })?;
-            stages.previous = stages.live.take();
-            stages.live = Some(development.clone());
-            Ok(development)
+            })?,
+            LiveChange::PublishConfig => stages.config.clone().ok_or_else(|| {
+                LifecycleError::NotFound(format!(
+                    "function {name:?} has no module in the config file"
+                ))
+            })?,
+            LiveChange::Rollback => {
+                if history.is_empty() {
+                    return Err(LifecycleError::NotFound(format!(
+                        "function {name:?} has no earlier LIVE version"
+                    )));
+                }
+                history.remove(0).version
+            }
+        };
+        let changed = change == LiveChange::Rollback
+            || !stages.live.as_ref().is_some_and(|l| l.same_as(&target));
+        if changed && change != LiveChange::Rollback {
+            if let Some(live) = &stages.live {
+                history.insert(
+                    0,
+                    PastLive {
+                        version: live.clone(),
+                        from: stages.live_since.unwrap_or(now),
+                        until: now,
+                    },
+                );
+                history.truncate(HISTORY_LEN);
+            }
+        }
+        let (live, live_since, history) = if changed {
+            (target, now, history)
+        } else {
+            (
+                target,
+                stages.live_since.unwrap_or(now),
+                stages.history.clone(),
+            )
+        };
+        let mut all_live = live_map(&functions);
+        all_live.insert(name.to_owned(), Arc::clone(&live.function));
+        Ok(Transition {
+            name: name.to_owned(),
+            live,
+            live_since,
+            history,
+            changed,
+            all_live,
         })
     }
 
-    /// The previous LIVE becomes LIVE again (the current LIVE becomes the previous one).
-    pub fn rollback(&self, name: &str) -> Result<Version, LifecycleError> {
-        self.change(name, |stages| {
-            let previous = stages.previous.take().ok_or_else(|| {
-                LifecycleError::NotFound(format!("function {name:?} has no previous LIVE version"))
-            })?;
-            stages.previous = stages.live.take();
-            stages.live = Some(previous.clone());
-            Ok(previous)
-        })
+    /// Persists and applies a prepared change. Callers serialize LIVE changes (the node's swap
+    /// lock), so nothing but an upload can have happened since [`Lifecycle::prepare`]; an
+    /// upload's DEVELOPMENT version is kept.
+    pub fn commit(&self, transition: Transition) -> Result<Version, LifecycleError> {
+        let mut functions = self.lock();
+        let name = &transition.name;
+        let current = functions
+            .get(name)
+            .ok_or_else(|| LifecycleError::NotFound(format!("no function {name:?}")))?;
+        if !transition.changed {
+            return Ok(transition.live);
+        }
+        let mut next = current.clone();
+        next.live = Some(transition.live.clone());
+        next.live_since = Some(transition.live_since);
+        next.history = transition.history;
+        self.persist_stages(name, &next)?;
+        tracing::info!(function = %name, hash = %transition.live.function.hash, "new LIVE version");
+        functions.insert(name.clone(), next);
+        Ok(transition.live)
     }
 
     /// Removes a function that no behavior uses.
@@ -268,22 +475,6 @@ impl Lifecycle {
         Ok(())
     }
 
-    fn change(
-        &self,
-        name: &str,
-        f: impl FnOnce(&mut Stages) -> Result<Version, LifecycleError>,
-    ) -> Result<Version, LifecycleError> {
-        let mut functions = self.lock();
-        let current = functions
-            .get(name)
-            .ok_or_else(|| LifecycleError::NotFound(format!("no function {name:?}")))?;
-        let mut next = current.clone();
-        let version = f(&mut next)?;
-        self.persist_stages(name, &next)?;
-        functions.insert(name.to_owned(), next);
-        Ok(version)
-    }
-
     fn function_dir(&self, name: &str) -> Option<PathBuf> {
         self.data_dir
             .as_ref()
@@ -303,23 +494,35 @@ impl Lifecycle {
             return Ok(());
         };
         std::fs::create_dir_all(&dir).map_err(LifecycleError::Storage)?;
-        // Versions from the config are not stored: the config file is their source.
-        let stored = |v: &Option<Version>| {
-            v.as_ref()
-                .filter(|v| v.origin == VersionSource::Upload)
-                .map(|v| StoredVersion {
-                    hash: v.function.hash.clone(),
-                    created: v
-                        .created
-                        .duration_since(UNIX_EPOCH)
-                        .map(|d| d.as_secs())
-                        .unwrap_or(0),
-                })
+        let stored = |v: &Version, from: Option<SystemTime>, until: Option<SystemTime>| {
+            StoredVersion {
+                hash: v.function.hash.clone(),
+                created: Timestamp(v.created),
+                // A config version is not copied: the config file is its source.
+                source: match v.origin {
+                    VersionSource::Config(_) => StoredSource::Config,
+                    VersionSource::Upload => StoredSource::Upload,
+                },
+                live_from: from.map(Timestamp),
+                live_until: until.map(Timestamp),
+            }
         };
         let file = StagesFile {
-            development: stored(&stages.development),
-            live: stored(&stages.live),
-            previous: stored(&stages.previous),
+            development: stages
+                .development
+                .as_ref()
+                .filter(|v| v.origin == VersionSource::Upload)
+                .map(|v| stored(v, None, None)),
+            live: stages
+                .live
+                .as_ref()
+                .map(|v| stored(v, stages.live_since, None)),
+            history: stages
+                .history
+                .iter()
+                .map(|p| stored(&p.version, Some(p.from), Some(p.until)))
+                .collect(),
+            previous: None,
         };
         let json =
             serde_json::to_vec_pretty(&file).map_err(|e| LifecycleError::Storage(e.into()))?;
@@ -348,8 +551,21 @@ impl Lifecycle {
                     continue;
                 }
             };
-            let load = |stored: &Option<StoredVersion>| -> Option<Version> {
-                let stored = stored.as_ref()?;
+            let config_version = functions.get(&name).and_then(|s| s.config.clone());
+            let load = |stored: &StoredVersion| -> Option<Version> {
+                if stored.source == StoredSource::Config {
+                    let Some(version) = config_version.clone() else {
+                        tracing::warn!(function = %name, "ignoring a stored config version: the config has no module for this function any more");
+                        return None;
+                    };
+                    if version.function.hash != stored.hash {
+                        // The module file holds something else now: that version is gone, and
+                        // rolling back to today's file would not be rolling back.
+                        tracing::info!(function = %name, stored = %stored.hash, now = %version.function.hash, "dropping a config version from the history: the module file changed since");
+                        return None;
+                    }
+                    return Some(version);
+                }
                 let path = dir.join(format!("{}.module", stored.hash));
                 let config = FunctionConfig {
                     name: name.clone(),
@@ -359,7 +575,7 @@ impl Lifecycle {
                 match self.engine.load_file(&config) {
                     Ok(f) => Some(Version {
                         function: Arc::new(f),
-                        created: UNIX_EPOCH + std::time::Duration::from_secs(stored.created),
+                        created: stored.created.0,
                         origin: VersionSource::Upload,
                     }),
                     Err(error) => {
@@ -369,46 +585,84 @@ impl Lifecycle {
                 }
             };
             let stages = functions.entry(name.clone()).or_default();
-            if let Some(v) = load(&file.development) {
+            if let Some(v) = file.development.as_ref().and_then(&load) {
                 stages.development = Some(v);
             }
-            if let Some(v) = load(&file.live) {
-                stages.live = Some(v);
+            if let Some(stored) = &file.live {
+                if let Some(v) = load(stored) {
+                    stages.live = Some(v);
+                    stages.live_since = stored.live_from.map(|t| t.0).or(stages.live_since);
+                }
             }
-            if let Some(v) = load(&file.previous) {
-                stages.previous = Some(v);
-            }
-            tracing::info!(function = %name, "restored stages from the data directory");
+            stages.history = file
+                .history
+                .iter()
+                .chain(&file.previous)
+                .filter_map(|stored| {
+                    let version = load(stored)?;
+                    let from = stored.live_from.map_or(version.created, |t| t.0);
+                    Some(PastLive {
+                        until: stored.live_until.map_or(from, |t| t.0),
+                        from,
+                        version,
+                    })
+                })
+                .take(HISTORY_LEN)
+                .collect();
+            tracing::info!(function = %name, history = stages.history.len(), "restored stages from the data directory");
         }
     }
 }
 
-/// Temp file, fsync, rename, fsync the directory: after a crash the file is either the old
-/// one or the new one, never half written.
-pub fn write_durably(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(data)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+/// The LIVE version of every function in `functions`.
+fn live_map(functions: &BTreeMap<String, Stages>) -> BTreeMap<String, Arc<Function>> {
+    functions
+        .iter()
+        .filter_map(|(n, s)| {
+            s.live
+                .as_ref()
+                .map(|v| (n.clone(), Arc::clone(&v.function)))
+        })
+        .collect()
 }
 
 impl Lifecycle {
     /// Prepares a reloaded config: functions new to it are loaded, and a function whose LIVE
     /// version came from its module file gets the file's current content if it changed.
-    /// Uploaded LIVE versions stay. Nothing changes until [`Lifecycle::apply`].
+    /// Uploaded LIVE versions stay, with a warning when the file holds something else: the
+    /// upload shadows it until `POST /functions/NAME/publish?source=config`. Nothing changes
+    /// until [`Lifecycle::apply`].
     pub fn plan_reload(&self, config: &Config) -> Result<ReloadPlan, Error> {
         let functions = self.lock();
         let mut versions = Vec::new();
+        let mut config_versions = Vec::new();
         for f in &config.functions {
-            let live = functions.get(&f.name).and_then(|s| s.live.as_ref());
+            let stages = functions.get(&f.name);
+            let live = stages.and_then(|s| s.live.as_ref());
             if live.is_some_and(|v| v.origin == VersionSource::Upload) {
+                // Not serving, so a module that does not load is no reason to refuse the reload.
+                match self.engine.load_file(f) {
+                    Ok(function) => {
+                        let live_hash = live.map(|v| v.function.hash.as_str()).unwrap_or("");
+                        if function.hash != live_hash {
+                            tracing::warn!(
+                                function = %f.name,
+                                module = %f.module.display(),
+                                "an upload through the admin API is LIVE and keeps serving, not the config's module; `edge publish {} --from-config` serves the module",
+                                f.name
+                            );
+                        }
+                        if stages
+                            .and_then(|s| s.config.as_ref())
+                            .is_none_or(|c| c.function.hash != function.hash)
+                        {
+                            config_versions.push((f.name.clone(), config_version(f, function)));
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(function = %f.name, %error, "the config's module does not load; an upload through the admin API is LIVE and keeps serving");
+                    }
+                }
                 continue;
             }
             let function = self.engine.load_file(f)?;
@@ -417,23 +671,11 @@ impl Lifecycle {
             {
                 continue;
             }
-            versions.push((
-                f.name.clone(),
-                Version {
-                    function: Arc::new(function),
-                    created: SystemTime::now(),
-                    origin: VersionSource::Config(f.module.clone()),
-                },
-            ));
+            let version = config_version(f, function);
+            config_versions.push((f.name.clone(), version.clone()));
+            versions.push((f.name.clone(), version));
         }
-        let mut live: BTreeMap<String, Arc<Function>> = functions
-            .iter()
-            .filter_map(|(n, s)| {
-                s.live
-                    .as_ref()
-                    .map(|v| (n.clone(), Arc::clone(&v.function)))
-            })
-            .collect();
+        let mut live = live_map(&functions);
         for (name, version) in &versions {
             live.insert(name.clone(), Arc::clone(&version.function));
         }
@@ -444,32 +686,103 @@ impl Lifecycle {
             .collect();
         Ok(ReloadPlan {
             versions,
+            config_versions,
+            config_names: config.functions.iter().map(|f| f.name.clone()).collect(),
             live,
             limits,
         })
     }
 
-    /// Commits a plan: its versions become LIVE (the old ones previous), its limits apply to
-    /// later uploads.
+    /// Commits a plan: its versions become LIVE (the old ones go to the history), its limits
+    /// apply to later uploads.
     pub fn apply(&self, plan: ReloadPlan) {
         self.limits
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .extend(plan.limits);
         let mut functions = self.lock();
+        let now = SystemTime::now();
+        for (name, stages) in functions.iter_mut() {
+            if !plan.config_names.contains(name) {
+                stages.config = None;
+            }
+        }
+        for (name, version) in plan.config_versions {
+            functions.entry(name).or_default().config = Some(version);
+        }
         for (name, version) in plan.versions {
             tracing::info!(function = %name, hash = %version.function.hash, "function module changed; new LIVE version");
-            let stages = functions.entry(name).or_default();
-            stages.previous = stages.live.take();
+            let stages = functions.entry(name.clone()).or_default();
+            if let Some(live) = stages.live.take() {
+                stages.history.insert(
+                    0,
+                    PastLive {
+                        version: live,
+                        from: stages.live_since.unwrap_or(now),
+                        until: now,
+                    },
+                );
+                stages.history.truncate(HISTORY_LEN);
+            }
             stages.live = Some(version);
+            stages.live_since = Some(now);
+            if let Err(LifecycleError::Storage(error)) = self.persist_stages(&name, stages) {
+                tracing::error!(function = %name, %error, "cannot write the new LIVE version to the data directory; it serves until restart");
+            }
         }
+    }
+}
+
+fn config_version(f: &FunctionConfig, function: Function) -> Version {
+    Version {
+        function: Arc::new(function),
+        created: SystemTime::now(),
+        origin: VersionSource::Config(f.module.clone()),
     }
 }
 
 /// What a config reload would change in the lifecycle, prepared before anything changes.
 pub struct ReloadPlan {
     versions: Vec<(String, Version)>,
+    config_versions: Vec<(String, Version)>,
+    config_names: BTreeSet<String>,
     /// Every function's LIVE version as it would be after the reload.
     pub live: BTreeMap<String, Arc<Function>>,
     limits: BTreeMap<String, FunctionLimits>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stages_files_of_older_nodes_still_read() {
+        // Seconds since the epoch and one `previous`, as nodes wrote before the history.
+        let old = br#"{"development": null, "live": {"hash": "b", "created": 1764619200},
+                       "previous": {"hash": "a", "created": 1764615600}}"#;
+        let file: StagesFile = serde_json::from_slice(old).expect("readable");
+        let live = file.live.expect("live");
+        assert_eq!(rfc3339(live.created.0), "2025-12-01T20:00:00Z");
+        assert!(live.source == StoredSource::Upload);
+        assert_eq!(file.previous.map(|p| p.hash).as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn times_are_written_as_rfc3339_and_read_back() {
+        let stored = StoredVersion {
+            hash: "h".into(),
+            created: Timestamp(UNIX_EPOCH + Duration::from_secs(1_764_619_200)),
+            source: StoredSource::Config,
+            live_from: Some(Timestamp(UNIX_EPOCH + Duration::from_secs(1_764_619_201))),
+            live_until: None,
+        };
+        let json = serde_json::to_value(&stored).expect("encodes");
+        assert_eq!(
+            json,
+            serde_json::json!({"hash": "h", "created": "2025-12-01T20:00:00Z",
+                               "source": "config", "live_from": "2025-12-01T20:00:01Z"})
+        );
+        let back: StoredVersion = serde_json::from_value(json).expect("decodes");
+        assert_eq!(back.live_from.map(|t| t.0), stored.live_from.map(|t| t.0));
+    }
 }

@@ -170,6 +170,20 @@ impl Node {
         Ok(())
     }
 
+    /// Waits (bounded by [`DEADLINE`]) for the process to exit, e.g. after SIGTERM.
+    pub fn wait_for_exit(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("edge still running {DEADLINE:?} after it was asked to stop");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

@@ -8,11 +8,14 @@
 //! - [`admin`]: `upload`, `test`, `publish`, `list`, `rollback`, `invalidate` against a node's
 //!   admin API, and a wrong token.
 //! - [`new`]: `edge new` writes a function crate that builds, tests and serves.
+//! - [`lifecycle`]: the LIVE history across kill -9, the CLI finding a local node (`--config`,
+//!   `--data-dir`, `EDGE_ADMIN`), shadowed config modules, `kv`, `describe`, `delete`.
 //! - [`test_function`]: `edge test-function` runs a module with no node.
 
 mod admin;
 mod dev;
 mod harness;
+mod lifecycle;
 mod new;
 mod reload;
 mod test_function;

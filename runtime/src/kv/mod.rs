@@ -14,20 +14,18 @@
 //! Stores are fixed at start: a config reload that adds or removes `[kv.NAME]` tables needs a
 //! restart.
 
+pub mod entries;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use serde_json::Value;
 
 use crate::config::Config;
-use crate::wasm::lifecycle::write_durably;
-
-/// The pairs of one store. Values are bytes for the host call, but always UTF-8: they come
-/// from JSON strings.
-pub type Entries = HashMap<String, Bytes>;
+use crate::durable::write_durably;
+pub use entries::{parse_entries, to_json, Entries};
 
 /// A change to one store, applied atomically by [`KvStores::patch`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -201,39 +199,6 @@ fn store_file(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.json"))
 }
 
-/// The pairs as a JSON object, keys sorted, in the format [`parse_entries`] reads.
-pub fn to_json(entries: &Entries) -> Vec<u8> {
-    let sorted: BTreeMap<&str, std::borrow::Cow<'_, str>> = entries
-        .iter()
-        .map(|(k, v)| (k.as_str(), String::from_utf8_lossy(v)))
-        .collect();
-    serde_json::to_vec_pretty(&sorted).expect("a map of strings always encodes")
-}
-
-/// Reads a JSON object of string keys to string values (a `[kv.NAME]` file, a data directory
-/// copy, a `PUT` body). The error says what is wrong and where: the line and column of a
-/// syntax error, or the key whose value is not a string.
-pub fn parse_entries(json: &[u8]) -> Result<Entries, String> {
-    let object: serde_json::Map<String, Value> = serde_json::from_slice(json)
-        .map_err(|e| format!("expected a JSON object of string keys to string values: {e}"))?;
-    object
-        .into_iter()
-        .map(|(key, value)| match value {
-            Value::String(v) => Ok((key, Bytes::from(v))),
-            other => {
-                let kind = match other {
-                    Value::Null => "null",
-                    Value::Bool(_) => "a boolean",
-                    Value::Number(_) => "a number",
-                    Value::Array(_) => "an array",
-                    _ => "an object",
-                };
-                Err(format!("the value of key {key:?} is {kind}, not a string"))
-            }
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,17 +212,6 @@ mod tests {
             dir: data_dir.map(|d| d.join("kv")),
             writes: Mutex::new(()),
         }
-    }
-
-    #[test]
-    fn parse_names_the_problem() {
-        let e = parse_entries(b"{\"a\": \"1\",\n \"b\" 2}").expect_err("syntax");
-        assert!(e.contains("line 2"), "{e}");
-        let e = parse_entries(br#"{"a": "1", "b": 2}"#).expect_err("number");
-        assert!(e.contains("\"b\" is a number"), "{e}");
-        let e = parse_entries(br#"["a"]"#).expect_err("not an object");
-        assert!(e.contains("expected a JSON object"), "{e}");
-        assert!(parse_entries(b"{}").expect("empty is fine").is_empty());
     }
 
     #[test]
