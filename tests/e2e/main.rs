@@ -13,6 +13,7 @@ mod functions;
 mod hostile;
 mod kv;
 mod operations;
+mod privacy;
 mod routing;
 mod static_origin;
 mod streaming;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{ACCEPT_RANGES, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{ACCEPT_RANGES, AUTHORIZATION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -91,8 +91,13 @@ pub fn refresh(
             headers.append(name.clone(), value.clone());
         }
     }
-    let storability =
-        policy::storability(stale.status, &headers, &behavior.cache, SystemTime::now());
+    let storability = policy::storability(
+        stale.status,
+        &headers,
+        parts.headers.contains_key(AUTHORIZATION),
+        &behavior.cache,
+        SystemTime::now(),
+    );
     let ttl = match storability {
         Storability::Store { ttl } => ttl,
         Storability::NotStorable(_) => Duration::ZERO,
@@ -128,6 +133,7 @@ pub fn store(
     let storability = policy::storability(
         response.status(),
         response.headers(),
+        parts.headers.contains_key(AUTHORIZATION),
         &behavior.cache,
         SystemTime::now(),
     );
