@@ -9,6 +9,7 @@ mod admin;
 mod caching;
 mod collapsing;
 mod dynamic_origin;
+mod faults;
 mod functions;
 mod hostile;
 mod kv;

@@ -6,10 +6,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::header::{
     HeaderName, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_LOCATION, CONTENT_RANGE,
-    CONTENT_TYPE, DATE, ETAG, EXPIRES, LAST_MODIFIED, VARY, VIA,
+    CONTENT_TYPE, DATE, ETAG, EXPIRES, LAST_MODIFIED, TRANSFER_ENCODING, VARY, VIA,
 };
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use http_body::Body as _;
 
 use super::{CachePhase, RequestCtx};
 use crate::body::EdgeBody;
@@ -170,6 +171,49 @@ pub fn finish(ctx: &RequestCtx, mut response: Response<EdgeBody>) -> Response<Ed
         headers.insert(http::header::AGE, HeaderValue::from(age));
     }
     response
+}
+
+/// Makes the response's framing headers describe the body hyper will write, whatever built the
+/// response (origin, cache, function). The last step before a response leaves.
+///
+/// A `Content-Length` that disagreed with the body would cut the body short, or (with a body of
+/// known size) make hyper write more bytes than announced, which the viewer reads as the start
+/// of its next response on a keep-alive connection. So: a body of known size gets its true
+/// length; a streamed body with a `Content-Length` is checked against it as it goes (a mismatch
+/// aborts the connection); a `Transfer-Encoding` from anywhere is dropped, hyper chooses the
+/// framing. HEAD responses and statuses without content keep what they have: there,
+/// `Content-Length` describes the representation, not bytes on the wire (RFC 9110 §8.6).
+pub fn frame(head: bool, mut response: Response<EdgeBody>) -> Response<EdgeBody> {
+    response.headers_mut().remove(TRANSFER_ENCODING);
+    let status = response.status();
+    if status.is_informational() || status == StatusCode::NO_CONTENT {
+        response.headers_mut().remove(CONTENT_LENGTH);
+        return response;
+    }
+    if head || status == StatusCode::NOT_MODIFIED {
+        return response;
+    }
+    if let Some(exact) = response.body().size_hint().exact() {
+        response
+            .headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from(exact));
+        return response;
+    }
+    let announced = {
+        let mut values = response.headers().get_all(CONTENT_LENGTH).iter();
+        match (values.next(), values.next()) {
+            (Some(value), None) => value.to_str().ok().and_then(|v| v.parse::<u64>().ok()),
+            _ => None,
+        }
+    };
+    match announced {
+        Some(length) => response.map(|body| EdgeBody::framed(body, length)),
+        None => {
+            // Several or unreadable values: send the body chunked rather than guess.
+            response.headers_mut().remove(CONTENT_LENGTH);
+            response
+        }
+    }
 }
 
 /// Displays an error with its sources, `a: b: c`.

@@ -10,9 +10,9 @@ use std::error::Error as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use http::header::HOST;
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Request, Response, Uri};
+use http::{HeaderMap, HeaderValue, Request, Response, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -110,8 +110,9 @@ impl DynamicPool {
             let state = &self.targets[index];
             let request = self.target_request(&parts, &state.target, attempt_body);
             match self.attempt(state, request).await {
-                Ok(response) => {
+                Ok(mut response) => {
                     state.down_until_ms.store(0, Ordering::Relaxed);
+                    drop_conflicting_length(&self.name, &state.target, response.headers_mut());
                     return Ok(response.map(EdgeBody::Incoming));
                 }
                 Err(AttemptError::Connect(e)) => {
@@ -199,6 +200,18 @@ impl DynamicPool {
 
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
+    }
+}
+
+/// hyper's client reads a response body by `Transfer-Encoding` when it is present and leaves
+/// every header in place. A `Content-Length` beside it describes nothing that was read: RFC 9112
+/// §6.3 says the transfer coding wins and an intermediary must remove the length before
+/// forwarding. Left in, it went on to the viewer (the transfer coding is hop-by-hop and goes)
+/// and announced 5 bytes of an 11-byte body.
+fn drop_conflicting_length(origin: &str, target: &Target, headers: &mut HeaderMap) {
+    if headers.contains_key(TRANSFER_ENCODING) && headers.contains_key(CONTENT_LENGTH) {
+        tracing::warn!(origin, target = %target.authority, "origin sent both Content-Length and Transfer-Encoding; the length is dropped");
+        headers.remove(CONTENT_LENGTH);
     }
 }
 

@@ -1,0 +1,110 @@
+//! A fault-injecting origin on raw sockets: broken framing, resets, garbage, slow or absent
+//! answers. For each: what the viewer gets, that the node keeps serving, and that nothing
+//! broken is cached (the next good response is what gets served).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use anyhow::Result;
+
+use crate::harness::{RawAction, RawOrigin, RawViewer, TestNode};
+
+/// A node caching everything from the origin at `url` for a day.
+async fn caching_node(url: &str, extra: &str) -> Result<TestNode> {
+    TestNode::start(&format!(
+        r#"
+[origins.app]
+type = "http"
+targets = ["{url}"]
+{extra}
+
+[[behaviors]]
+path = "*"
+origin = "app"
+cache = {{ min_ttl = "0s", default_ttl = "1d", max_ttl = "365d" }}
+"#
+    ))
+    .await
+}
+
+/// An ordinary keep-alive response with a correct length.
+fn good(body: &str, cache_control: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\ncache-control: {cache_control}\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+const GET: &str = "GET {path} HTTP/1.1\r\nhost: edge.test\r\n\r\n";
+
+fn get(path: &str) -> Vec<u8> {
+    GET.replace("{path}", path).into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn length_beside_chunked_is_dropped_on_miss_and_hit() -> Result<()> {
+    // RFC 9112 §6.3: the chunked framing wins over Content-Length.
+    let origin = RawOrigin::start(|_| {
+        RawAction::Send(
+            b"HTTP/1.1 200 OK\r\ncache-control: max-age=600\r\ncontent-length: 5\r\n\
+              transfer-encoding: chunked\r\n\r\nb\r\nhello world\r\n0\r\n\r\n"
+                .to_vec(),
+        )
+    })
+    .await?;
+    let node = caching_node(&origin.url(), "").await?;
+
+    // Miss, then hit, then a third request, all on one keep-alive connection: a response that
+    // announces fewer bytes than it sends shows up as garbage at the start of the next one.
+    let mut viewer = RawViewer::connect(node.node.addr()).await?;
+    for expected in ["Miss", "Hit", "Hit"] {
+        viewer.send(&get("/greeting")).await?;
+        let reply = viewer.response().await?;
+        assert_eq!(
+            (reply.status, reply.header("x-cache"), reply.text().as_str()),
+            (200, Some(expected), "hello world"),
+            "{}",
+            reply.head
+        );
+        if let Some(length) = reply.header("content-length") {
+            assert_eq!(length, "11", "{}", reply.head);
+        }
+    }
+    assert_eq!(origin.count(), 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_response_length_matches_its_body() -> Result<()> {
+    // A correct origin, for the keep-alive baseline: miss, hit and HEAD on one connection.
+    let served = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&served);
+    let origin = RawOrigin::start(move |_| {
+        count.fetch_add(1, Ordering::SeqCst);
+        RawAction::Send(good("twelve bytes", "max-age=600"))
+    })
+    .await?;
+    let node = caching_node(&origin.url(), "").await?;
+    let mut viewer = RawViewer::connect(node.node.addr()).await?;
+    for _ in 0..2 {
+        viewer.send(&get("/a")).await?;
+        let reply = viewer.response().await?;
+        assert_eq!(reply.text(), "twelve bytes");
+        assert_eq!(reply.header("content-length"), Some("12"));
+    }
+    // A HEAD answered from the cache announces the object's length and sends no body.
+    let mut head = RawViewer::connect(node.node.addr()).await?;
+    head.send(b"HEAD /a HTTP/1.1\r\nhost: edge.test\r\nconnection: close\r\n\r\n")
+        .await?;
+    let rest = head.closed().await?;
+    let text = String::from_utf8_lossy(&rest);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("\r\n\r\n"), "HEAD carries no body: {text:?}");
+    assert!(
+        text.to_ascii_lowercase().contains("content-length: 12"),
+        "{text}"
+    );
+    assert_eq!(served.load(Ordering::SeqCst), 1);
+    Ok(())
+}
