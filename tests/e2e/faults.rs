@@ -6,8 +6,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use anyhow::Result;
+use http_body_util::Full;
 
-use crate::harness::{RawAction, RawOrigin, RawViewer, TestNode};
+use crate::harness::{
+    black_hole, refused_addr, reply, Origin, RawAction, RawOrigin, RawViewer, Reply, TestNode,
+};
 
 /// A node caching everything from the origin at `url` for a day.
 async fn caching_node(url: &str, extra: &str) -> Result<TestNode> {
@@ -106,5 +109,86 @@ async fn every_response_length_matches_its_body() -> Result<()> {
         "{text}"
     );
     assert_eq!(served.load(Ordering::SeqCst), 1);
+    Ok(())
+}
+
+/// A node with `/api/*` sent uncached to these targets, debug headers on.
+async fn pool_node(targets: &[String], extra: &str) -> Result<TestNode> {
+    let targets: Vec<String> = targets.iter().map(|t| format!("{t:?}")).collect();
+    TestNode::start_with_server(
+        "debug_header = \"x-edge-debug\"",
+        &format!(
+            r#"
+[origins.app]
+type = "http"
+targets = [{}]
+{extra}
+
+[[behaviors]]
+path = "/api/*"
+origin = "app"
+cache = {{ default_ttl = "0s", max_ttl = "60s" }}
+"#,
+            targets.join(", ")
+        ),
+    )
+    .await
+}
+
+async fn debug_get(node: &TestNode, path: &str) -> Result<Reply> {
+    node.send(
+        node.request("GET", path)
+            .header("x-edge-debug", "1")
+            .body(Full::default())?,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_blackholed_target_is_tried_once_per_request() -> Result<()> {
+    let (a, _guard_a) = black_hole()?;
+    let (b, _guard_b) = black_hole()?;
+    let node = pool_node(
+        &[format!("http://{a}"), format!("http://{b}")],
+        "connect_timeout = \"200ms\"",
+    )
+    .await?;
+    // The first request finds both targets up; the second finds both marked down and still
+    // tries each (one may have come back). Either way: once each.
+    for round in ["both up", "both down"] {
+        let r = debug_get(&node, "/api/x").await?;
+        assert_eq!((r.status.as_u16(), r.x_cache()), (504, "Error"), "{round}");
+        let error = r.header("x-edge-error").unwrap_or_default();
+        for target in [a, b] {
+            assert_eq!(
+                error.matches(&target.to_string()).count(),
+                1,
+                "{round}: {target} attempted once: {error}"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_target_is_not_attempted_again_within_the_down_time() -> Result<()> {
+    let good = Origin::fixed("good", &[]).await?;
+    let dead = refused_addr().await?;
+    let node = pool_node(&[format!("http://{dead}"), good.url()], "").await?;
+    // Round-robin starts at the first target: refused, marked down, retried on `good`.
+    let first = node.get("/api/x").await?;
+    assert_eq!(
+        (first.status.as_u16(), first.text().as_str()),
+        (200, "good")
+    );
+    // The dead target comes back at once; the pool must not notice for DEFAULT_DOWN_TIME (10 s).
+    // Round-robin alone would send it every other request.
+    let revived = Origin::start_at(dead, |_| async { reply(200, &[], "revived") }).await?;
+    for _ in 0..6 {
+        let r = node.get("/api/x").await?;
+        assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "good"));
+    }
+    assert_eq!(revived.count(), 0, "a marked-down target is skipped");
+    assert_eq!(good.count(), 7);
     Ok(())
 }

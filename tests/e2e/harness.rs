@@ -50,7 +50,16 @@ impl Origin {
         F: Fn(Received) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response<EdgeBody>> + Send + 'static,
     {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Origin::start_at("127.0.0.1:0".parse()?, handler).await
+    }
+
+    /// Starts an origin on a given address (e.g. one that refused connections until now).
+    pub async fn start_at<F, Fut>(addr: SocketAddr, handler: F) -> Result<Origin>
+    where
+        F: Fn(Received) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<EdgeBody>> + Send + 'static,
+    {
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let received = Arc::new(Mutex::new(Vec::new()));
         let handler = Arc::new(handler);

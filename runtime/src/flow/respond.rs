@@ -124,6 +124,9 @@ pub fn error(node: &Node, ctx: &mut RequestCtx, error: &Error) -> Response<EdgeB
     ctx.cache = CachePhase::Error;
     let status = error.status();
     let origin = ctx.origin.map(|i| node.config.origins[i].name.as_str());
+    if let Some(debug) = &mut ctx.debug {
+        debug.error = Some(ErrorChain(error).to_string());
+    }
     match error.side() {
         Side::Viewer => {
             tracing::debug!(request = ctx.id, status = status.as_u16(), error = %error, "request refused")

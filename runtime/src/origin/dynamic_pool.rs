@@ -4,7 +4,8 @@
 //! A target that refuses connections or does not accept one in time is marked down for
 //! [`DEFAULT_DOWN_TIME`] and skipped; the request then goes to the next target if it can be
 //! replayed (the caller decides: idempotent method, empty body). When every target is down the
-//! pool still tries them, since a target may have come back and an attempt costs little.
+//! pool still tries them, since a target may have come back and an attempt costs little. A
+//! request tries each target at most once, so it fails within targets × `connect_timeout`.
 
 use std::error::Error as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -100,9 +101,14 @@ impl DynamicPool {
         let now = self.now_ms();
         let is_up = |i: &usize| self.targets[*i].down_until_ms.load(Ordering::Relaxed) <= now;
         let ring = || (0..n).map(move |i| (start + i) % n);
-        let order = ring().filter(is_up).chain(ring().filter(|i| !is_up(i)));
+        // The order is fixed before the first attempt: a lazy "up, then down" chain re-read the
+        // down marks that failed attempts had just set, and tried every target twice.
+        let order: Vec<usize> = ring()
+            .filter(is_up)
+            .chain(ring().filter(|i| !is_up(i)))
+            .collect();
 
-        let mut last_error = None;
+        let mut failures = Vec::new();
         for index in order {
             let Some(attempt_body) = body.take() else {
                 break;
@@ -122,12 +128,18 @@ impl DynamicPool {
                     if replayable {
                         body = Some(EdgeBody::Empty);
                     }
-                    last_error = Some(e);
+                    failures.push(e);
                 }
                 Err(AttemptError::Other(e)) => return Err(e),
             }
         }
-        Err(last_error.expect("a pool has at least one target, so one attempt was made"))
+        if failures.len() == 1 {
+            return Err(failures.remove(0));
+        }
+        Err(Error::Unreachable {
+            origin: self.name.clone(),
+            attempts: failures,
+        })
     }
 
     async fn attempt(
