@@ -210,7 +210,7 @@ async fn serve_request(
         );
         (request.method().clone(), path)
     });
-    let response = flow::handle(node, &mut ctx, request.map(EdgeBody::Incoming)).await;
+    let response = flow::handle(node, &mut ctx, request.map(EdgeBody::Viewer)).await;
     let record = logged.map(|(method, path)| {
         Box::new(AccessRecord {
             id: ctx.id,

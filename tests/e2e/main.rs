@@ -13,6 +13,7 @@ mod faults;
 mod functions;
 mod hostile;
 mod kv;
+mod malformed;
 mod operations;
 mod privacy;
 mod routing;

@@ -20,7 +20,7 @@ use crate::body::EdgeBody;
 use crate::cache::policy::{self, Storability};
 use crate::cache::{CacheKey, CachedObject, FlightOutcome, Leader, Store};
 use crate::config::BehaviorConfig;
-use crate::error::Error;
+use crate::error::{Error, Side};
 use crate::Node;
 
 /// Chunks buffered between the origin reader and a slow viewer.
@@ -50,7 +50,8 @@ pub fn stale_if_error<'a>(
 ) -> Result<Fetched<'a>, Error> {
     let usable = stale.filter(|o| o.stored_at.elapsed() < o.ttl + DEFAULT_STALE_IF_ERROR);
     let failed = match &fetched {
-        Err(_) => true,
+        // The viewer's own broken request is not an origin failure to paper over.
+        Err(e) => e.side() != Side::Viewer,
         Ok(response) => matches!(response.status().as_u16(), 500 | 502 | 503 | 504),
     };
     match (usable, failed) {

@@ -170,6 +170,14 @@ impl DynamicPool {
                     }))
                 }
             }
+            // hyper's client reports a request body that failed as its own error; a viewer's
+            // broken upload must not be blamed on the origin.
+            Ok(Err(e)) if crate::body::is_viewer_body_error(&e) => {
+                Err(AttemptError::Other(Error::ViewerBody {
+                    origin: self.name.clone(),
+                    source: e.into(),
+                }))
+            }
             Ok(Err(e)) => Err(AttemptError::Other(Error::Exchange {
                 origin: self.name.clone(),
                 target,

@@ -59,6 +59,16 @@ pub enum Error {
         #[source]
         source: BodyError,
     },
+    /// The viewer's request body broke (bad chunk size, cut off) while it was being sent to the
+    /// origin: the viewer's fault, answered 400.
+    #[error("the viewer's request body failed while being sent to origin {origin:?}")]
+    ViewerBody {
+        /// Origin name.
+        origin: String,
+        /// The client's error, which wraps the viewer body's.
+        #[source]
+        source: BodyError,
+    },
     /// Every target was tried, once each, and none accepted a connection.
     #[error(
         "origin {origin:?}: no target accepted a connection ({})",
@@ -92,6 +102,13 @@ impl Error {
             Error::Unreachable { attempts, .. } => attempts.iter().all(Error::is_timeout),
             _ => false,
         }
+    }
+}
+
+impl Error {
+    /// Whether the viewer caused it (its request body broke), not the origin.
+    pub fn is_viewer_fault(&self) -> bool {
+        matches!(self, Error::ViewerBody { .. })
     }
 }
 
