@@ -693,7 +693,6 @@ impl RawViewer {
 
 /// Sends `bytes` on a new connection and reads one response (or `None` when the node closes
 /// the connection without one).
-#[allow(dead_code)] // TEMP
 pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> Result<Option<RawReply>> {
     let mut viewer = RawViewer::connect(addr).await?;
     viewer.send(bytes).await?;

@@ -58,3 +58,81 @@ async fn bad_chunked_body_is_the_viewers_fault() -> Result<()> {
     );
     still_serving(&node).await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_or_duplicate_host_is_refused() -> Result<()> {
+    let origin = Origin::fixed("ok", &[]).await?;
+    let node = node_for(&origin).await?;
+    for request in [
+        &b"GET /api/x HTTP/1.1\r\n\r\n"[..],
+        b"GET /api/x HTTP/1.1\r\nhost: a.test\r\nhost: b.test\r\n\r\n",
+        b"GET /api/x HTTP/1.1\r\nhost: a.test\r\nhost: a.test\r\n\r\n",
+        b"GET /api/x HTTP/1.1\r\nhost: user@a.test\r\n\r\n",
+        b"GET /api/x HTTP/1.1\r\nhost: a.test:http\r\n\r\n",
+    ] {
+        let reply = raw_exchange(node.node.addr(), request)
+            .await?
+            .expect("a 400, not a closed connection");
+        assert_eq!(
+            reply.status,
+            400,
+            "{:?}: {}",
+            String::from_utf8_lossy(request),
+            reply.head
+        );
+    }
+    assert_eq!(origin.count(), 0, "no refused request reaches the origin");
+    // HTTP/1.0 has no Host requirement.
+    let old = raw_exchange(node.node.addr(), b"GET /api/x HTTP/1.0\r\n\r\n")
+        .await?
+        .expect("a response");
+    assert_eq!(old.status, 200);
+    still_serving(&node).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn absolute_form_target_host_wins_in_key_and_forwarding() -> Result<()> {
+    let origin = Origin::start(|r| async move {
+        let host = r.header("x-forwarded-host").unwrap_or("none").to_owned();
+        crate::harness::reply(200, &[("cache-control", "max-age=60")], host)
+    })
+    .await?;
+    let node = node_for(&origin).await?;
+    // RFC 9112 §3.2.2: the target's authority replaces Host.
+    let absolute = raw_exchange(
+        node.node.addr(),
+        b"GET http://a.test/page HTTP/1.1\r\nhost: b.test\r\n\r\n",
+    )
+    .await?
+    .expect("a response");
+    assert_eq!(
+        (
+            absolute.status,
+            absolute.header("x-cache"),
+            absolute.text().as_str()
+        ),
+        (200, Some("Miss"), "a.test")
+    );
+    // Stored under a.test: an origin-form request for a.test hits it, one for b.test does not.
+    let same = raw_exchange(
+        node.node.addr(),
+        b"GET /page HTTP/1.1\r\nhost: a.test\r\n\r\n",
+    )
+    .await?
+    .expect("a response");
+    assert_eq!(
+        (same.header("x-cache"), same.text().as_str()),
+        (Some("Hit"), "a.test")
+    );
+    let other = raw_exchange(
+        node.node.addr(),
+        b"GET /page HTTP/1.1\r\nhost: b.test\r\n\r\n",
+    )
+    .await?
+    .expect("a response");
+    assert_eq!(
+        (other.header("x-cache"), other.text().as_str()),
+        (Some("Miss"), "b.test")
+    );
+    Ok(())
+}
