@@ -9,6 +9,7 @@ mod admin;
 mod caching;
 mod collapsing;
 mod dynamic_origin;
+mod errors;
 mod faults;
 mod functions;
 mod hostile;

@@ -119,7 +119,10 @@ fn not_modified(headers: &HeaderMap) -> Response<EdgeBody> {
     response
 }
 
-/// A short plain-text error response; the full error chain goes to the log.
+/// A short plain-text error response. Its body says what the viewer can act on: the reason
+/// for a refused request (4xx), and for everything else only the status line's words, since
+/// names of origins and functions, target addresses and Wasm backtraces are the operator's
+/// business. The full error chain goes to the log and, on a debug request, `X-Edge-Error`.
 pub fn error(node: &Node, ctx: &mut RequestCtx, error: &Error) -> Response<EdgeBody> {
     ctx.cache = CachePhase::Error;
     let status = error.status();
@@ -129,23 +132,17 @@ pub fn error(node: &Node, ctx: &mut RequestCtx, error: &Error) -> Response<EdgeB
     }
     match error.side() {
         Side::Viewer => {
-            tracing::debug!(request = ctx.id, status = status.as_u16(), error = %error, "request refused")
+            tracing::debug!(request = ctx.id, status = status.as_u16(), origin, error = %ErrorChain(error), "request refused")
         }
         Side::Origin | Side::Function | Side::Internal => {
             tracing::warn!(request = ctx.id, status = status.as_u16(), origin, error = %ErrorChain(error), "request failed")
         }
     }
-    // Origin errors name the origin but not its targets' addresses, which viewers need not see.
-    let message = match (error, origin) {
-        (Error::Origin(e), Some(name)) if e.is_timeout() => format!("origin {name:?} timed out"),
-        (Error::Origin(_), Some(name)) => format!("origin {name:?} is unreachable or failed"),
-        _ => error.to_string(),
-    };
-    let body = Bytes::from(format!(
-        "{} {}: {message}\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("Error")
-    ));
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let body = Bytes::from(match viewer_reason(error) {
+        Some(detail) => format!("{} {reason}: {detail}\n", status.as_u16()),
+        None => format!("{} {reason}\n", status.as_u16()),
+    });
     let mut response = Response::new(EdgeBody::full(body.clone()));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -161,6 +158,19 @@ pub fn error(node: &Node, ctx: &mut RequestCtx, error: &Error) -> Response<EdgeB
         }
     }
     response
+}
+
+/// What a viewer is told about its own refused request; `None` for failures on the node's
+/// side, whose details stay out of the response.
+fn viewer_reason(error: &Error) -> Option<String> {
+    match (error.side(), error) {
+        // Its message names the origin the body was going to.
+        (Side::Viewer, Error::Origin(_)) => {
+            Some("the request body is malformed or incomplete".to_owned())
+        }
+        (Side::Viewer, error) => Some(error.to_string()),
+        _ => None,
+    }
 }
 
 /// Adds `X-Cache` and, for responses that went through the cache, `Age`.
