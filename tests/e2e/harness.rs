@@ -381,6 +381,7 @@ impl TestNode {
 }
 
 /// What a [`RawOrigin`] does with one request (numbered from 0 across connections).
+
 #[allow(dead_code)] // TEMP
 pub enum RawAction {
     /// Write these bytes and keep the connection for the next request.

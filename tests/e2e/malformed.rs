@@ -4,24 +4,32 @@
 
 use anyhow::Result;
 
-use crate::harness::{raw_exchange, Origin, RawViewer, TestNode};
+use crate::harness::{raw_exchange, Origin, RawAction, RawOrigin, RawViewer, TestNode};
 
-/// A node with `/api/*` (every method) uncached to `origin`.
-async fn node_for(origin: &Origin) -> Result<TestNode> {
+/// A node with everything sent (GET, HEAD, POST, PUT) to the origin at `url`.
+async fn node_for(url: &str) -> Result<TestNode> {
     TestNode::start(&format!(
         r#"
 [origins.app]
 type = "http"
-targets = ["{}"]
+targets = ["{url}"]
 
 [[behaviors]]
 path = "*"
 origin = "app"
 methods = ["GET", "HEAD", "POST", "PUT"]
 cache = {{ default_ttl = "0s", max_ttl = "60s" }}
-"#,
-        origin.url()
+"#
     ))
+    .await
+}
+
+/// An origin on raw sockets that answers `ok` to anything: it has no header limits of its own
+/// to get in the way of the node's.
+async fn ok_origin() -> Result<RawOrigin> {
+    RawOrigin::start(|_| {
+        RawAction::Send(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec())
+    })
     .await
 }
 
@@ -39,8 +47,9 @@ async fn still_serving(node: &TestNode) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_chunked_body_is_the_viewers_fault() -> Result<()> {
+    // A hyper origin, which reads the whole body before it answers.
     let origin = Origin::fixed("ok", &[]).await?;
-    let node = node_for(&origin).await?;
+    let node = node_for(&origin.url()).await?;
     let mut viewer = RawViewer::connect(node.node.addr()).await?;
     viewer
         .send(
@@ -61,8 +70,8 @@ async fn bad_chunked_body_is_the_viewers_fault() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_or_duplicate_host_is_refused() -> Result<()> {
-    let origin = Origin::fixed("ok", &[]).await?;
-    let node = node_for(&origin).await?;
+    let origin = ok_origin().await?;
+    let node = node_for(&origin.url()).await?;
     for request in [
         &b"GET /api/x HTTP/1.1\r\n\r\n"[..],
         b"GET /api/x HTTP/1.1\r\nhost: a.test\r\nhost: b.test\r\n\r\n",
@@ -97,7 +106,7 @@ async fn absolute_form_target_host_wins_in_key_and_forwarding() -> Result<()> {
         crate::harness::reply(200, &[("cache-control", "max-age=60")], host)
     })
     .await?;
-    let node = node_for(&origin).await?;
+    let node = node_for(&origin.url()).await?;
     // RFC 9112 §3.2.2: the target's authority replaces Host.
     let absolute = raw_exchange(
         node.node.addr(),
@@ -135,4 +144,85 @@ async fn absolute_form_target_host_wins_in_key_and_forwarding() -> Result<()> {
         (Some("Miss"), "b.test")
     );
     Ok(())
+}
+
+/// A request to `/api/x` with `extra` header lines after Host.
+fn with_headers(extra: &[String]) -> Vec<u8> {
+    let mut request = String::from("GET /api/x HTTP/1.1\r\nhost: edge.test\r\n");
+    for line in extra {
+        request.push_str(line);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    request.into_bytes()
+}
+
+/// What the node answers `request` with: a status, or `None` for a closed connection.
+async fn status_of(node: &TestNode, request: &[u8]) -> Result<Option<u16>> {
+    Ok(raw_exchange(node.node.addr(), request)
+        .await?
+        .map(|reply| reply.status))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn header_limits_default_to_32_kib_and_100_lines() -> Result<()> {
+    let origin = ok_origin().await?;
+    let node = node_for(&origin.url()).await?;
+    let big = |size: usize| vec![format!("x-big: {}", "a".repeat(size))];
+    assert_eq!(
+        status_of(&node, &with_headers(&big(30 * 1024))).await?,
+        Some(200)
+    );
+    assert_eq!(
+        status_of(&node, &with_headers(&big(33 * 1024))).await?,
+        Some(431)
+    );
+    let lines = |n: usize| (0..n).map(|i| format!("x-h{i}: v")).collect::<Vec<_>>();
+    // Host is one of the lines.
+    assert_eq!(
+        status_of(&node, &with_headers(&lines(99))).await?,
+        Some(200)
+    );
+    assert_eq!(
+        status_of(&node, &with_headers(&lines(100))).await?,
+        Some(431)
+    );
+    still_serving(&node).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn header_limits_are_configurable() -> Result<()> {
+    let origin = ok_origin().await?;
+    let node = TestNode::start_with_server(
+        "max_request_header_size = \"2 KiB\"\nmax_request_headers = 10",
+        &format!(
+            r#"
+[origins.app]
+type = "http"
+targets = ["{}"]
+
+[[behaviors]]
+path = "*"
+origin = "app"
+"#,
+            origin.url()
+        ),
+    )
+    .await?;
+    let big = |size: usize| vec![format!("x-big: {}", "a".repeat(size))];
+    assert_eq!(
+        status_of(&node, &with_headers(&big(1500))).await?,
+        Some(200)
+    );
+    assert_eq!(
+        status_of(&node, &with_headers(&big(2100))).await?,
+        Some(431)
+    );
+    let lines = |n: usize| (0..n).map(|i| format!("x-h{i}: v")).collect::<Vec<_>>();
+    assert_eq!(status_of(&node, &with_headers(&lines(9))).await?, Some(200));
+    assert_eq!(
+        status_of(&node, &with_headers(&lines(10))).await?,
+        Some(431)
+    );
+    still_serving(&node).await
 }
