@@ -35,6 +35,12 @@ pub fn run(
 /// request path. A path that climbs above the root is refused.
 pub fn normalize(mut request: Request<EdgeBody>) -> Result<Request<EdgeBody>, Error> {
     check_host(&mut request)?;
+    // A request target is ASCII (RFC 3986 §2, RFC 9112 §3.2); hyper passes raw UTF-8 through,
+    // and such a path would reach cache keys, logs and origins undecoded. Viewers percent-encode.
+    let target = request.uri().path_and_query().map_or("", |pq| pq.as_str());
+    if !target.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::BadRequest("the request target must be ASCII"));
+    }
     let path = request.uri().path();
     // `OPTIONS *` (asterisk-form) names the server, not a resource: nothing to route or cache.
     if !path.starts_with('/') {
@@ -190,6 +196,16 @@ mod tests {
         for bad in ["", "a b", "user@a.test", "a.test/x", "a.test:port"] {
             assert!(!ok(with_hosts("/", Version::HTTP_11, &[bad])), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn non_ascii_targets_are_refused() {
+        let mut request = with_hosts("/caf%C3%A9?q=%20", Version::HTTP_11, &["a.test"]);
+        assert!(normalize(request).is_ok());
+        request = with_hosts("/", Version::HTTP_11, &["a.test"]);
+        *request.uri_mut() = Uri::from_maybe_shared(bytes::Bytes::from("/caf\u{e9}"))
+            .expect("the http crate accepts raw UTF-8 in a path");
+        assert!(normalize(request).is_err());
     }
 
     #[test]
