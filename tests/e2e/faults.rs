@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Result;
 use http_body_util::Full;
@@ -190,5 +191,194 @@ async fn refused_target_is_not_attempted_again_within_the_down_time() -> Result<
     }
     assert_eq!(revived.count(), 0, "a marked-down target is skipped");
     assert_eq!(good.count(), 7);
+    Ok(())
+}
+
+/// What the first viewer must get from a faulty origin.
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    /// Exactly this status, with a complete body.
+    Status(u16),
+    /// The origin broke after its headers: either 502 (the node saw the break first) or the
+    /// status line went out and the body is cut off. Never a complete response.
+    Broken,
+}
+
+/// One fault for the origin's first answer; every later request gets a good, cacheable one.
+struct Fault {
+    name: &'static str,
+    action: fn() -> RawAction,
+    extra: &'static str,
+    expect: Expect,
+}
+
+fn faults() -> Vec<Fault> {
+    use RawAction::*;
+    vec![
+        Fault {
+            name: "slow headers past response_timeout",
+            action: || Delay(Duration::from_secs(3), good("late", "max-age=600")),
+            extra: "response_timeout = \"300ms\"",
+            expect: Expect::Status(504),
+        },
+        Fault {
+            name: "reset mid-body (length)",
+            action: || {
+                SendAndReset(b"HTTP/1.1 200 OK\r\ncache-control: max-age=600\r\ncontent-length: 100\r\n\r\npartial".to_vec())
+            },
+            extra: "",
+            expect: Expect::Broken,
+        },
+        Fault {
+            name: "closed mid-body (length)",
+            action: || {
+                SendAndClose(b"HTTP/1.1 200 OK\r\ncache-control: max-age=600\r\ncontent-length: 100\r\n\r\npartial".to_vec())
+            },
+            extra: "",
+            expect: Expect::Broken,
+        },
+        Fault {
+            name: "reset mid-body (chunked)",
+            action: || {
+                SendAndReset(b"HTTP/1.1 200 OK\r\ncache-control: max-age=600\r\ntransfer-encoding: chunked\r\n\r\n7\r\npartial\r\n".to_vec())
+            },
+            extra: "",
+            expect: Expect::Broken,
+        },
+        Fault {
+            name: "closed mid-body (chunked)",
+            action: || {
+                SendAndClose(b"HTTP/1.1 200 OK\r\ncache-control: max-age=600\r\ntransfer-encoding: chunked\r\n\r\n7\r\npartial\r\n".to_vec())
+            },
+            extra: "",
+            expect: Expect::Broken,
+        },
+        Fault {
+            name: "closed before answering",
+            action: || SendAndClose(Vec::new()),
+            extra: "",
+            expect: Expect::Status(502),
+        },
+        Fault {
+            name: "garbage bytes",
+            action: || SendAndClose(b"\x00\x01\x02 not http at all\r\n\r\n".to_vec()),
+            extra: "",
+            expect: Expect::Status(502),
+        },
+        Fault {
+            name: "bad chunk size",
+            action: || {
+                SendAndClose(b"HTTP/1.1 200 OK\r\ncache-control: max-age=600\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n".to_vec())
+            },
+            extra: "",
+            expect: Expect::Broken,
+        },
+        Fault {
+            name: "oversized response header",
+            action: || {
+                let mut bytes =
+                    b"HTTP/1.1 200 OK\r\ncache-control: max-age=600\r\nx-big: ".to_vec();
+                bytes.extend(std::iter::repeat_n(b'a', 1024 * 1024));
+                bytes.extend_from_slice(b"\r\ncontent-length: 2\r\n\r\nok");
+                SendAndClose(bytes)
+            },
+            extra: "",
+            expect: Expect::Status(502),
+        },
+        Fault {
+            name: "too many response headers",
+            action: || {
+                let mut head = String::from("HTTP/1.1 200 OK\r\ncache-control: max-age=600\r\n");
+                for i in 0..500 {
+                    head.push_str(&format!("x-h{i}: v\r\n"));
+                }
+                head.push_str("content-length: 2\r\n\r\nok");
+                SendAndClose(head.into_bytes())
+            },
+            extra: "",
+            expect: Expect::Status(502),
+        },
+        Fault {
+            name: "500 with a lifetime",
+            action: || {
+                Send(b"HTTP/1.1 500 Internal Server Error\r\ncache-control: max-age=600\r\ncontent-length: 4\r\n\r\noops".to_vec())
+            },
+            extra: "",
+            expect: Expect::Status(500),
+        },
+        Fault {
+            name: "503 with a lifetime",
+            action: || {
+                Send(b"HTTP/1.1 503 Service Unavailable\r\ncache-control: max-age=600\r\ncontent-length: 4\r\n\r\ndown".to_vec())
+            },
+            extra: "",
+            expect: Expect::Status(503),
+        },
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn origin_faults_are_contained_and_never_cached() -> Result<()> {
+    for fault in faults() {
+        let action = fault.action;
+        let origin = RawOrigin::start(move |i| match i {
+            0 => action(),
+            _ => RawAction::Send(good("fresh", "max-age=600")),
+        })
+        .await?;
+        let node = caching_node(&origin.url(), fault.extra).await?;
+        let name = fault.name;
+
+        let mut viewer = RawViewer::connect(node.node.addr()).await?;
+        viewer.send(&get("/object")).await?;
+        match (fault.expect, viewer.response().await) {
+            (Expect::Status(status), Ok(reply)) => {
+                assert_eq!(reply.status, status, "{name}: {}", reply.head)
+            }
+            (Expect::Broken, Ok(reply)) => {
+                assert_eq!(reply.status, 502, "{name}: a complete {}", reply.head)
+            }
+            (Expect::Broken, Err(_)) => {}
+            (Expect::Status(status), Err(error)) => {
+                panic!("{name}: expected {status}, got {error:#}")
+            }
+        }
+
+        // The node keeps serving, and what it serves next is the origin's next good answer:
+        // fetched (nothing of the fault was stored), then stored.
+        for expected in ["Miss", "Hit"] {
+            let mut viewer = RawViewer::connect(node.node.addr()).await?;
+            viewer.send(&get("/object")).await?;
+            let reply = viewer.response().await?;
+            assert_eq!(
+                (reply.status, reply.header("x-cache"), reply.text().as_str()),
+                (200, Some(expected), "fresh"),
+                "{name}: {}",
+                reply.head
+            );
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_origin_gives_502_and_recovers() -> Result<()> {
+    let dead = refused_addr().await?;
+    let node = caching_node(&format!("http://{dead}"), "").await?;
+    let mut viewer = RawViewer::connect(node.node.addr()).await?;
+    viewer.send(&get("/object")).await?;
+    assert_eq!(viewer.response().await?.status, 502);
+    // The only target is down, but still tried: once it is back, it serves.
+    let _origin = Origin::start_at(dead, |_| async {
+        reply(200, &[("cache-control", "max-age=600")], "fresh")
+    })
+    .await?;
+    for expected in ["Miss", "Hit"] {
+        let r = node.get("/object").await?;
+        assert_eq!(
+            (r.status.as_u16(), r.x_cache(), r.text().as_str()),
+            (200, expected, "fresh")
+        );
+    }
     Ok(())
 }

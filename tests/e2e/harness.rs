@@ -382,7 +382,6 @@ impl TestNode {
 
 /// What a [`RawOrigin`] does with one request (numbered from 0 across connections).
 
-#[allow(dead_code)] // TEMP
 pub enum RawAction {
     /// Write these bytes and keep the connection for the next request.
     Send(Vec<u8>),
@@ -439,6 +438,11 @@ impl RawOrigin {
     /// How many requests it has read.
     pub fn count(&self) -> usize {
         self.heads.lock().expect("raw origin log lock").len()
+    }
+
+    /// The request heads it has read, in order.
+    pub fn heads(&self) -> Vec<String> {
+        self.heads.lock().expect("raw origin log lock").clone()
     }
 }
 

@@ -2,7 +2,7 @@
 //! is blamed on the viewer, never reaches the origin as something else, and the node keeps
 //! serving: a normal request on a new connection succeeds afterwards.
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 
 use crate::harness::{raw_exchange, Origin, RawAction, RawOrigin, RawViewer, TestNode};
 
@@ -225,4 +225,104 @@ origin = "app"
         Some(431)
     );
     still_serving(&node).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_requests_get_4xx_or_a_close() -> Result<()> {
+    let origin = ok_origin().await?;
+    let node = node_for(&origin.url()).await?;
+    let long_method = format!(
+        "{} /api/x HTTP/1.1\r\nhost: a.test\r\n\r\n",
+        "X".repeat(4000)
+    );
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("no target or version", b"GET\r\n\r\n".to_vec()),
+        ("a status line", b"HTTP/1.1 200 OK\r\n\r\n".to_vec()),
+        ("bad version", b"GET /api/x HTTP/9.9\r\nhost: a.test\r\n\r\n".to_vec()),
+        ("binary garbage", b"\x00\x01\x02\xff\xfe\r\n\r\n".to_vec()),
+        ("header without colon", b"GET /api/x HTTP/1.1\r\nhost: a.test\r\nno colon here\r\n\r\n".to_vec()),
+        ("space before colon", b"GET /api/x HTTP/1.1\r\nhost : a.test\r\n\r\n".to_vec()),
+        ("two different lengths", b"POST /api/x HTTP/1.1\r\nhost: a.test\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\nabcd".to_vec()),
+        ("bad length", b"POST /api/x HTTP/1.1\r\nhost: a.test\r\ncontent-length: -1\r\n\r\n".to_vec()),
+        ("unknown transfer coding", b"POST /api/x HTTP/1.1\r\nhost: a.test\r\ntransfer-encoding: gzip\r\n\r\nabcd".to_vec()),
+        ("non-ASCII path", "GET /café HTTP/1.1\r\nhost: a.test\r\n\r\n".as_bytes().to_vec()),
+        ("control byte in path", b"GET /a\x01b HTTP/1.1\r\nhost: a.test\r\n\r\n".to_vec()),
+        ("method with a NUL", b"G\x00T /api/x HTTP/1.1\r\nhost: a.test\r\n\r\n".to_vec()),
+        ("unknown method", b"BREW /api/x HTTP/1.1\r\nhost: a.test\r\n\r\n".to_vec()),
+        ("4000-byte method", long_method.into_bytes()),
+        ("CONNECT", b"CONNECT a.test:443 HTTP/1.1\r\nhost: a.test:443\r\n\r\n".to_vec()),
+        ("asterisk target", b"OPTIONS * HTTP/1.1\r\nhost: a.test\r\n\r\n".to_vec()),
+        ("climbing path", b"GET /../../etc/passwd HTTP/1.1\r\nhost: a.test\r\n\r\n".to_vec()),
+    ];
+    for (name, request) in &cases {
+        match raw_exchange(node.node.addr(), request)
+            .await
+            .with_context(|| name.to_string())?
+        {
+            None => {}
+            Some(reply) => assert!(
+                (400..500).contains(&reply.status),
+                "{name}: {}{}",
+                reply.head,
+                reply.text()
+            ),
+        }
+        still_serving(&node).await?;
+    }
+    // Only the well-formed requests of `still_serving` reached the origin.
+    assert!(
+        origin.heads().iter().all(|h| h.starts_with("GET /api/ok ")),
+        "{:?}",
+        origin.heads()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn length_beside_chunked_cannot_smuggle_a_request() -> Result<()> {
+    let origin = ok_origin().await?;
+    let node = node_for(&origin.url()).await?;
+    // Both orders: RFC 9112 §6.1 lets a server use the chunked framing, but it must then close
+    // the connection, so whatever the other framing would have left over is never read as a
+    // request.
+    for (name, headers) in [
+        (
+            "length first",
+            "content-length: 4\r\ntransfer-encoding: chunked",
+        ),
+        (
+            "chunked first",
+            "transfer-encoding: chunked\r\ncontent-length: 4",
+        ),
+    ] {
+        let mut viewer = RawViewer::connect(node.node.addr()).await?;
+        viewer
+            .send(
+                format!(
+                    "POST /api/x HTTP/1.1\r\nhost: a.test\r\n{headers}\r\n\r\n0\r\n\r\n\
+                     GET /api/smuggled HTTP/1.1\r\nhost: a.test\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .await?;
+        match viewer.response().await {
+            Ok(reply) => {
+                assert!(
+                    reply.status == 200 || (400..500).contains(&reply.status),
+                    "{name}: {}",
+                    reply.head
+                );
+                let rest = viewer.closed().await?;
+                assert!(rest.is_empty(), "{name}: a second response: {rest:?}");
+            }
+            Err(_) => {} // closed without a response
+        }
+        still_serving(&node).await?;
+    }
+    assert!(
+        !origin.heads().iter().any(|h| h.contains("/api/smuggled")),
+        "{:?}",
+        origin.heads()
+    );
+    Ok(())
 }
