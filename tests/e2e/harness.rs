@@ -381,7 +381,6 @@ impl TestNode {
 }
 
 /// What a [`RawOrigin`] does with one request (numbered from 0 across connections).
-
 pub enum RawAction {
     /// Write these bytes and keep the connection for the next request.
     Send(Vec<u8>),

@@ -305,17 +305,15 @@ async fn length_beside_chunked_cannot_smuggle_a_request() -> Result<()> {
                 .as_bytes(),
             )
             .await?;
-        match viewer.response().await {
-            Ok(reply) => {
-                assert!(
-                    reply.status == 200 || (400..500).contains(&reply.status),
-                    "{name}: {}",
-                    reply.head
-                );
-                let rest = viewer.closed().await?;
-                assert!(rest.is_empty(), "{name}: a second response: {rest:?}");
-            }
-            Err(_) => {} // closed without a response
+        // An error here is a close without a response, which is fine too.
+        if let Ok(reply) = viewer.response().await {
+            assert!(
+                reply.status == 200 || (400..500).contains(&reply.status),
+                "{name}: {}",
+                reply.head
+            );
+            let rest = viewer.closed().await?;
+            assert!(rest.is_empty(), "{name}: a second response: {rest:?}");
         }
         still_serving(&node).await?;
     }

@@ -4,7 +4,7 @@
 use anyhow::Result;
 use http_body_util::Full;
 
-use crate::harness::{reply, Origin, Reply, TestNode};
+use crate::harness::{reply, Modules, Origin, Reply, TestNode};
 
 /// A node caching everything from `origin` for a day unless the origin says otherwise.
 async fn node_for(origin: &Origin) -> Result<TestNode> {
@@ -75,6 +75,59 @@ async fn authorized_response_is_not_served_to_anyone_else() -> Result<()> {
     // The anonymous response was shareable and is stored as usual.
     let hit = get_as(&node, "/account", None).await?;
     assert_eq!((hit.x_cache(), hit.text().as_str()), ("Hit", "anonymous"));
+    // RFC 9111 §3.5 restricts reusing responses *to* authorized requests; a shareable object
+    // may answer one (an origin that varies on credentials says `Vary: Authorization`).
+    let later = get_as(&node, "/account", Some("Bearer alice-token")).await?;
+    assert_eq!(
+        (later.x_cache(), later.text().as_str()),
+        ("Hit", "anonymous")
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn function_lifetime_cannot_share_an_authorized_response() -> Result<()> {
+    let modules = Modules::new(&[(
+        "ttl",
+        r#"(module
+      (import "edge_v1" "cache_set_ttl" (func $ttl (param i64) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "origin-response") (result i32)
+        (drop (call $ttl (i64.const 3600)))
+        (i32.const 0)))"#,
+    )])?;
+    let origin = echo_credentials(&[]).await?;
+    let node = TestNode::start(&format!(
+        r#"
+{functions}
+[origins.app]
+type = "http"
+targets = ["{url}"]
+
+[[behaviors]]
+path = "*"
+origin = "app"
+functions = {{ origin_response = "ttl" }}
+"#,
+        functions = modules.toml(""),
+        url = origin.url()
+    ))
+    .await?;
+    let alice = get_as(&node, "/account", Some("Bearer alice-token")).await?;
+    assert_eq!(alice.x_cache(), "Miss");
+    let bob = get_as(&node, "/account", Some("Bearer bob-token")).await?;
+    assert_eq!(
+        (bob.x_cache(), bob.text().as_str()),
+        ("Miss", "Bearer bob-token")
+    );
+    // The same function does store what may be shared.
+    for expected in ["Miss", "Hit"] {
+        let anonymous = get_as(&node, "/account", None).await?;
+        assert_eq!(
+            (anonymous.x_cache(), anonymous.text().as_str()),
+            (expected, "anonymous")
+        );
+    }
     Ok(())
 }
 
