@@ -243,3 +243,61 @@ impl std::fmt::Display for ErrorChain<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(status: u16, lengths: &[&str], body: EdgeBody) -> Response<EdgeBody> {
+        let mut response = Response::new(body);
+        *response.status_mut() = StatusCode::from_u16(status).expect("status");
+        for length in lengths {
+            response.headers_mut().append(
+                CONTENT_LENGTH,
+                HeaderValue::from_str(length).expect("value"),
+            );
+        }
+        response
+            .headers_mut()
+            .insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        response
+    }
+
+    fn lengths(response: &Response<EdgeBody>) -> Vec<&str> {
+        response
+            .headers()
+            .get_all(CONTENT_LENGTH)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect()
+    }
+
+    #[test]
+    fn a_body_of_known_size_announces_its_true_length() {
+        let framed = frame(false, response(200, &["5"], EdgeBody::full("hello world")));
+        assert_eq!(lengths(&framed), ["11"]);
+        assert!(!framed.headers().contains_key(TRANSFER_ENCODING));
+    }
+
+    #[test]
+    fn a_streamed_body_is_held_to_its_length() {
+        let (_tx, body) = EdgeBody::channel(1);
+        let framed = frame(false, response(200, &["5"], body));
+        assert_eq!(lengths(&framed), ["5"]);
+        assert!(matches!(
+            framed.body(),
+            EdgeBody::Framed { remaining: 5, .. }
+        ));
+        let (_tx, body) = EdgeBody::channel(1);
+        let unsure = frame(false, response(200, &["5", "6"], body));
+        assert!(lengths(&unsure).is_empty(), "two lengths: sent chunked");
+    }
+
+    #[test]
+    fn head_and_bodiless_statuses_keep_or_drop_length() {
+        let head = frame(true, response(200, &["42"], EdgeBody::Empty));
+        assert_eq!(lengths(&head), ["42"], "HEAD announces the GET's length");
+        let no_content = frame(false, response(204, &["0"], EdgeBody::Empty));
+        assert!(lengths(&no_content).is_empty());
+    }
+}
