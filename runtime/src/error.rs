@@ -75,6 +75,7 @@ impl Error {
             Error::NoBehavior { .. } | Error::MethodNotAllowed { .. } | Error::BadRequest(_) => {
                 Side::Viewer
             }
+            Error::Origin(e) if e.is_viewer_fault() => Side::Viewer,
             Error::Origin(_) => Side::Origin,
             Error::Function(_) => Side::Function,
         }
@@ -86,6 +87,7 @@ impl Error {
             Error::NoBehavior { .. } => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Origin(e) if e.is_viewer_fault() => StatusCode::BAD_REQUEST,
             Error::Origin(e) if e.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
             Error::Origin(_) => StatusCode::BAD_GATEWAY,
             Error::Function(e) if e.is_limit() => StatusCode::SERVICE_UNAVAILABLE,

@@ -165,9 +165,21 @@ pub async fn start(
 async fn serve(listener: TcpListener, edge: Arc<Edge>, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
+    // hyper answers requests over either limit with 431 and closes the connection. The limits
+    // are read once: a reload that changes them takes effect at restart.
+    let (max_header_size, max_headers) = {
+        let server = &edge.current().config.server;
+        (server.max_request_header_size, server.max_request_headers)
+    };
     http.timer(TokioTimer::new())
         .keep_alive(true)
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_header_size(max_header_size);
+    // hyper keeps up to 100 headers on the stack; any explicit count moves them to the heap for
+    // every request (about 5% slower), so only a non-default count is passed on.
+    if max_headers != crate::config::DEFAULT_MAX_REQUEST_HEADERS as usize {
+        http.max_headers(max_headers);
+    }
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -219,7 +231,7 @@ async fn serve_request(
         );
         (request.method().clone(), path)
     });
-    let response = flow::handle(node, &mut ctx, request.map(EdgeBody::Incoming)).await;
+    let response = flow::handle(node, &mut ctx, request.map(EdgeBody::Viewer)).await;
     let record = logged.map(|(method, path)| {
         Box::new(AccessRecord {
             id: ctx.id,

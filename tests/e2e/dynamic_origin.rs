@@ -141,15 +141,10 @@ async fn unreachable_origin_gives_502() -> Result<()> {
     let node = node_for(&[format!("http://{}", refused_addr().await?)], "").await?;
     let r = node.get("/api/x").await?;
     assert_eq!((r.status.as_u16(), r.x_cache()), (502, "Error"));
-    assert!(
-        r.text().contains("origin \"app\""),
-        "body names the origin: {}",
-        r.text()
-    );
-    assert!(
-        !r.text().contains("127.0.0.1"),
-        "body does not leak target addresses: {}",
-        r.text()
+    assert_eq!(
+        r.text(),
+        "502 Bad Gateway\n",
+        "the body names neither the origin nor its targets"
     );
     Ok(())
 }
@@ -185,7 +180,7 @@ async fn response_timeout_gives_504() -> Result<()> {
     let started = Instant::now();
     let r = node.get("/api/x").await?;
     assert_eq!((r.status.as_u16(), r.x_cache()), (504, "Error"));
-    assert!(r.text().contains("timed out"), "{}", r.text());
+    assert_eq!(r.text(), "504 Gateway Timeout\n");
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "took {:?}",

@@ -50,7 +50,16 @@ impl Origin {
         F: Fn(Received) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response<EdgeBody>> + Send + 'static,
     {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Origin::start_at("127.0.0.1:0".parse()?, handler).await
+    }
+
+    /// Starts an origin on a given address (e.g. one that refused connections until now).
+    pub async fn start_at<F, Fut>(addr: SocketAddr, handler: F) -> Result<Origin>
+    where
+        F: Fn(Received) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<EdgeBody>> + Send + 'static,
+    {
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let received = Arc::new(Mutex::new(Vec::new()));
         let handler = Arc::new(handler);
@@ -368,5 +377,334 @@ impl TestNode {
             node,
             client: Client::builder(TokioExecutor::new()).build_http(),
         })
+    }
+}
+
+/// What a [`RawOrigin`] does with one request (numbered from 0 across connections).
+pub enum RawAction {
+    /// Write these bytes and keep the connection for the next request.
+    Send(Vec<u8>),
+    /// Write these bytes, then close the connection (FIN).
+    SendAndClose(Vec<u8>),
+    /// Write these bytes, then reset the connection (RST).
+    SendAndReset(Vec<u8>),
+    /// Wait, then write these bytes and keep the connection: a slow origin.
+    Delay(Duration, Vec<u8>),
+}
+
+/// An origin on raw sockets, for answers no well-behaved HTTP server would send: broken
+/// framing, garbage, resets. Reads each request's head (and a `Content-Length` body), records
+/// it, then acts as the handler says. Shut down on drop.
+pub struct RawOrigin {
+    pub addr: SocketAddr,
+    heads: Arc<Mutex<Vec<String>>>,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl RawOrigin {
+    pub async fn start<F>(handler: F) -> Result<RawOrigin>
+    where
+        F: Fn(usize) -> RawAction + Send + Sync + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let handler = Arc::new(handler);
+        let (tx, mut rx) = oneshot::channel::<()>();
+        let log = Arc::clone(&heads);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut rx => break,
+                    accepted = listener.accept() => {
+                        let Ok((stream, _)) = accepted else { continue };
+                        tokio::spawn(raw_origin_connection(stream, Arc::clone(&handler), Arc::clone(&log)));
+                    }
+                }
+            }
+        });
+        Ok(RawOrigin {
+            addr,
+            heads,
+            shutdown: Some(tx),
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// How many requests it has read.
+    pub fn count(&self) -> usize {
+        self.heads.lock().expect("raw origin log lock").len()
+    }
+
+    /// The request heads it has read, in order.
+    pub fn heads(&self) -> Vec<String> {
+        self.heads.lock().expect("raw origin log lock").clone()
+    }
+}
+
+impl Drop for RawOrigin {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+async fn raw_origin_connection<F>(
+    mut stream: tokio::net::TcpStream,
+    handler: Arc<F>,
+    log: Arc<Mutex<Vec<String>>>,
+) where
+    F: Fn(usize) -> RawAction + Send + Sync + 'static,
+{
+    use tokio::io::AsyncWriteExt;
+    let mut buffer = Vec::new();
+    loop {
+        let Ok(Some(head)) = read_head(&mut stream, &mut buffer).await else {
+            return;
+        };
+        let length = header_in(&head, "content-length")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        if read_exact_into(&mut stream, &mut buffer, length)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        buffer.drain(..length);
+        let index = {
+            let mut log = log.lock().expect("raw origin log lock");
+            log.push(head);
+            log.len() - 1
+        };
+        match handler(index) {
+            RawAction::Send(bytes) => {
+                if stream.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+            RawAction::Delay(delay, bytes) => {
+                tokio::time::sleep(delay).await;
+                if stream.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+            RawAction::SendAndClose(bytes) => {
+                let _ = stream.write_all(&bytes).await;
+                let _ = stream.shutdown().await;
+                return;
+            }
+            RawAction::SendAndReset(bytes) => {
+                let _ = stream.write_all(&bytes).await;
+                let _ = stream.flush().await;
+                // SO_LINGER 0: close sends RST instead of FIN.
+                let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                drop(stream);
+                return;
+            }
+        }
+    }
+}
+
+/// Reads up to the end of a message head (`\r\n\r\n`); returns it as text and leaves what
+/// follows in `buffer`. `None` at a clean end of stream.
+async fn read_head(
+    stream: &mut tokio::net::TcpStream,
+    buffer: &mut Vec<u8>,
+) -> std::io::Result<Option<String>> {
+    use tokio::io::AsyncReadExt;
+    loop {
+        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head: Vec<u8> = buffer.drain(..end + 4).collect();
+            return Ok(Some(String::from_utf8_lossy(&head).into_owned()));
+        }
+        let mut chunk = [0u8; 4096];
+        let n = match stream.read(&mut chunk).await {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
+            read => read?,
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Makes sure `buffer` holds at least `n` bytes.
+async fn read_exact_into(
+    stream: &mut tokio::net::TcpStream,
+    buffer: &mut Vec<u8>,
+    n: usize,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    while buffer.len() < n {
+        let mut chunk = [0u8; 4096];
+        let read = stream.read(&mut chunk).await?;
+        if read == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buffer.extend_from_slice(&chunk[..read]);
+    }
+    Ok(())
+}
+
+/// The first value of header `name` in a message head.
+fn header_in<'h>(head: &'h str, name: &str) -> Option<&'h str> {
+    head.split("\r\n").skip(1).find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// A response read off a raw socket, framed exactly as its headers say.
+#[derive(Debug)]
+pub struct RawReply {
+    pub status: u16,
+    /// The head as received, status line first.
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl RawReply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header_in(&self.head, name)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A viewer on a raw socket: sends bytes as given and reads responses by their own framing,
+/// so a response that announces the wrong length shows up in the next one.
+pub struct RawViewer {
+    stream: tokio::net::TcpStream,
+    buffer: Vec<u8>,
+}
+
+/// Bound on every raw read, so a test fails instead of hanging.
+const RAW_READ_LIMIT: Duration = Duration::from_secs(10);
+
+impl RawViewer {
+    pub async fn connect(addr: SocketAddr) -> Result<RawViewer> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(RawViewer {
+            stream,
+            buffer: Vec::new(),
+        })
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(bytes).await?;
+        Ok(())
+    }
+
+    /// Reads one response to a request that was not HEAD. Fails if the connection ends first
+    /// or the response does not parse.
+    pub async fn response(&mut self) -> Result<RawReply> {
+        tokio::time::timeout(RAW_READ_LIMIT, self.read_response())
+            .await
+            .context("no complete response within 10 s")?
+    }
+
+    async fn read_response(&mut self) -> Result<RawReply> {
+        let head = read_head(&mut self.stream, &mut self.buffer)
+            .await?
+            .context("connection closed before a response")?;
+        let status_line = head.lines().next().unwrap_or_default();
+        let status = status_line
+            .strip_prefix("HTTP/1.1 ")
+            .or_else(|| status_line.strip_prefix("HTTP/1.0 "))
+            .and_then(|rest| rest.get(..3))
+            .and_then(|code| code.parse::<u16>().ok())
+            .with_context(|| format!("not a status line: {status_line:?}"))?;
+        let chunked = header_in(&head, "transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+        let body = if status == 304 || status == 204 || (100..200).contains(&status) {
+            Vec::new()
+        } else if chunked {
+            self.read_chunked().await?
+        } else if let Some(length) = header_in(&head, "content-length") {
+            let length: usize = length.parse().context("content-length")?;
+            read_exact_into(&mut self.stream, &mut self.buffer, length).await?;
+            self.buffer.drain(..length).collect()
+        } else {
+            // Close-delimited.
+            use tokio::io::AsyncReadExt;
+            self.stream.read_to_end(&mut self.buffer).await?;
+            std::mem::take(&mut self.buffer)
+        };
+        Ok(RawReply { status, head, body })
+    }
+
+    async fn read_chunked(&mut self) -> Result<Vec<u8>> {
+        let mut body = Vec::new();
+        loop {
+            let line = self.read_line().await?;
+            let size = line.split(';').next().unwrap_or_default().trim();
+            let size = usize::from_str_radix(size, 16)
+                .with_context(|| format!("bad chunk size line {line:?}"))?;
+            if size == 0 {
+                // Trailers, up to the empty line.
+                while !self.read_line().await?.is_empty() {}
+                return Ok(body);
+            }
+            read_exact_into(&mut self.stream, &mut self.buffer, size + 2).await?;
+            body.extend(self.buffer.drain(..size));
+            let crlf: Vec<u8> = self.buffer.drain(..2).collect();
+            anyhow::ensure!(crlf == b"\r\n", "chunk not followed by CRLF");
+        }
+    }
+
+    async fn read_line(&mut self) -> Result<String> {
+        use tokio::io::AsyncReadExt;
+        loop {
+            if let Some(end) = self.buffer.windows(2).position(|w| w == b"\r\n") {
+                let line: Vec<u8> = self.buffer.drain(..end + 2).collect();
+                return Ok(String::from_utf8_lossy(&line[..end]).into_owned());
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk).await?;
+            anyhow::ensure!(n > 0, "connection closed inside a chunked body");
+            self.buffer.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Waits until the node closes the connection (bounded); returns the bytes read meanwhile.
+    pub async fn closed(&mut self) -> Result<Vec<u8>> {
+        use tokio::io::AsyncReadExt;
+        let mut rest = std::mem::take(&mut self.buffer);
+        tokio::time::timeout(RAW_READ_LIMIT, async {
+            loop {
+                let mut chunk = [0u8; 4096];
+                match self.stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => rest.extend_from_slice(&chunk[..n]),
+                }
+            }
+        })
+        .await
+        .context("the node kept the connection open for 10 s")?;
+        Ok(rest)
+    }
+}
+
+/// Sends `bytes` on a new connection and reads one response (or `None` when the node closes
+/// the connection without one).
+pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> Result<Option<RawReply>> {
+    let mut viewer = RawViewer::connect(addr).await?;
+    viewer.send(bytes).await?;
+    match viewer.response().await {
+        Ok(reply) => Ok(Some(reply)),
+        Err(error) if format!("{error:#}").contains("connection closed before a response") => {
+            Ok(None)
+        }
+        Err(error) => Err(error),
     }
 }

@@ -22,6 +22,10 @@ pub struct CacheControl {
     pub no_cache: bool,
     /// `private`
     pub private: bool,
+    /// `public`
+    pub public: bool,
+    /// `must-revalidate`
+    pub must_revalidate: bool,
     /// `max-age=N`
     pub max_age: Option<u64>,
     /// `s-maxage=N` (a shared cache prefers it over `max-age`)
@@ -45,6 +49,8 @@ impl CacheControl {
                     "no-store" => cc.no_store = true,
                     "no-cache" => cc.no_cache = true,
                     "private" => cc.private = true,
+                    "public" => cc.public = true,
+                    "must-revalidate" => cc.must_revalidate = true,
                     "max-age" => cc.max_age = seconds(),
                     "s-maxage" => cc.s_maxage = seconds(),
                     _ => {}
@@ -67,10 +73,12 @@ pub enum Storability {
     NotStorable(&'static str),
 }
 
-/// Decides whether a response to a GET may be stored and for how long.
+/// Decides whether a response to a GET may be stored and for how long. `authorized` says
+/// whether the request carried `Authorization`.
 ///
 /// Rules, in order: a status that is not cacheable by default, `no-store`, `private`,
-/// `Set-Cookie` (one viewer's cookie must never reach another) and `Vary: *` refuse storing.
+/// `Set-Cookie` (one viewer's cookie must never reach another), `Vary: *`, and a response to an
+/// authorized request without `public`, `s-maxage` or `must-revalidate` refuse storing.
 /// Otherwise the origin's lifetime (`s-maxage`, else `max-age`, else `Expires - Date`) is
 /// clamped to `[min_ttl, max_ttl]`; without one, `default_ttl` applies (at most
 /// [`DEFAULT_ERROR_TTL`] for error statuses). `no-cache` stores with a zero lifetime, so every
@@ -78,6 +86,7 @@ pub enum Storability {
 pub fn storability(
     status: StatusCode,
     headers: &HeaderMap,
+    authorized: bool,
     policy: &CachePolicyConfig,
     now: SystemTime,
 ) -> Storability {
@@ -102,6 +111,16 @@ pub fn storability(
             .any(|n| n.trim_ascii() == b"*")
     }) {
         return Storability::NotStorable("vary-star");
+    }
+    // RFC 9111 §3.5: a shared cache must not reuse a response to a request with `Authorization`
+    // for any other request unless the origin said it may be shared. Everything stored is served
+    // to every viewer with the same key, so "reused for others" and "stored" are one decision.
+    // The rule restricts responses *to* authorized requests only: an object stored from an
+    // anonymous request is already declared shareable and may answer an authorized request,
+    // as the RFC allows (an origin that answers authorized viewers differently must say so with
+    // `Vary: Authorization` or `private`).
+    if authorized && !(cc.public || cc.s_maxage.is_some() || cc.must_revalidate) {
+        return Storability::NotStorable("authorization");
     }
 
     let lifetime = if cc.no_cache {
@@ -179,6 +198,7 @@ mod tests {
         storability(
             StatusCode::from_u16(status).expect("status"),
             &map,
+            false,
             p,
             SystemTime::now(),
         )
@@ -258,6 +278,40 @@ mod tests {
             Storability::NotStorable("status")
         );
         assert_eq!(decide(206, &[], &p), Storability::NotStorable("status"));
+    }
+
+    #[test]
+    fn authorized_responses_are_stored_only_when_marked_shareable() {
+        let p = policy(0, 100, 1000);
+        let authorized = |headers: &[(&str, &str)]| {
+            let mut map = HeaderMap::new();
+            for (n, v) in headers {
+                map.append(
+                    http::header::HeaderName::from_bytes(n.as_bytes()).expect("name"),
+                    v.parse().expect("value"),
+                );
+            }
+            storability(StatusCode::OK, &map, true, &p, SystemTime::now())
+        };
+        assert_eq!(
+            authorized(&[("cache-control", "max-age=600")]),
+            Storability::NotStorable("authorization")
+        );
+        assert_eq!(authorized(&[]), Storability::NotStorable("authorization"));
+        assert_eq!(
+            authorized(&[("cache-control", "public, max-age=600")]),
+            ttl(600)
+        );
+        assert_eq!(authorized(&[("cache-control", "s-maxage=60")]), ttl(60));
+        assert_eq!(
+            authorized(&[("cache-control", "max-age=60, must-revalidate")]),
+            ttl(60)
+        );
+        // `public` does not override the refusals that come first.
+        assert_eq!(
+            authorized(&[("cache-control", "public, private")]),
+            Storability::NotStorable("private")
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::header::{HeaderName, ETAG, VARY};
+use http::header::{HeaderName, CONTENT_LENGTH, ETAG, TRANSFER_ENCODING, VARY};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::key::CacheKey;
@@ -36,14 +36,22 @@ pub struct CachedObject {
 }
 
 impl CachedObject {
-    /// Builds an object from a complete response, reading its validators once.
+    /// Builds an object from a complete response, reading its validators once. Its
+    /// `Content-Length` is rebuilt from the body: whatever framing the response arrived with,
+    /// every hit must announce exactly the bytes it sends.
     pub fn new(
         status: StatusCode,
-        headers: HeaderMap,
+        mut headers: HeaderMap,
         body: Bytes,
         ttl: Duration,
         initial_age: u64,
     ) -> Self {
+        headers.remove(TRANSFER_ENCODING);
+        if status == StatusCode::NO_CONTENT {
+            headers.remove(CONTENT_LENGTH);
+        } else {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
         let etag = headers.get(ETAG).cloned();
         let last_modified = crate::conditional::last_modified(&headers);
         CachedObject {
@@ -313,6 +321,18 @@ mod tests {
             body(store.lookup(&key("/a"), &en, now)),
             Some((true, Bytes::from("hello")))
         );
+    }
+
+    #[test]
+    fn content_length_is_rebuilt_from_the_body() {
+        let stored = object(
+            "hello world",
+            &[("content-length", "5"), ("transfer-encoding", "chunked")],
+            10,
+        );
+        assert_eq!(stored.headers.get_all(CONTENT_LENGTH).iter().count(), 1);
+        assert_eq!(stored.headers[CONTENT_LENGTH], "11");
+        assert!(!stored.headers.contains_key(TRANSFER_ENCODING));
     }
 
     #[test]

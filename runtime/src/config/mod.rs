@@ -44,6 +44,17 @@ pub const DEFAULT_MAX_MODULE_SIZE: u64 = 8 * 1024 * 1024;
 /// Largest response body a function may read or write.
 pub const DEFAULT_BODY_LIMIT: u64 = 1024 * 1024;
 
+/// Request line plus headers a viewer may send: nginx's `large_client_header_buffers` (4 × 8k),
+/// room for big cookies and tokens, yet a connection cannot make the node buffer much.
+pub const DEFAULT_MAX_REQUEST_HEADER_SIZE: u64 = 32 * 1024;
+/// Header lines per request: hyper's and Apache's default (`LimitRequestFields`).
+pub const DEFAULT_MAX_REQUEST_HEADERS: u64 = 100;
+/// Bounds of `max_request_header_size`: below 1 KiB ordinary browsers fail, and above 256 KiB
+/// the limit would pass hyper's own read buffer (about 400 KB), which then decides instead.
+const REQUEST_HEADER_SIZE_RANGE: std::ops::RangeInclusive<u64> = 1024..=256 * 1024;
+/// Bounds of `max_request_headers`.
+const REQUEST_HEADERS_RANGE: std::ops::RangeInclusive<u64> = 8..=1000;
+
 /// TTL bounds when a behavior has no `cache` table (CloudFront's `CachingOptimized` bounds,
 /// with a 0 s minimum so that an origin's `max-age=0` is honoured).
 pub const DEFAULT_MIN_TTL: Duration = Duration::ZERO;
@@ -155,6 +166,10 @@ pub struct ServerConfig {
     pub compile_cache: Option<PathBuf>,
     /// Requests carrying this header get the debug headers (`flow::debug`).
     pub debug_header: Option<HeaderName>,
+    /// Largest request line plus headers, in bytes; larger requests get 431.
+    pub max_request_header_size: usize,
+    /// Most header lines in a request; more get 431.
+    pub max_request_headers: usize,
 }
 
 /// `[cache]`
@@ -390,6 +405,38 @@ impl Validator<'_> {
             })?),
             None => None,
         };
+        let max_request_header_size = self.size(
+            raw.server.max_request_header_size.as_ref(),
+            "server.max_request_header_size",
+            DEFAULT_MAX_REQUEST_HEADER_SIZE,
+        )?;
+        if let Some(v) = raw
+            .server
+            .max_request_header_size
+            .as_ref()
+            .filter(|_| !REQUEST_HEADER_SIZE_RANGE.contains(&max_request_header_size))
+        {
+            return Err(self.invalid(
+                v,
+                "server.max_request_header_size",
+                "must be between 1 KiB and 256 KiB",
+            ));
+        }
+        let max_request_headers = match &raw.server.max_request_headers {
+            None => DEFAULT_MAX_REQUEST_HEADERS,
+            Some(v) if REQUEST_HEADERS_RANGE.contains(v.get_ref()) => *v.get_ref(),
+            Some(v) => {
+                return Err(self.error(
+                    v.span(),
+                    "server.max_request_headers",
+                    format!(
+                        "must be between {} and {}",
+                        REQUEST_HEADERS_RANGE.start(),
+                        REQUEST_HEADERS_RANGE.end()
+                    ),
+                ))
+            }
+        };
         let compile_cache = match &raw.server.compile_cache {
             Some(dir) => Some(self.path(dir.get_ref())),
             None => default_compile_cache(),
@@ -409,6 +456,8 @@ impl Validator<'_> {
                 listen,
                 compile_cache,
                 debug_header,
+                max_request_header_size: max_request_header_size as usize,
+                max_request_headers: max_request_headers as usize,
             },
             cache: CacheConfig {
                 max_size,
@@ -1040,6 +1089,33 @@ cache_key = { query = "none" }
     fn unknown_field_names_line() {
         let e = err(&EXAMPLE.replace("max_object_size", "max_objet_size"));
         assert!(e.contains("line 7") && e.contains("max_objet_size"), "{e}");
+    }
+
+    #[test]
+    fn request_header_limits_have_defaults_and_bounds() {
+        let c: Config = EXAMPLE.parse().expect("example is valid");
+        assert_eq!(
+            (
+                c.server.max_request_header_size,
+                c.server.max_request_headers
+            ),
+            (32 * 1024, 100)
+        );
+        let with = |lines: &str| EXAMPLE.replacen("[server]\n", &format!("[server]\n{lines}\n"), 1);
+        let c: Config = with("max_request_header_size = \"8 KiB\"\nmax_request_headers = 20")
+            .parse()
+            .expect("valid limits");
+        assert_eq!(
+            (
+                c.server.max_request_header_size,
+                c.server.max_request_headers
+            ),
+            (8 * 1024, 20)
+        );
+        let e = err(&with("max_request_header_size = \"100 B\""));
+        assert!(e.contains("`server.max_request_header_size`"), "{e}");
+        let e = err(&with("max_request_headers = 0"));
+        assert!(e.contains("`server.max_request_headers`"), "{e}");
     }
 
     #[test]

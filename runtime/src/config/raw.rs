@@ -82,6 +82,10 @@ pub struct RawServer {
     pub compile_cache: Option<Spanned<String>>,
     /// `debug_header = "x-edge-debug"`: requests carrying it get debug headers back
     pub debug_header: Option<Spanned<String>>,
+    /// `max_request_header_size = "32 KiB"`: request line and headers together; 431 above
+    pub max_request_header_size: Option<Spanned<String>>,
+    /// `max_request_headers = 100`: header lines per request; 431 above
+    pub max_request_headers: Option<Spanned<u64>>,
 }
 
 /// `[cache]`

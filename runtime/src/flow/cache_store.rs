@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{ACCEPT_RANGES, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{ACCEPT_RANGES, AUTHORIZATION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -20,7 +20,7 @@ use crate::body::EdgeBody;
 use crate::cache::policy::{self, Storability};
 use crate::cache::{CacheKey, CachedObject, FlightOutcome, Leader, Store};
 use crate::config::BehaviorConfig;
-use crate::error::Error;
+use crate::error::{Error, Side};
 use crate::Node;
 
 /// Chunks buffered between the origin reader and a slow viewer.
@@ -50,7 +50,8 @@ pub fn stale_if_error<'a>(
 ) -> Result<Fetched<'a>, Error> {
     let usable = stale.filter(|o| o.stored_at.elapsed() < o.ttl + DEFAULT_STALE_IF_ERROR);
     let failed = match &fetched {
-        Err(_) => true,
+        // The viewer's own broken request is not an origin failure to paper over.
+        Err(e) => e.side() != Side::Viewer,
         Ok(response) => matches!(response.status().as_u16(), 500 | 502 | 503 | 504),
     };
     match (usable, failed) {
@@ -91,8 +92,13 @@ pub fn refresh(
             headers.append(name.clone(), value.clone());
         }
     }
-    let storability =
-        policy::storability(stale.status, &headers, &behavior.cache, SystemTime::now());
+    let storability = policy::storability(
+        stale.status,
+        &headers,
+        parts.headers.contains_key(AUTHORIZATION),
+        &behavior.cache,
+        SystemTime::now(),
+    );
     let ttl = match storability {
         Storability::Store { ttl } => ttl,
         Storability::NotStorable(_) => Duration::ZERO,
@@ -128,6 +134,7 @@ pub fn store(
     let storability = policy::storability(
         response.status(),
         response.headers(),
+        parts.headers.contains_key(AUTHORIZATION),
         &behavior.cache,
         SystemTime::now(),
     );

@@ -1,7 +1,7 @@
 //! The debug view of a request: when it carries the configured `[server] debug_header`, the
 //! response tells how the node handled it: `X-Edge-Behavior`, `X-Edge-Origin`,
-//! `X-Edge-Cache-Key`, `X-Edge-Functions` (what each function changed) and `Server-Timing`
-//! per stage. Nothing is recorded for other requests.
+//! `X-Edge-Cache-Key`, `X-Edge-Functions` (what each function changed), `X-Edge-Error` (the
+//! full error behind an error response) and `Server-Timing` per stage. Nothing is recorded for other requests.
 //!
 //! It exposes routing internals to whoever sends the header: enable it for development and
 //! staging, or pick a header name only your team knows.
@@ -20,6 +20,9 @@ pub struct DebugInfo {
     pub functions: Vec<String>,
     /// The cache key used, if the cache was looked up.
     pub cache_key: Option<String>,
+    /// Why the node answered with an error, with every source: what the viewer's short error
+    /// body leaves out.
+    pub error: Option<String>,
 }
 
 impl DebugInfo {
@@ -30,6 +33,7 @@ impl DebugInfo {
             timings: Vec::new(),
             functions: Vec::new(),
             cache_key: None,
+            error: None,
         }
     }
 
@@ -80,6 +84,14 @@ impl DebugInfo {
         }
         if !self.functions.is_empty() {
             set("x-edge-functions", self.functions.join("; "));
+        }
+        if let Some(error) = &self.error {
+            // Traps carry multi-line backtraces; a header value is one line.
+            let line: String = error
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            set("x-edge-error", line);
         }
         let mut timing: Vec<String> = self
             .timings

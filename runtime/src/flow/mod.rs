@@ -129,11 +129,12 @@ pub async fn handle(
             ctx.debug = Some(Box::new(debug::DebugInfo::new(ctx.started)));
         }
     }
+    let head = request.method() == http::Method::HEAD;
     let response = match run(node, ctx, request).await {
         Ok(response) => response,
         Err(error) => respond::error(node, ctx, &error),
     };
-    let mut response = respond::finish(ctx, response);
+    let mut response = respond::frame(head, respond::finish(ctx, response));
     if let Some(debug) = &ctx.debug {
         let behavior = ctx.behavior.map(|i| node.config.behaviors[i].path.as_str());
         let origin = ctx.origin.map(|i| node.config.origins[i].name.as_str());

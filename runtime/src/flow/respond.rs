@@ -6,10 +6,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::header::{
     HeaderName, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_LOCATION, CONTENT_RANGE,
-    CONTENT_TYPE, DATE, ETAG, EXPIRES, LAST_MODIFIED, VARY, VIA,
+    CONTENT_TYPE, DATE, ETAG, EXPIRES, LAST_MODIFIED, TRANSFER_ENCODING, VARY, VIA,
 };
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use http_body::Body as _;
 
 use super::{CachePhase, RequestCtx};
 use crate::body::EdgeBody;
@@ -118,30 +119,30 @@ fn not_modified(headers: &HeaderMap) -> Response<EdgeBody> {
     response
 }
 
-/// A short plain-text error response; the full error chain goes to the log.
+/// A short plain-text error response. Its body says what the viewer can act on: the reason
+/// for a refused request (4xx), and for everything else only the status line's words, since
+/// names of origins and functions, target addresses and Wasm backtraces are the operator's
+/// business. The full error chain goes to the log and, on a debug request, `X-Edge-Error`.
 pub fn error(node: &Node, ctx: &mut RequestCtx, error: &Error) -> Response<EdgeBody> {
     ctx.cache = CachePhase::Error;
     let status = error.status();
     let origin = ctx.origin.map(|i| node.config.origins[i].name.as_str());
+    if let Some(debug) = &mut ctx.debug {
+        debug.error = Some(ErrorChain(error).to_string());
+    }
     match error.side() {
         Side::Viewer => {
-            tracing::debug!(request = ctx.id, status = status.as_u16(), error = %error, "request refused")
+            tracing::debug!(request = ctx.id, status = status.as_u16(), origin, error = %ErrorChain(error), "request refused")
         }
         Side::Origin | Side::Function | Side::Internal => {
             tracing::warn!(request = ctx.id, status = status.as_u16(), origin, error = %ErrorChain(error), "request failed")
         }
     }
-    // Origin errors name the origin but not its targets' addresses, which viewers need not see.
-    let message = match (error, origin) {
-        (Error::Origin(e), Some(name)) if e.is_timeout() => format!("origin {name:?} timed out"),
-        (Error::Origin(_), Some(name)) => format!("origin {name:?} is unreachable or failed"),
-        _ => error.to_string(),
-    };
-    let body = Bytes::from(format!(
-        "{} {}: {message}\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("Error")
-    ));
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let body = Bytes::from(match viewer_reason(error) {
+        Some(detail) => format!("{} {reason}: {detail}\n", status.as_u16()),
+        None => format!("{} {reason}\n", status.as_u16()),
+    });
     let mut response = Response::new(EdgeBody::full(body.clone()));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -159,6 +160,19 @@ pub fn error(node: &Node, ctx: &mut RequestCtx, error: &Error) -> Response<EdgeB
     response
 }
 
+/// What a viewer is told about its own refused request; `None` for failures on the node's
+/// side, whose details stay out of the response.
+fn viewer_reason(error: &Error) -> Option<String> {
+    match (error.side(), error) {
+        // Its message names the origin the body was going to.
+        (Side::Viewer, Error::Origin(_)) => {
+            Some("the request body is malformed or incomplete".to_owned())
+        }
+        (Side::Viewer, error) => Some(error.to_string()),
+        _ => None,
+    }
+}
+
 /// Adds `X-Cache` and, for responses that went through the cache, `Age`.
 pub fn finish(ctx: &RequestCtx, mut response: Response<EdgeBody>) -> Response<EdgeBody> {
     let headers = response.headers_mut();
@@ -170,6 +184,49 @@ pub fn finish(ctx: &RequestCtx, mut response: Response<EdgeBody>) -> Response<Ed
         headers.insert(http::header::AGE, HeaderValue::from(age));
     }
     response
+}
+
+/// Makes the response's framing headers describe the body hyper will write, whatever built the
+/// response (origin, cache, function). The last step before a response leaves.
+///
+/// A `Content-Length` that disagreed with the body would cut the body short, or (with a body of
+/// known size) make hyper write more bytes than announced, which the viewer reads as the start
+/// of its next response on a keep-alive connection. So: a body of known size gets its true
+/// length; a streamed body with a `Content-Length` is checked against it as it goes (a mismatch
+/// aborts the connection); a `Transfer-Encoding` from anywhere is dropped, hyper chooses the
+/// framing. HEAD responses and statuses without content keep what they have: there,
+/// `Content-Length` describes the representation, not bytes on the wire (RFC 9110 §8.6).
+pub fn frame(head: bool, mut response: Response<EdgeBody>) -> Response<EdgeBody> {
+    response.headers_mut().remove(TRANSFER_ENCODING);
+    let status = response.status();
+    if status.is_informational() || status == StatusCode::NO_CONTENT {
+        response.headers_mut().remove(CONTENT_LENGTH);
+        return response;
+    }
+    if head || status == StatusCode::NOT_MODIFIED {
+        return response;
+    }
+    if let Some(exact) = response.body().size_hint().exact() {
+        response
+            .headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from(exact));
+        return response;
+    }
+    let announced = {
+        let mut values = response.headers().get_all(CONTENT_LENGTH).iter();
+        match (values.next(), values.next()) {
+            (Some(value), None) => value.to_str().ok().and_then(|v| v.parse::<u64>().ok()),
+            _ => None,
+        }
+    };
+    match announced {
+        Some(length) => response.map(|body| EdgeBody::framed(body, length)),
+        None => {
+            // Several or unreadable values: send the body chunked rather than guess.
+            response.headers_mut().remove(CONTENT_LENGTH);
+            response
+        }
+    }
 }
 
 /// Displays an error with its sources, `a: b: c`.
@@ -184,5 +241,63 @@ impl std::fmt::Display for ErrorChain<'_> {
             source = s.source();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(status: u16, lengths: &[&str], body: EdgeBody) -> Response<EdgeBody> {
+        let mut response = Response::new(body);
+        *response.status_mut() = StatusCode::from_u16(status).expect("status");
+        for length in lengths {
+            response.headers_mut().append(
+                CONTENT_LENGTH,
+                HeaderValue::from_str(length).expect("value"),
+            );
+        }
+        response
+            .headers_mut()
+            .insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        response
+    }
+
+    fn lengths(response: &Response<EdgeBody>) -> Vec<&str> {
+        response
+            .headers()
+            .get_all(CONTENT_LENGTH)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect()
+    }
+
+    #[test]
+    fn a_body_of_known_size_announces_its_true_length() {
+        let framed = frame(false, response(200, &["5"], EdgeBody::full("hello world")));
+        assert_eq!(lengths(&framed), ["11"]);
+        assert!(!framed.headers().contains_key(TRANSFER_ENCODING));
+    }
+
+    #[test]
+    fn a_streamed_body_is_held_to_its_length() {
+        let (_tx, body) = EdgeBody::channel(1);
+        let framed = frame(false, response(200, &["5"], body));
+        assert_eq!(lengths(&framed), ["5"]);
+        assert!(matches!(
+            framed.body(),
+            EdgeBody::Framed { remaining: 5, .. }
+        ));
+        let (_tx, body) = EdgeBody::channel(1);
+        let unsure = frame(false, response(200, &["5", "6"], body));
+        assert!(lengths(&unsure).is_empty(), "two lengths: sent chunked");
+    }
+
+    #[test]
+    fn head_and_bodiless_statuses_keep_or_drop_length() {
+        let head = frame(true, response(200, &["42"], EdgeBody::Empty));
+        assert_eq!(lengths(&head), ["42"], "HEAD announces the GET's length");
+        let no_content = frame(false, response(204, &["0"], EdgeBody::Empty));
+        assert!(lengths(&no_content).is_empty());
     }
 }

@@ -7,8 +7,9 @@
 //! key, pick the origin, or answer at once.
 
 use edge_sdk::abi::Event;
-use http::uri::{PathAndQuery, Uri};
-use http::Request;
+use http::header::HOST;
+use http::uri::{Authority, PathAndQuery, Uri};
+use http::{HeaderValue, Request, Version};
 
 use super::functions::{self, HookOutcome};
 use super::RequestCtx;
@@ -33,6 +34,13 @@ pub fn run(
 /// Resolves `.` and `..` segments (also percent-encoded: `%2e` is `.`, RFC 3986 §2.3) in the
 /// request path. A path that climbs above the root is refused.
 pub fn normalize(mut request: Request<EdgeBody>) -> Result<Request<EdgeBody>, Error> {
+    check_host(&mut request)?;
+    // A request target is ASCII (RFC 3986 §2, RFC 9112 §3.2); hyper passes raw UTF-8 through,
+    // and such a path would reach cache keys, logs and origins undecoded. Viewers percent-encode.
+    let target = request.uri().path_and_query().map_or("", |pq| pq.as_str());
+    if !target.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::BadRequest("the request target must be ASCII"));
+    }
     let path = request.uri().path();
     // `OPTIONS *` (asterisk-form) names the server, not a resource: nothing to route or cache.
     if !path.starts_with('/') {
@@ -54,6 +62,53 @@ pub fn normalize(mut request: Request<EdgeBody>) -> Result<Request<EdgeBody>, Er
             Uri::from_parts(parts).map_err(|_| Error::BadRequest("invalid path"))?;
     }
     Ok(request)
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request carries exactly one `Host`, and it must be a valid
+/// authority (400 otherwise; two hosts would let the cache key and the origin read different
+/// ones). An absolute-form target's authority replaces `Host` (§3.2.2), so the cache key,
+/// routing and `X-Forwarded-Host`, which all read `Host`, agree on one host.
+fn check_host(request: &mut Request<EdgeBody>) -> Result<(), Error> {
+    let mut hosts = request.headers().get_all(HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(Error::BadRequest("more than one Host header"));
+    }
+    match host {
+        None if request.version() >= Version::HTTP_11 => {
+            return Err(Error::BadRequest("missing Host header"))
+        }
+        Some(value) if !is_valid_host(value.as_bytes()) => {
+            return Err(Error::BadRequest("invalid Host header"))
+        }
+        _ => {}
+    }
+    if let Some(authority) = request.uri().authority() {
+        if !is_valid_host(authority.as_str().as_bytes()) {
+            return Err(Error::BadRequest("invalid request target authority"));
+        }
+        let value = HeaderValue::from_str(authority.as_str())
+            .map_err(|_| Error::BadRequest("invalid request target authority"))?;
+        request.headers_mut().insert(HOST, value);
+    }
+    Ok(())
+}
+
+/// `host[:port]` (RFC 9110 §7.2), without user info, which a `Host` never carries.
+fn is_valid_host(value: &[u8]) -> bool {
+    if value.is_empty() || value.contains(&b'@') {
+        return false;
+    }
+    let Ok(authority) = Authority::try_from(value) else {
+        return false;
+    };
+    // `Authority` accepts any text after the last `:`; a port is digits only.
+    match authority.as_str().strip_prefix(authority.host()) {
+        Some(rest) => rest.strip_prefix(':').map_or(rest.is_empty(), |port| {
+            port.bytes().all(|b| b.is_ascii_digit())
+        }),
+        None => false,
+    }
 }
 
 /// The path without dot segments, or `None` when it has none (the common case, no allocation).
@@ -104,6 +159,60 @@ mod tests {
         assert_eq!(clean("/a/./b/."), Some("/a/b/".into()));
         assert_eq!(clean("/a/b/.."), Some("/a/".into()));
         assert_eq!(clean("//a/../b"), Some("//b".into()));
+    }
+
+    fn with_hosts(target: &str, version: Version, hosts: &[&str]) -> Request<EdgeBody> {
+        let mut request = Request::get(target)
+            .version(version)
+            .body(EdgeBody::Empty)
+            .expect("valid request");
+        for host in hosts {
+            request
+                .headers_mut()
+                .append(HOST, HeaderValue::from_str(host).expect("header value"));
+        }
+        request
+    }
+
+    #[test]
+    fn host_must_be_single_and_valid() {
+        let ok = |r: Request<EdgeBody>| normalize(r).is_ok();
+        assert!(ok(with_hosts("/", Version::HTTP_11, &["a.test"])));
+        assert!(ok(with_hosts("/", Version::HTTP_11, &["a.test:8080"])));
+        assert!(ok(with_hosts("/", Version::HTTP_11, &["[::1]:8080"])));
+        assert!(ok(with_hosts("/", Version::HTTP_11, &["[::1]"])));
+        assert!(ok(with_hosts("/", Version::HTTP_10, &[])));
+        assert!(!ok(with_hosts("/", Version::HTTP_11, &[])));
+        assert!(!ok(with_hosts(
+            "/",
+            Version::HTTP_11,
+            &["a.test", "b.test"]
+        )));
+        assert!(!ok(with_hosts(
+            "/",
+            Version::HTTP_11,
+            &["a.test", "a.test"]
+        )));
+        for bad in ["", "a b", "user@a.test", "a.test/x", "a.test:port"] {
+            assert!(!ok(with_hosts("/", Version::HTTP_11, &[bad])), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn non_ascii_targets_are_refused() {
+        let mut request = with_hosts("/caf%C3%A9?q=%20", Version::HTTP_11, &["a.test"]);
+        assert!(normalize(request).is_ok());
+        request = with_hosts("/", Version::HTTP_11, &["a.test"]);
+        *request.uri_mut() = Uri::from_maybe_shared(bytes::Bytes::from("/caf\u{e9}"))
+            .expect("the http crate accepts raw UTF-8 in a path");
+        assert!(normalize(request).is_err());
+    }
+
+    #[test]
+    fn absolute_form_authority_replaces_host() {
+        let request = normalize(with_hosts("http://a.test/x", Version::HTTP_11, &["b.test"]))
+            .expect("valid request");
+        assert_eq!(request.headers()[HOST], "a.test");
     }
 
     #[test]

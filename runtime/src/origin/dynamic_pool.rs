@@ -4,15 +4,16 @@
 //! A target that refuses connections or does not accept one in time is marked down for
 //! [`DEFAULT_DOWN_TIME`] and skipped; the request then goes to the next target if it can be
 //! replayed (the caller decides: idempotent method, empty body). When every target is down the
-//! pool still tries them, since a target may have come back and an attempt costs little.
+//! pool still tries them, since a target may have come back and an attempt costs little. A
+//! request tries each target at most once, so it fails within targets × `connect_timeout`.
 
 use std::error::Error as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use http::header::HOST;
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Request, Response, Uri};
+use http::{HeaderMap, HeaderValue, Request, Response, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -100,9 +101,14 @@ impl DynamicPool {
         let now = self.now_ms();
         let is_up = |i: &usize| self.targets[*i].down_until_ms.load(Ordering::Relaxed) <= now;
         let ring = || (0..n).map(move |i| (start + i) % n);
-        let order = ring().filter(is_up).chain(ring().filter(|i| !is_up(i)));
+        // The order is fixed before the first attempt: a lazy "up, then down" chain re-read the
+        // down marks that failed attempts had just set, and tried every target twice.
+        let order: Vec<usize> = ring()
+            .filter(is_up)
+            .chain(ring().filter(|i| !is_up(i)))
+            .collect();
 
-        let mut last_error = None;
+        let mut failures = Vec::new();
         for index in order {
             let Some(attempt_body) = body.take() else {
                 break;
@@ -110,8 +116,9 @@ impl DynamicPool {
             let state = &self.targets[index];
             let request = self.target_request(&parts, &state.target, attempt_body);
             match self.attempt(state, request).await {
-                Ok(response) => {
+                Ok(mut response) => {
                     state.down_until_ms.store(0, Ordering::Relaxed);
+                    drop_conflicting_length(&self.name, &state.target, response.headers_mut());
                     return Ok(response.map(EdgeBody::Incoming));
                 }
                 Err(AttemptError::Connect(e)) => {
@@ -121,12 +128,18 @@ impl DynamicPool {
                     if replayable {
                         body = Some(EdgeBody::Empty);
                     }
-                    last_error = Some(e);
+                    failures.push(e);
                 }
                 Err(AttemptError::Other(e)) => return Err(e),
             }
         }
-        Err(last_error.expect("a pool has at least one target, so one attempt was made"))
+        if failures.len() == 1 {
+            return Err(failures.remove(0));
+        }
+        Err(Error::Unreachable {
+            origin: self.name.clone(),
+            attempts: failures,
+        })
     }
 
     async fn attempt(
@@ -156,6 +169,14 @@ impl DynamicPool {
                         source: e.into(),
                     }))
                 }
+            }
+            // hyper's client reports a request body that failed as its own error; a viewer's
+            // broken upload must not be blamed on the origin.
+            Ok(Err(e)) if crate::body::is_viewer_body_error(&e) => {
+                Err(AttemptError::Other(Error::ViewerBody {
+                    origin: self.name.clone(),
+                    source: e.into(),
+                }))
             }
             Ok(Err(e)) => Err(AttemptError::Other(Error::Exchange {
                 origin: self.name.clone(),
@@ -199,6 +220,18 @@ impl DynamicPool {
 
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
+    }
+}
+
+/// hyper's client reads a response body by `Transfer-Encoding` when it is present and leaves
+/// every header in place. A `Content-Length` beside it describes nothing that was read: RFC 9112
+/// §6.3 says the transfer coding wins and an intermediary must remove the length before
+/// forwarding. Left in, it went on to the viewer (the transfer coding is hop-by-hop and goes)
+/// and announced 5 bytes of an 11-byte body.
+fn drop_conflicting_length(origin: &str, target: &Target, headers: &mut HeaderMap) {
+    if headers.contains_key(TRANSFER_ENCODING) && headers.contains_key(CONTENT_LENGTH) {
+        tracing::warn!(origin, target = %target.authority, "origin sent both Content-Length and Transfer-Encoding; the length is dropped");
+        headers.remove(CONTENT_LENGTH);
     }
 }
 

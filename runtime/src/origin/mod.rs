@@ -59,6 +59,27 @@ pub enum Error {
         #[source]
         source: BodyError,
     },
+    /// The viewer's request body broke (bad chunk size, cut off) while it was being sent to the
+    /// origin: the viewer's fault, answered 400.
+    #[error("the viewer's request body failed while being sent to origin {origin:?}")]
+    ViewerBody {
+        /// Origin name.
+        origin: String,
+        /// The client's error, which wraps the viewer body's.
+        #[source]
+        source: BodyError,
+    },
+    /// Every target was tried, once each, and none accepted a connection.
+    #[error(
+        "origin {origin:?}: no target accepted a connection ({})",
+        attempts_list(attempts)
+    )]
+    Unreachable {
+        /// Origin name.
+        origin: String,
+        /// Each attempt's error, in the order tried.
+        attempts: Vec<Error>,
+    },
     /// The static bucket could not read a file that exists.
     #[error("static origin {origin:?} cannot read {path}")]
     Read {
@@ -73,13 +94,40 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether it is a timeout (504) rather than a failure (502).
+    /// Whether it is a timeout (504) rather than a failure (502). Several failed attempts are
+    /// a timeout only when every one of them timed out.
     pub fn is_timeout(&self) -> bool {
-        matches!(
-            self,
-            Error::ConnectTimeout { .. } | Error::ResponseTimeout { .. }
-        )
+        match self {
+            Error::ConnectTimeout { .. } | Error::ResponseTimeout { .. } => true,
+            Error::Unreachable { attempts, .. } => attempts.iter().all(Error::is_timeout),
+            _ => false,
+        }
     }
+}
+
+impl Error {
+    /// Whether the viewer caused it (its request body broke), not the origin.
+    pub fn is_viewer_fault(&self) -> bool {
+        matches!(self, Error::ViewerBody { .. })
+    }
+}
+
+/// `a; b; c`, each attempt with its own sources.
+fn attempts_list(attempts: &[Error]) -> String {
+    let mut list = String::new();
+    for (i, attempt) in attempts.iter().enumerate() {
+        if i > 0 {
+            list.push_str("; ");
+        }
+        list.push_str(&attempt.to_string());
+        let mut source = std::error::Error::source(attempt);
+        while let Some(s) = source {
+            list.push_str(": ");
+            list.push_str(&s.to_string());
+            source = s.source();
+        }
+    }
+    list
 }
 
 /// A configured origin, ready to fetch.
