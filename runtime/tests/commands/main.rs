@@ -1,6 +1,7 @@
 //! The `edge` commands that run a node or talk to one, driven as a user would: real processes,
 //! real files, loopback sockets on free ports (read back from the node's log).
 //!
+//! - [`demo`]: `edge demo` shows what the README says it shows.
 //! - [`dev`]: `edge dev` hot-swaps a changed `.wat` module (and a rebuilt function crate)
 //!   without emptying the cache, and keeps the old version when the new one is broken.
 //! - [`reload`]: SIGHUP reloads a valid config and refuses an invalid one.
@@ -9,6 +10,7 @@
 //! - [`test_function`]: `edge test-function` runs a module with no node.
 
 mod admin;
+mod demo;
 mod dev;
 mod harness;
 mod reload;
