@@ -16,3 +16,4 @@ mod operations;
 mod routing;
 mod static_origin;
 mod streaming;
+mod traversal;
