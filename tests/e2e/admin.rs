@@ -488,3 +488,57 @@ functions = {{ origin_response = "tag" }}
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_flight_requests_finish_on_the_version_they_started_with() -> Result<()> {
+    // The origin holds `/held` until released, so a publish lands while that request is in
+    // flight.
+    let arrived = Arc::new(tokio::sync::Notify::new());
+    let release = Arc::new(tokio::sync::Notify::new());
+    let origin = Origin::start({
+        let (arrived, release) = (Arc::clone(&arrived), Arc::clone(&release));
+        move |r| {
+            let (arrived, release) = (Arc::clone(&arrived), Arc::clone(&release));
+            async move {
+                if r.uri == "/held" {
+                    arrived.notify_one();
+                    release.notified().await;
+                }
+                crate::harness::reply(200, &[("cache-control", "no-store")], "ok")
+            }
+        }
+    })
+    .await?;
+    let modules = Modules::new(&[("tag", &tagger("1"))])?;
+    let data = tempfile::tempdir()?;
+    let node = Arc::new(node(&origin, &modules, data.path()).await?);
+    let held = tokio::spawn({
+        let node = Arc::clone(&node);
+        async move { node.get("/held").await }
+    });
+    tokio::time::timeout(std::time::Duration::from_secs(10), arrived.notified()).await?;
+
+    assert_eq!(
+        node.admin("PUT", "/functions/tag", tagger("2"))
+            .await?
+            .status
+            .as_u16(),
+        201
+    );
+    let published = node.admin("POST", "/functions/tag/publish", "").await?;
+    assert_eq!(published.status.as_u16(), 200, "{}", published.text());
+    assert_eq!(
+        version(&node).await?,
+        "2",
+        "new requests use the new version"
+    );
+
+    release.notify_one();
+    let held = held.await??;
+    assert_eq!(
+        (held.status.as_u16(), held.header("x-version")),
+        (200, Some("1")),
+        "the request in flight during the publish finished on the old version"
+    );
+    Ok(())
+}

@@ -308,3 +308,75 @@ async fn every_invocation_starts_from_a_fresh_instance() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn good_requests_are_served_while_a_function_loops() -> Result<()> {
+    let wat = r#"(module (memory (export "memory") 1)
+      (func (export "viewer-request") (result i32) (loop $l (br $l)) (i32.const 0)))"#;
+    let (node, _s, _m) = node_with_bad(wat, "viewer_request", "cpu_limit = \"20ms\"").await?;
+    let node = std::sync::Arc::new(node);
+    // Looping and good requests at the same time, interleaved.
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let node = std::sync::Arc::clone(&node);
+        tasks.push(tokio::spawn(async move {
+            let path = if i % 3 == 0 {
+                format!("/bad/{i}")
+            } else {
+                "/ok.txt".to_owned()
+            };
+            let r = node.get(&path).await?;
+            anyhow::Ok((path, r.status.as_u16(), r.text()))
+        }));
+    }
+    for task in tasks {
+        let (path, status, text) = task.await??;
+        if path.starts_with("/bad/") {
+            assert_eq!(status, 503, "{path}: {text}");
+        } else {
+            assert_eq!((status, text.as_str()), (200, "still serving"), "{path}");
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn respond_without_a_response_gives_502() -> Result<()> {
+    // `1` (respond) from viewer-request without any response_set_* call first.
+    let wat = r#"(module (memory (export "memory") 1)
+      (func (export "viewer-request") (result i32) (i32.const 1)))"#;
+    let (node, _s, _m) = node_with_bad(wat, "viewer_request", "").await?;
+    assert_contained(&node, 502).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_buffer_gets_the_length_and_nothing_copied() -> Result<()> {
+    // The URI "/bad/xyz" (8 bytes) into a 2-byte buffer prefilled with "ZZ": the status, the
+    // length written at 0, and the buffer's bytes afterwards are reported as headers.
+    let wat = r#"(module
+      (import "edge_v1" "request_get_uri" (func $uri (param i32 i32 i32) (result i32)))
+      (import "edge_v1" "response_set_header" (func $set (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 100) "x-status") (data (i32.const 116) "x-length") (data (i32.const 132) "x-buffer")
+      (data (i32.const 300) "ZZ")
+      (func (export "viewer-response") (result i32)
+        (i32.store8 (i32.const 200) (i32.add (i32.const 48)
+          (call $uri (i32.const 300) (i32.const 2) (i32.const 0))))
+        (i32.store8 (i32.const 201) (i32.add (i32.const 48) (i32.load (i32.const 0))))
+        (drop (call $set (i32.const 100) (i32.const 8) (i32.const 200) (i32.const 1)))
+        (drop (call $set (i32.const 116) (i32.const 8) (i32.const 201) (i32.const 1)))
+        (drop (call $set (i32.const 132) (i32.const 8) (i32.const 300) (i32.const 2)))
+        (i32.const 0)))"#;
+    let (node, _s, _m) = node_with_bad(wat, "viewer_response", "").await?;
+    let r = node.get("/bad/xyz").await?;
+    assert_eq!(
+        (
+            r.header("x-status"),
+            r.header("x-length"),
+            r.header("x-buffer")
+        ),
+        (Some("3"), Some("8"), Some("ZZ")),
+        "BUFFER_TOO_SMALL, the URI's length, and the buffer untouched"
+    );
+    Ok(())
+}
