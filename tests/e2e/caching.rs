@@ -830,3 +830,109 @@ async fn refused(addr: std::net::SocketAddr) -> Result<()> {
     }
     anyhow::bail!("{addr} still accepts connections")
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn partial_content_from_the_origin_is_never_stored() -> Result<()> {
+    let origin = Origin::start(|_| async {
+        reply(
+            206,
+            &[
+                ("cache-control", "max-age=600"),
+                ("content-range", "bytes 0-3/10"),
+            ],
+            "part",
+        )
+    })
+    .await?;
+    let node = node_for(&origin, LONG, "{}").await?;
+    for _ in 0..2 {
+        let r = node.get("/a").await?;
+        assert_eq!((r.status.as_u16(), r.x_cache()), (206, "Miss"));
+    }
+    assert_eq!(
+        origin.count(),
+        2,
+        "a 206 is never stored as the whole object"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn if_range_with_the_current_validator_gets_the_range() -> Result<()> {
+    const MODIFIED: &str = "Tue, 01 Sep 2026 10:00:00 GMT";
+    let origin = Origin::fixed(
+        "0123456789",
+        &[
+            ("cache-control", "max-age=600"),
+            ("etag", "\"v1\""),
+            ("last-modified", MODIFIED),
+        ],
+    )
+    .await?;
+    let node = node_for(&origin, LONG, "{}").await?;
+    node.get("/r").await?;
+    let ranged = |if_range: &'static str| {
+        let node = &node;
+        async move {
+            node.send(
+                node.request("GET", "/r")
+                    .header("range", "bytes=2-4")
+                    .header("if-range", if_range)
+                    .body(Full::default())?,
+            )
+            .await
+        }
+    };
+    for validator in ["\"v1\"", MODIFIED] {
+        let r = ranged(validator).await?;
+        assert_eq!(
+            (r.status.as_u16(), r.text().as_str()),
+            (206, "234"),
+            "If-Range: {validator}"
+        );
+    }
+    let other_date = ranged("Mon, 31 Aug 2026 10:00:00 GMT").await?;
+    assert_eq!(
+        (other_date.status.as_u16(), other_date.text().as_str()),
+        (200, "0123456789"),
+        "another date: the whole object"
+    );
+    assert_eq!(origin.count(), 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_host_is_part_of_the_key() -> Result<()> {
+    let origin = Origin::start(|r| async move {
+        let host = r.header("x-forwarded-host").unwrap_or("-").to_owned();
+        reply(200, &[("cache-control", "max-age=60")], host)
+    })
+    .await?;
+    let node = node_for(&origin, LONG, "{}").await?;
+    let get = |host: &'static str| {
+        let node = &node;
+        async move {
+            node.send(
+                node.request("GET", "/a")
+                    .header("host", host)
+                    .body(Full::default())?,
+            )
+            .await
+        }
+    };
+    assert_eq!(get("a.test").await?.x_cache(), "Miss");
+    let b = get("b.test").await?;
+    assert_eq!(
+        (b.x_cache(), b.text().as_str()),
+        ("Miss", "b.test"),
+        "another site's object is not shared"
+    );
+    let a = get("A.TEST").await?;
+    assert_eq!(
+        (a.x_cache(), a.text().as_str()),
+        ("Hit", "a.test"),
+        "host names are case-insensitive"
+    );
+    assert_eq!(origin.count(), 2);
+    Ok(())
+}
