@@ -552,3 +552,49 @@ async fn body_limit_bounds_what_origin_response_reads_and_writes() -> Result<()>
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_response_headers_are_joined_as_abi_md_says() -> Result<()> {
+    // Reads `set-cookie` and `x-multi` and makes them the body, one per line pair.
+    const JOIN: &str = r#"(module
+      (import "edge_v1" "response_get_header" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+      (import "edge_v1" "response_set_body" (func $body (param i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "set-cookie") (data (i32.const 16) "x-multi")
+      (func (export "origin-response") (result i32)
+        (local $a i32)
+        (drop (call $get (i32.const 0) (i32.const 10) (i32.const 1024) (i32.const 1000) (i32.const 100)))
+        (local.set $a (i32.load (i32.const 100)))
+        (i32.store8 (i32.add (i32.const 1024) (local.get $a)) (i32.const 124)) ;; "|"
+        (drop (call $get (i32.const 16) (i32.const 7)
+          (i32.add (i32.const 1025) (local.get $a)) (i32.const 1000) (i32.const 104)))
+        (drop (call $body (i32.const 1024)
+          (i32.add (i32.add (local.get $a) (i32.const 1)) (i32.load (i32.const 104)))))
+        (i32.const 0)))"#;
+    let modules = Modules::new(&[("join", JOIN)])?;
+    let app = Origin::start(|_| async {
+        reply(
+            200,
+            &[
+                ("set-cookie", "a=1; Path=/"),
+                ("set-cookie", "b=2"),
+                ("x-multi", "one"),
+                ("x-multi", "two"),
+            ],
+            "origin body",
+        )
+    })
+    .await?;
+    let node = TestNode::start(&format!(
+        "{}\n[origins.app]\ntype = \"http\"\ntargets = [\"{}\"]\n[[behaviors]]\npath = \"*\"\norigin = \"app\"\nfunctions = {{ origin_response = \"join\" }}\n",
+        modules.toml(""),
+        app.url()
+    ))
+    .await?;
+    assert_eq!(
+        node.get("/").await?.text(),
+        "a=1; Path=/\nb=2|one, two",
+        "set-cookie lines joined with \\n, others with \", \""
+    );
+    Ok(())
+}
