@@ -1,5 +1,7 @@
 //! The dynamic (http) origin: what it receives, balancing, failover, timeouts, errors.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -243,5 +245,46 @@ async fn response_timeout_gives_504() -> Result<()> {
     let fast = Origin::fixed("fast", &[]).await?;
     let node = node_for(&[fast.url()], "response_timeout = \"300ms\"").await?;
     assert_eq!(node.get("/api/x").await?.status.as_u16(), 200);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_target_stays_skipped_after_it_comes_back() -> Result<()> {
+    let good = Origin::fixed("good", &[]).await?;
+    let dead = refused_addr().await?;
+    let node = node_for(&[format!("http://{dead}"), good.url()], "").await?;
+    let first = node.get("/api/x").await?;
+    assert_eq!(
+        (first.status.as_u16(), first.text().as_str()),
+        (200, "good")
+    );
+
+    // The dead target comes back, counting connections. Within the skip window (10 s) it must
+    // get none: plain round-robin would send it every other request.
+    let revived = tokio::net::TcpListener::bind(dead).await?;
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let server = tokio::spawn({
+        let accepted = Arc::clone(&accepted);
+        async move {
+            while let Ok((mut stream, _)) = revived.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let _ = tokio::io::AsyncWriteExt::write_all(
+                    &mut stream,
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\ndead",
+                )
+                .await;
+            }
+        }
+    });
+    for _ in 0..6 {
+        let r = node.get("/api/x").await?;
+        assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "good"));
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        0,
+        "the refused target was skipped"
+    );
+    server.abort();
     Ok(())
 }
