@@ -165,6 +165,7 @@ EOF
 # The node
 # ---------------------------------------------------------------------------------------------
 # warn: no access log (it would be millions of lines); function failures are still logged.
+: >"$WORK/edge.log"
 RUST_LOG=warn,edge::cli=info "$BIN/edge" serve --config "$WORK/edge.toml" >"$WORK/edge.log" 2>&1 &
 EDGE_PID=$!
 PIDS+=("$EDGE_PID")
