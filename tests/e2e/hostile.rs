@@ -380,3 +380,36 @@ async fn a_short_buffer_gets_the_length_and_nothing_copied() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wasi_gives_no_environment_arguments_or_directories() -> Result<()> {
+    // Reports as digits: the environment's variable count, the argument count, and the errno
+    // of asking for preopened directory 3 (8 = EBADF: there is none).
+    let wat = r#"(module
+      (import "wasi_snapshot_preview1" "environ_sizes_get" (func $env (param i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "args_sizes_get" (func $args (param i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "fd_prestat_get" (func $prestat (param i32 i32) (result i32)))
+      (import "edge_v1" "response_set_header" (func $set (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 100) "x-env") (data (i32.const 110) "x-args") (data (i32.const 120) "x-dir")
+      ;; Counts start as 7s, so a call that writes nothing cannot pass for zero.
+      (data (i32.const 0) "\07\07\07\07\07\07\07\07\07\07\07\07\07\07\07\07")
+      (func (export "viewer-response") (result i32)
+        (drop (call $env (i32.const 0) (i32.const 4)))
+        (drop (call $args (i32.const 8) (i32.const 12)))
+        (i32.store8 (i32.const 200) (i32.add (i32.const 48) (i32.load (i32.const 0))))
+        (i32.store8 (i32.const 201) (i32.add (i32.const 48) (i32.load (i32.const 8))))
+        (i32.store8 (i32.const 202) (i32.add (i32.const 48) (call $prestat (i32.const 3) (i32.const 16))))
+        (drop (call $set (i32.const 100) (i32.const 5) (i32.const 200) (i32.const 1)))
+        (drop (call $set (i32.const 110) (i32.const 6) (i32.const 201) (i32.const 1)))
+        (drop (call $set (i32.const 120) (i32.const 5) (i32.const 202) (i32.const 1)))
+        (i32.const 0)))"#;
+    let (node, _s, _m) = node_with_bad(wat, "viewer_response", "").await?;
+    let r = node.get("/bad/x").await?;
+    assert_eq!(
+        (r.header("x-env"), r.header("x-args"), r.header("x-dir")),
+        (Some("0"), Some("0"), Some("8")),
+        "no environment, no arguments, no preopened directory"
+    );
+    Ok(())
+}
