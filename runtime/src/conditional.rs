@@ -117,3 +117,60 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn header(name: http::header::HeaderName, value: &str) -> Option<HeaderMap> {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_str(value).ok()?);
+        Some(h)
+    }
+
+    /// A second-resolution time between 1970 and 2100 (HTTP dates have whole seconds).
+    fn time() -> impl Strategy<Value = SystemTime> {
+        (0u64..4_102_444_800).prop_map(|s| UNIX_EPOCH + Duration::from_secs(s))
+    }
+
+    proptest! {
+        /// Arbitrary validator headers never panic.
+        #[test]
+        fn arbitrary_validators_never_panic(inm in "[ -~]{0,40}", ims in "[ -~]{0,40}", etag in "[ -~]{0,12}") {
+            let etag = HeaderValue::from_str(&etag).ok();
+            for h in [header(IF_NONE_MATCH, &inm), header(IF_MODIFIED_SINCE, &ims)].into_iter().flatten() {
+                let _ = is_not_modified(&h, etag.as_ref(), Some(UNIX_EPOCH));
+                let _ = is_not_modified(&h, etag.as_ref(), None);
+            }
+        }
+
+        /// `If-None-Match` listing the current tag (weak or strong, anywhere in the list) is a
+        /// 304; a list without it (and without `*`) never is, whatever `If-Modified-Since` says.
+        #[test]
+        fn if_none_match_decides(tag in "[a-z0-9]{1,8}", others in prop::collection::vec("[a-z0-9]{1,8}", 0..4), weak: bool, at in 0usize..4) {
+            let etag = HeaderValue::from_str(&format!("\"{tag}\"")).expect("valid");
+            let others: Vec<String> = others.into_iter().filter(|o| *o != tag).map(|o| format!("\"{o}\"")).collect();
+            let mut with = others.clone();
+            with.insert(at.min(with.len()), if weak { format!("W/\"{tag}\"") } else { format!("\"{tag}\"") });
+            let h = header(IF_NONE_MATCH, &with.join(", ")).expect("valid");
+            prop_assert!(is_not_modified(&h, Some(&etag), None));
+            if !others.is_empty() {
+                let mut h = header(IF_NONE_MATCH, &others.join(", ")).expect("valid");
+                h.insert(IF_MODIFIED_SINCE, HeaderValue::from_static("Fri, 31 Dec 2100 00:00:00 GMT"));
+                prop_assert!(!is_not_modified(&h, Some(&etag), Some(UNIX_EPOCH)));
+            }
+        }
+
+        /// `If-Modified-Since` is a 304 exactly when the object is not newer than the date.
+        #[test]
+        fn if_modified_since_compares_dates(modified in time(), since in time()) {
+            let h = header(IF_MODIFIED_SINCE, &httpdate::fmt_http_date(since)).expect("valid");
+            prop_assert_eq!(is_not_modified(&h, None, Some(modified)), modified <= since);
+            // A response date survives the round trip through `Last-Modified`.
+            let lm = header(LAST_MODIFIED, &httpdate::fmt_http_date(modified)).expect("valid");
+            prop_assert_eq!(last_modified(&lm), Some(modified));
+        }
+    }
+}

@@ -149,3 +149,76 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn headers(range: &str, if_range: Option<&str>) -> Option<HeaderMap> {
+        let mut h = HeaderMap::new();
+        h.insert(RANGE, HeaderValue::from_str(range).ok()?);
+        if let Some(v) = if_range {
+            h.insert(IF_RANGE, HeaderValue::from_str(v).ok()?);
+        }
+        Some(h)
+    }
+
+    /// Range values a viewer might send: well-formed, near misses, and noise.
+    fn range_value() -> impl Strategy<Value = String> {
+        let num = prop_oneof![
+            Just(String::new()),
+            (0u64..40).prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            Just("18446744073709551616".to_owned()),
+            Just("-1".to_owned()),
+            Just(" 3 ".to_owned()),
+        ];
+        prop_oneof![
+            (num.clone(), num).prop_map(|(a, b)| format!("bytes={a}-{b}")),
+            "[ -~]{0,24}",
+            "bytes=[0-9, -]{0,16}",
+        ]
+    }
+
+    proptest! {
+        /// Whatever the header says, the answer never panics and a partial range lies inside
+        /// the object, first byte before last.
+        #[test]
+        fn a_partial_range_lies_within_the_object(value in range_value(), len in 0u64..64) {
+            let Some(h) = headers(&value, None) else { return Ok(()) };
+            match answer(&h, len, None, None) {
+                RangeAnswer::Partial { start, end } => {
+                    prop_assert!(start <= end && end < len, "{value:?} of {len}: {start}-{end}");
+                }
+                RangeAnswer::Unsatisfiable => {
+                    prop_assert!(value.trim().starts_with("bytes="), "{value:?}");
+                }
+                RangeAnswer::Full => {}
+            }
+        }
+
+        /// `bytes=a-b` with a <= b < len is honoured exactly.
+        #[test]
+        fn a_satisfiable_range_is_served_exactly(len in 1u64..10_000, a in 0u64..10_000, b in 0u64..10_000) {
+            let (start, end) = (a.min(b) % len, a.max(b) % len);
+            let (start, end) = (start.min(end), start.max(end));
+            let h = headers(&format!("bytes={start}-{end}"), None).expect("valid value");
+            prop_assert_eq!(answer(&h, len, None, None), RangeAnswer::Partial { start, end });
+        }
+
+        /// An `If-Range` that is neither the strong ETag nor the Last-Modified date always
+        /// gets the whole object.
+        #[test]
+        fn a_stale_if_range_gets_the_whole_object(value in range_value(), tag in "[a-z0-9]{1,8}", other in "[a-z0-9]{1,8}") {
+            prop_assume!(tag != other);
+            let etag = HeaderValue::from_str(&format!("\"{tag}\"")).expect("valid");
+            let Some(h) = headers(&value, Some(&format!("\"{other}\""))) else { return Ok(()) };
+            prop_assert_eq!(answer(&h, 10, Some(&etag), None), RangeAnswer::Full);
+            // A weak ETag never validates a range, even when it matches.
+            let weak = HeaderValue::from_str(&format!("W/\"{tag}\"")).expect("valid");
+            let Some(h) = headers(&value, Some(&format!("W/\"{tag}\""))) else { return Ok(()) };
+            prop_assert_eq!(answer(&h, 10, Some(&weak), None), RangeAnswer::Full);
+        }
+    }
+}

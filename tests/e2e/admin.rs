@@ -732,3 +732,38 @@ async fn an_sdk_built_wasm_binary_goes_through_upload_test_and_publish() -> Resu
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn function_errors_and_durations_are_in_the_metrics() -> Result<()> {
+    let origin = Origin::fixed("ok", &[("cache-control", "no-store")]).await?;
+    let modules = Modules::new(&[("tag", &tagger("1"))])?;
+    let data = tempfile::tempdir()?;
+    let node = node(&origin, &modules, data.path()).await?;
+    let trap = r#"(module (memory (export "memory") 1)
+      (func (export "viewer-response") (result i32) unreachable))"#;
+    assert_eq!(
+        node.admin("PUT", "/functions/tag", trap)
+            .await?
+            .status
+            .as_u16(),
+        201
+    );
+    assert_eq!(
+        node.admin("POST", "/functions/tag/publish", "")
+            .await?
+            .status
+            .as_u16(),
+        200
+    );
+    for _ in 0..2 {
+        assert_eq!(node.get("/x").await?.status.as_u16(), 502);
+    }
+    let text = node.admin("GET", "/metrics", "").await?.text();
+    for expected in [
+        r#"edge_function_errors_total{function="tag",event="viewer-response"} 2"#,
+        r#"edge_function_duration_seconds_count{function="tag",event="viewer-response"} 2"#,
+    ] {
+        assert!(text.contains(expected), "missing {expected} in\n{text}");
+    }
+    Ok(())
+}

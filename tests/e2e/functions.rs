@@ -56,10 +56,12 @@ const LONG: &str = r#"{ default_ttl = "1d" }"#;
 #[tokio::test(flavor = "multi_thread")]
 async fn router() -> Result<()> {
     let site = Site::new(&[("index.html", "app shell"), ("css/site.css", "body{}")])?;
+    // The app's answers are cacheable, so a session `/` is stored: the anonymous `/` below
+    // shows whether the cache keeps the app's object apart from the bucket's.
     let app = Origin::start(|r| async move {
         reply(
             200,
-            &[("cache-control", "no-store")],
+            &[("cache-control", "max-age=60")],
             format!("app saw {} {}", r.method, r.uri),
         )
     })
@@ -99,8 +101,25 @@ async fn router() -> Result<()> {
         (deep.status.as_u16(), deep.text().as_str()),
         (200, "app shell")
     );
-    // An anonymous `/` is the bucket's; the session's `/` from the app must not be served to it.
-    assert_eq!(node.get("/").await?.text(), "app shell");
+    // An anonymous `/` is the bucket's; the session's stored `/` from the app must not be
+    // served to it (the function-chosen origin is part of the cache key).
+    let anonymous = node.get("/").await?;
+    assert_eq!(
+        (anonymous.x_cache(), anonymous.text().as_str()),
+        ("Miss", "app shell")
+    );
+    let again = node
+        .send(
+            node.request("GET", "/")
+                .header("cookie", "session=abc")
+                .body(Full::default())?,
+        )
+        .await?;
+    assert_eq!(
+        (again.x_cache(), again.text().as_str()),
+        ("Hit", "app saw GET /"),
+        "the app's `/` was stored under its own key"
+    );
     assert_eq!(app.count(), 3);
     Ok(())
 }
@@ -379,6 +398,203 @@ async fn viewer_request_sets_cache_key_outright() -> Result<()> {
         (b.x_cache(), b.text().as_str()),
         ("Hit", "A"),
         "one key for every path: /b is /a's object"
+    );
+    Ok(())
+}
+
+/// An origin-response module that calls `cache_set_ttl(ttl)` and reports the call's status
+/// as a digit in `x-ttl-status`.
+fn ttl_setter(ttl: i64) -> String {
+    format!(
+        r#"(module
+      (import "edge_v1" "cache_set_ttl" (func $ttl (param i64) (result i32)))
+      (import "edge_v1" "response_set_header" (func $set (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "x-ttl-status")
+      (func (export "origin-response") (result i32)
+        (i32.store8 (i32.const 200) (i32.add (i32.const 48) (call $ttl (i64.const {ttl}))))
+        (drop (call $set (i32.const 0) (i32.const 12) (i32.const 200) (i32.const 1)))
+        (i32.const 0)))"#
+    )
+}
+
+/// A node whose `*` behavior (GET and POST, nothing stored by default) runs `ttl_setter(ttl)`
+/// on origin-response in front of `app`.
+async fn ttl_node(app: &Origin, ttl: i64) -> Result<(TestNode, Modules)> {
+    let modules = Modules::new(&[("ttl", &ttl_setter(ttl))])?;
+    let node = TestNode::start(&format!(
+        "{}\n[origins.app]\ntype = \"http\"\ntargets = [\"{}\"]\n[[behaviors]]\npath = \"*\"\norigin = \"app\"\nmethods = [\"GET\", \"POST\"]\nfunctions = {{ origin_response = \"ttl\" }}\ncache = {{ default_ttl = \"0s\", max_ttl = \"60s\" }}\n",
+        modules.toml(""),
+        app.url()
+    ))
+    .await?;
+    Ok((node, modules))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cache_set_ttl_never_stores_what_must_not_be_shared() -> Result<()> {
+    let app = Origin::start(|r| async move {
+        match r.uri.as_str() {
+            "/cookie" => reply(200, &[("set-cookie", "id=alice")], "alice's page"),
+            "/private" => reply(200, &[("cache-control", "private")], "alice's data"),
+            "/cacheable" => reply(200, &[("cache-control", "max-age=60")], "shared"),
+            _ => reply(200, &[], "plain"),
+        }
+    })
+    .await?;
+    let fetched = |path: &str| app.received().iter().filter(|r| r.uri == path).count();
+
+    let (node, _m) = ttl_node(&app, 3600).await?;
+    let plain = [node.get("/plain").await?, node.get("/plain").await?];
+    assert_eq!(
+        (plain[0].header("x-ttl-status"), plain[1].x_cache()),
+        (Some("0"), "Hit"),
+        "the function's TTL stores what the behavior would not"
+    );
+    for path in ["/cookie", "/private"] {
+        for _ in 0..2 {
+            let r = node.get(path).await?;
+            assert_eq!(r.x_cache(), "Miss", "{path} is never stored");
+        }
+        assert_eq!(fetched(path), 2, "{path}: each viewer reached the origin");
+    }
+    let second = node.get("/cookie").await?;
+    assert_eq!(second.header("set-cookie"), Some("id=alice"));
+    for _ in 0..2 {
+        let post = node
+            .send(
+                node.request("POST", "/posted")
+                    .body(Full::new(Bytes::from("x")))?,
+            )
+            .await?;
+        assert_eq!(post.x_cache(), "Miss", "a POST response is never stored");
+    }
+    assert_eq!(fetched("/posted"), 2);
+
+    // 0: do not store, whatever the origin says.
+    let (node, _m) = ttl_node(&app, 0).await?;
+    let before = fetched("/cacheable");
+    for _ in 0..2 {
+        let r = node.get("/cacheable").await?;
+        assert_eq!((r.header("x-ttl-status"), r.x_cache()), (Some("0"), "Miss"));
+    }
+    assert_eq!(fetched("/cacheable") - before, 2);
+
+    // Negative: INVALID_ARGUMENT, and the origin's own lifetime stands.
+    let (node, _m) = ttl_node(&app, -5).await?;
+    let first = node.get("/cacheable").await?;
+    assert_eq!(first.header("x-ttl-status"), Some("2"), "INVALID_ARGUMENT");
+    assert_eq!(node.get("/cacheable").await?.x_cache(), "Hit");
+    let plain = node.get("/plain").await?;
+    assert_eq!(plain.header("x-ttl-status"), Some("2"));
+    assert_eq!(node.get("/plain").await?.x_cache(), "Miss");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn body_limit_bounds_what_origin_response_reads_and_writes() -> Result<()> {
+    // Reads the body (status in x-get), then tries to write 2 KiB (status in x-set).
+    const BODY: &str = r#"(module
+      (import "edge_v1" "response_get_body" (func $get (param i32 i32 i32) (result i32)))
+      (import "edge_v1" "response_set_body" (func $put (param i32 i32) (result i32)))
+      (import "edge_v1" "response_set_header" (func $set (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 2)
+      (data (i32.const 100) "x-get") (data (i32.const 110) "x-set")
+      (func (export "origin-response") (result i32)
+        (i32.store8 (i32.const 200) (i32.add (i32.const 48)
+          (call $get (i32.const 1024) (i32.const 60000) (i32.const 0))))
+        (i32.store8 (i32.const 201) (i32.add (i32.const 48)
+          (call $put (i32.const 1024) (i32.const 2048))))
+        (drop (call $set (i32.const 100) (i32.const 5) (i32.const 200) (i32.const 1)))
+        (drop (call $set (i32.const 110) (i32.const 5) (i32.const 201) (i32.const 1)))
+        (i32.const 0)))"#;
+    let modules = Modules::new(&[("body", BODY)])?;
+    let app = Origin::start(|r| async move {
+        let size = if r.uri == "/big" { 4096 } else { 100 };
+        reply(200, &[], vec![b'a'; size])
+    })
+    .await?;
+    let node = TestNode::start(&format!(
+        "{}\n[origins.app]\ntype = \"http\"\ntargets = [\"{}\"]\n[[behaviors]]\npath = \"*\"\norigin = \"app\"\nfunctions = {{ origin_response = \"body\" }}\n",
+        modules.toml("body_limit = \"1 KiB\""),
+        app.url()
+    ))
+    .await?;
+    let small = node.get("/small").await?;
+    assert_eq!(
+        (
+            small.status.as_u16(),
+            small.header("x-get"),
+            small.header("x-set")
+        ),
+        (200, Some("0"), Some("5")),
+        "a small body is read; a write over the limit is LIMIT_EXCEEDED"
+    );
+    assert_eq!(
+        &small.body[..],
+        &[b'a'; 100][..],
+        "the refused write changed nothing"
+    );
+    let big = node.get("/big").await?;
+    assert_eq!(
+        (
+            big.status.as_u16(),
+            big.header("x-get"),
+            big.header("x-set")
+        ),
+        (200, Some("6"), Some("5")),
+        "a body over the limit is UNAVAILABLE"
+    );
+    assert_eq!(
+        &big.body[..],
+        &[b'a'; 4096][..],
+        "it reaches the viewer untouched"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_response_headers_are_joined_as_abi_md_says() -> Result<()> {
+    // Reads `set-cookie` and `x-multi` and makes them the body, one per line pair.
+    const JOIN: &str = r#"(module
+      (import "edge_v1" "response_get_header" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+      (import "edge_v1" "response_set_body" (func $body (param i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "set-cookie") (data (i32.const 16) "x-multi")
+      (func (export "origin-response") (result i32)
+        (local $a i32)
+        (drop (call $get (i32.const 0) (i32.const 10) (i32.const 1024) (i32.const 1000) (i32.const 100)))
+        (local.set $a (i32.load (i32.const 100)))
+        (i32.store8 (i32.add (i32.const 1024) (local.get $a)) (i32.const 124)) ;; "|"
+        (drop (call $get (i32.const 16) (i32.const 7)
+          (i32.add (i32.const 1025) (local.get $a)) (i32.const 1000) (i32.const 104)))
+        (drop (call $body (i32.const 1024)
+          (i32.add (i32.add (local.get $a) (i32.const 1)) (i32.load (i32.const 104)))))
+        (i32.const 0)))"#;
+    let modules = Modules::new(&[("join", JOIN)])?;
+    let app = Origin::start(|_| async {
+        reply(
+            200,
+            &[
+                ("set-cookie", "a=1; Path=/"),
+                ("set-cookie", "b=2"),
+                ("x-multi", "one"),
+                ("x-multi", "two"),
+            ],
+            "origin body",
+        )
+    })
+    .await?;
+    let node = TestNode::start(&format!(
+        "{}\n[origins.app]\ntype = \"http\"\ntargets = [\"{}\"]\n[[behaviors]]\npath = \"*\"\norigin = \"app\"\nfunctions = {{ origin_response = \"join\" }}\n",
+        modules.toml(""),
+        app.url()
+    ))
+    .await?;
+    assert_eq!(
+        node.get("/").await?.text(),
+        "a=1; Path=/\nb=2|one, two",
+        "set-cookie lines joined with \\n, others with \", \""
     );
     Ok(())
 }

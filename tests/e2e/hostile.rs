@@ -1,8 +1,6 @@
 //! Hostile and broken modules: each gets a clean error for its own request (or is refused at
 //! load, naming what is wrong) and the node keeps serving everything else correctly.
 
-use std::time::{Duration, Instant};
-
 use anyhow::Result;
 
 use crate::harness::{Modules, Site, TestNode};
@@ -63,7 +61,8 @@ async fn assert_contained(node: &TestNode, status: u16) -> Result<()> {
             (200, "still serving")
         );
     }
-    // And the bad function fails the same way again: no state leaked from the last call.
+    // And the bad function fails the same way again (fresh instances are checked by
+    // `every_invocation_starts_from_a_fresh_instance`).
     assert_eq!(node.get("/bad/y").await?.status.as_u16(), status);
     Ok(())
 }
@@ -73,14 +72,7 @@ async fn infinite_loop_hits_the_cpu_limit() -> Result<()> {
     let wat = r#"(module (memory (export "memory") 1)
       (func (export "viewer-request") (result i32) (loop $l (br $l)) (i32.const 0)))"#;
     let (node, _s, _m) = node_with_bad(wat, "viewer_request", "cpu_limit = \"20ms\"").await?;
-    let started = Instant::now();
-    assert_contained(&node, 503).await?;
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "loops were cut off at the limit: {:?}",
-        started.elapsed()
-    );
-    Ok(())
+    assert_contained(&node, 503).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -288,6 +280,140 @@ async fn out_of_bounds_pointers_are_a_status_not_a_crash() -> Result<()> {
         r.header("x-status"),
         Some("22"),
         "INVALID_ARGUMENT for both"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_invocation_starts_from_a_fresh_instance() -> Result<()> {
+    // Increments a mutable global and a memory cell, and reports both as digits: a reused
+    // instance would report 2, 3, ... on later requests.
+    let wat = r#"(module
+      (import "edge_v1" "response_set_header" (func $set (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (global $calls (mut i32) (i32.const 0))
+      (data (i32.const 0) "x-global") (data (i32.const 16) "x-memory")
+      (func (export "viewer-response") (result i32)
+        (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
+        (i32.store (i32.const 300) (i32.add (i32.load (i32.const 300)) (i32.const 1)))
+        (i32.store8 (i32.const 200) (i32.add (i32.const 48) (global.get $calls)))
+        (i32.store8 (i32.const 201) (i32.add (i32.const 48) (i32.load (i32.const 300))))
+        (drop (call $set (i32.const 0) (i32.const 8) (i32.const 200) (i32.const 1)))
+        (drop (call $set (i32.const 16) (i32.const 8) (i32.const 201) (i32.const 1)))
+        (i32.const 0)))"#;
+    let (node, _s, _m) = node_with_bad(wat, "viewer_response", "").await?;
+    for path in ["/bad/x", "/bad/x", "/bad/y", "/bad/x"] {
+        let r = node.get(path).await?;
+        assert_eq!(
+            (r.header("x-global"), r.header("x-memory")),
+            (Some("1"), Some("1")),
+            "{path}: state from an earlier invocation survived"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn good_requests_are_served_while_a_function_loops() -> Result<()> {
+    let wat = r#"(module (memory (export "memory") 1)
+      (func (export "viewer-request") (result i32) (loop $l (br $l)) (i32.const 0)))"#;
+    let (node, _s, _m) = node_with_bad(wat, "viewer_request", "cpu_limit = \"20ms\"").await?;
+    let node = std::sync::Arc::new(node);
+    // Looping and good requests at the same time, interleaved.
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let node = std::sync::Arc::clone(&node);
+        tasks.push(tokio::spawn(async move {
+            let path = if i % 3 == 0 {
+                format!("/bad/{i}")
+            } else {
+                "/ok.txt".to_owned()
+            };
+            let r = node.get(&path).await?;
+            anyhow::Ok((path, r.status.as_u16(), r.text()))
+        }));
+    }
+    for task in tasks {
+        let (path, status, text) = task.await??;
+        if path.starts_with("/bad/") {
+            assert_eq!(status, 503, "{path}: {text}");
+        } else {
+            assert_eq!((status, text.as_str()), (200, "still serving"), "{path}");
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn respond_without_a_response_gives_502() -> Result<()> {
+    // `1` (respond) from viewer-request without any response_set_* call first.
+    let wat = r#"(module (memory (export "memory") 1)
+      (func (export "viewer-request") (result i32) (i32.const 1)))"#;
+    let (node, _s, _m) = node_with_bad(wat, "viewer_request", "").await?;
+    assert_contained(&node, 502).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_buffer_gets_the_length_and_nothing_copied() -> Result<()> {
+    // The URI "/bad/xyz" (8 bytes) into a 2-byte buffer prefilled with "ZZ": the status, the
+    // length written at 0, and the buffer's bytes afterwards are reported as headers.
+    let wat = r#"(module
+      (import "edge_v1" "request_get_uri" (func $uri (param i32 i32 i32) (result i32)))
+      (import "edge_v1" "response_set_header" (func $set (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 100) "x-status") (data (i32.const 116) "x-length") (data (i32.const 132) "x-buffer")
+      (data (i32.const 300) "ZZ")
+      (func (export "viewer-response") (result i32)
+        (i32.store8 (i32.const 200) (i32.add (i32.const 48)
+          (call $uri (i32.const 300) (i32.const 2) (i32.const 0))))
+        (i32.store8 (i32.const 201) (i32.add (i32.const 48) (i32.load (i32.const 0))))
+        (drop (call $set (i32.const 100) (i32.const 8) (i32.const 200) (i32.const 1)))
+        (drop (call $set (i32.const 116) (i32.const 8) (i32.const 201) (i32.const 1)))
+        (drop (call $set (i32.const 132) (i32.const 8) (i32.const 300) (i32.const 2)))
+        (i32.const 0)))"#;
+    let (node, _s, _m) = node_with_bad(wat, "viewer_response", "").await?;
+    let r = node.get("/bad/xyz").await?;
+    assert_eq!(
+        (
+            r.header("x-status"),
+            r.header("x-length"),
+            r.header("x-buffer")
+        ),
+        (Some("3"), Some("8"), Some("ZZ")),
+        "BUFFER_TOO_SMALL, the URI's length, and the buffer untouched"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wasi_gives_no_environment_arguments_or_directories() -> Result<()> {
+    // Reports as digits: the environment's variable count, the argument count, and the errno
+    // of asking for preopened directory 3 (8 = EBADF: there is none).
+    let wat = r#"(module
+      (import "wasi_snapshot_preview1" "environ_sizes_get" (func $env (param i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "args_sizes_get" (func $args (param i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "fd_prestat_get" (func $prestat (param i32 i32) (result i32)))
+      (import "edge_v1" "response_set_header" (func $set (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 100) "x-env") (data (i32.const 110) "x-args") (data (i32.const 120) "x-dir")
+      ;; Counts start as 7s, so a call that writes nothing cannot pass for zero.
+      (data (i32.const 0) "\07\07\07\07\07\07\07\07\07\07\07\07\07\07\07\07")
+      (func (export "viewer-response") (result i32)
+        (drop (call $env (i32.const 0) (i32.const 4)))
+        (drop (call $args (i32.const 8) (i32.const 12)))
+        (i32.store8 (i32.const 200) (i32.add (i32.const 48) (i32.load (i32.const 0))))
+        (i32.store8 (i32.const 201) (i32.add (i32.const 48) (i32.load (i32.const 8))))
+        (i32.store8 (i32.const 202) (i32.add (i32.const 48) (call $prestat (i32.const 3) (i32.const 16))))
+        (drop (call $set (i32.const 100) (i32.const 5) (i32.const 200) (i32.const 1)))
+        (drop (call $set (i32.const 110) (i32.const 6) (i32.const 201) (i32.const 1)))
+        (drop (call $set (i32.const 120) (i32.const 5) (i32.const 202) (i32.const 1)))
+        (i32.const 0)))"#;
+    let (node, _s, _m) = node_with_bad(wat, "viewer_response", "").await?;
+    let r = node.get("/bad/x").await?;
+    assert_eq!(
+        (r.header("x-env"), r.header("x-args"), r.header("x-dir")),
+        (Some("0"), Some("0"), Some("8")),
+        "no environment, no arguments, no preopened directory"
     );
     Ok(())
 }

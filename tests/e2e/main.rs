@@ -20,3 +20,4 @@ mod privacy;
 mod routing;
 mod static_origin;
 mod streaming;
+mod traversal;

@@ -1,18 +1,31 @@
 //! Operations: graceful shutdown finishes in-flight requests and then stops accepting; the
 //! debug header explains how a request was handled.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use http_body_util::Full;
+use tokio::sync::Notify;
 
 use crate::harness::{reply, Origin, TestNode};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn shutdown_finishes_in_flight_requests() -> Result<()> {
-    let origin = Origin::start(|_| async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        reply(200, &[], "finished")
+    // The origin tells the test when it has the request, then holds its answer until released:
+    // shutdown starts while the request is certainly in flight.
+    let arrived = Arc::new(Notify::new());
+    let release = Arc::new(Notify::new());
+    let origin = Origin::start({
+        let (arrived, release) = (Arc::clone(&arrived), Arc::clone(&release));
+        move |_| {
+            let (arrived, release) = (Arc::clone(&arrived), Arc::clone(&release));
+            async move {
+                arrived.notify_one();
+                release.notified().await;
+                reply(200, &[], "finished")
+            }
+        }
     })
     .await?;
     let TestNode { node, .. } = TestNode::start(&format!(
@@ -33,16 +46,24 @@ async fn shutdown_finishes_in_flight_requests() -> Result<()> {
             anyhow::Ok(body)
         }
     });
-    // Shut down once the origin has the request, i.e. the request is in flight.
-    while origin.count() == 0 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    node.shutdown().await;
-    assert_eq!(
-        &in_flight.await??[..],
-        b"finished",
-        "the in-flight request completed"
+    tokio::time::timeout(Duration::from_secs(10), arrived.notified())
+        .await
+        .context("the node never forwarded the request to the origin")?;
+    let shutdown = tokio::spawn(async move { node.shutdown().await });
+    // Shutdown must wait for the held request: it cannot finish before the release.
+    tokio::task::yield_now().await;
+    assert!(
+        !shutdown.is_finished(),
+        "shutdown finished while a request was in flight"
     );
+    release.notify_one();
+    let body = tokio::time::timeout(Duration::from_secs(10), in_flight)
+        .await
+        .context("the in-flight request did not complete")???;
+    assert_eq!(&body[..], b"finished", "the in-flight request completed");
+    tokio::time::timeout(Duration::from_secs(10), shutdown)
+        .await
+        .context("shutdown did not finish after the last request")??;
     assert!(
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "no new connections after shutdown"

@@ -239,3 +239,104 @@ mod tests {
         assert_eq!(CacheKey::build(&c, &a).host_path(), "a.test/x");
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use http::header::HeaderName;
+    use proptest::prelude::*;
+
+    fn parts(host: &str, path_and_query: &str, headers: &[(String, String)]) -> Option<Parts> {
+        let mut b = http::Request::get(path_and_query);
+        b = b.header(HOST, http::HeaderValue::from_str(host).ok()?);
+        for (n, v) in headers {
+            b = b.header(
+                HeaderName::from_bytes(n.as_bytes()).ok()?,
+                http::HeaderValue::from_str(v).ok()?,
+            );
+        }
+        Some(b.body(()).ok()?.into_parts().0)
+    }
+
+    fn config() -> impl Strategy<Value = CacheKeyConfig> {
+        (
+            prop_oneof![
+                Just(QueryKey::None),
+                Just(QueryKey::All),
+                prop::collection::btree_set("[a-c]{1,2}", 0..3)
+                    .prop_map(|names| QueryKey::Allow(names.into_iter().collect())),
+            ],
+            prop::collection::vec(prop_oneof![Just("accept-language"), Just("x-device")], 0..2),
+            prop::collection::vec("[a-c]{1,3}", 0..2),
+        )
+            .prop_map(|(query, headers, cookies)| CacheKeyConfig {
+                query,
+                headers: headers.into_iter().map(HeaderName::from_static).collect(),
+                cookies,
+            })
+    }
+
+    /// `name=value` pairs with distinct names.
+    fn params() -> impl Strategy<Value = Vec<String>> {
+        prop::collection::btree_map("[a-c]{1,2}", "[a-z0-9%]{0,3}", 0..5)
+            .prop_map(|m| m.into_iter().map(|(n, v)| format!("{n}={v}")).collect())
+    }
+
+    proptest! {
+        /// Arbitrary hosts, targets, headers and cookies never panic the key builder.
+        #[test]
+        fn arbitrary_requests_never_panic(
+            config in config(),
+            host in "[ -~]{0,20}",
+            target in "/[!-~]{0,30}",
+            headers in prop::collection::vec(("accept-language|x-device|cookie", "[ -~]{0,20}"), 0..4),
+        ) {
+            if let Some(parts) = parts(&host, &target, &headers) {
+                let key = CacheKey::build(&config, &parts);
+                prop_assert!(!key.as_str().starts_with(SEP));
+            }
+        }
+
+        /// The order of distinct query parameters never splits the cache, and the host's case
+        /// does not either.
+        #[test]
+        fn parameter_order_and_host_case_do_not_matter(
+            config in config(),
+            host in "[a-zA-Z]{1,8}\\.test",
+            path in "/[a-z/]{0,10}",
+            params in params(),
+            seed in any::<u64>(),
+        ) {
+            let mut shuffled = params.clone();
+            // A deterministic shuffle from the seed.
+            let n = shuffled.len();
+            for i in (1..n).rev() {
+                shuffled.swap(i, (seed.wrapping_mul(i as u64 + 7) % (i as u64 + 1)) as usize);
+            }
+            let a = parts(&host, &format!("{path}?{}", params.join("&")), &[]).expect("valid");
+            let b = parts(&host.to_ascii_uppercase(), &format!("{path}?{}", shuffled.join("&")), &[]).expect("valid");
+            prop_assert_eq!(CacheKey::build(&config, &a), CacheKey::build(&config, &b));
+        }
+
+        /// Host and path are always in the key: they are what invalidation matches, and two
+        /// different paths never share an object.
+        #[test]
+        fn host_and_path_start_the_key(config in config(), host in "[a-z]{1,8}\\.test", p1 in "/[a-z0-9/._-]{0,12}", p2 in "/[a-z0-9/._-]{0,12}", q in "[a-c=&]{0,8}") {
+            let a = parts(&host, &format!("{p1}?{q}"), &[]).expect("valid");
+            let key = CacheKey::build(&config, &a);
+            prop_assert_eq!(key.host_path(), format!("{host}{p1}"));
+            let b = parts(&host, &format!("{p2}?{q}"), &[]).expect("valid");
+            prop_assert_eq!(key == CacheKey::build(&config, &b), p1 == p2);
+        }
+
+        /// A key a function sets never equals a key the node builds, nor a variant of one.
+        #[test]
+        fn custom_keys_stay_apart(config in config(), custom in "[ -~\\n]{0,30}", host in "[a-z]{0,8}", target in "/[!-~]{0,20}") {
+            if let Some(p) = parts(&host, &target, &[]) {
+                let built = CacheKey::build(&config, &p);
+                prop_assert_ne!(&CacheKey::custom(&custom), &built);
+                prop_assert_ne!(CacheKey::custom(&custom), built.variant("origin=app"));
+            }
+        }
+    }
+}

@@ -1299,3 +1299,137 @@ cache_key = { query = "none" }
         );
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A valid config that needs nothing on disk.
+    const BASE: &str = r#"[server]
+listen = "127.0.0.1:0"
+debug_header = "x-edge-debug"
+
+[cache]
+max_size = "1 MiB"
+max_object_size = "64 KiB"
+
+[origins.app]
+type = "http"
+targets = ["http://127.0.0.1:9", "http://127.0.0.1:10"]
+connect_timeout = "1s"
+response_timeout = "30s"
+
+[[behaviors]]
+path = "/api/*"
+origin = "app"
+methods = ["GET", "HEAD", "POST"]
+cache = { min_ttl = "0s", default_ttl = "0s", max_ttl = "60s" }
+cache_key = { query = "all", headers = ["Accept-Language"], cookies = ["session"] }
+
+[[behaviors]]
+path = "*"
+origin = "app"
+"#;
+
+    /// Values that are wrong in interesting ways.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(r#""""#.to_owned()),
+            Just(r#""-1s""#.to_owned()),
+            Just(r#""1 XiB""#.to_owned()),
+            Just(r#""18446744073709551616 B""#.to_owned()),
+            Just(r#""999999999999999d""#.to_owned()),
+            Just(r#""http://""#.to_owned()),
+            Just(r#""ftp://x""#.to_owned()),
+            Just(r#""nope""#.to_owned()),
+            Just(r#""*""#.to_owned()),
+            Just("[]".to_owned()),
+            Just("{}".to_owned()),
+            Just("1e999".to_owned()),
+            Just("-1".to_owned()),
+            Just("true".to_owned()),
+            Just(r#"["GET", "BREW"]"#.to_owned()),
+            Just(r#"{ query = "some" }"#.to_owned()),
+            "\"[ -~]{0,12}\"",
+            "[ -~]{0,12}",
+        ]
+    }
+
+    #[derive(Debug, Clone)]
+    enum Mutation {
+        SetValue(usize, String),
+        ReplaceLine(usize, String),
+        DeleteLine(usize),
+        DuplicateLine(usize),
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        prop_oneof![
+            (any::<usize>(), value()).prop_map(|(i, v)| Mutation::SetValue(i, v)),
+            (any::<usize>(), "[ -~]{0,30}").prop_map(|(i, l)| Mutation::ReplaceLine(i, l)),
+            any::<usize>().prop_map(Mutation::DeleteLine),
+            any::<usize>().prop_map(Mutation::DuplicateLine),
+        ]
+    }
+
+    fn apply(text: &str, mutations: &[Mutation]) -> String {
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        for m in mutations {
+            let n = lines.len().max(1);
+            match m {
+                Mutation::SetValue(i, v) => {
+                    if let Some(line) = lines.get_mut(i % n) {
+                        if let Some((key, _)) = line.split_once(" = ") {
+                            *line = format!("{key} = {v}");
+                        }
+                    }
+                }
+                Mutation::ReplaceLine(i, l) => {
+                    if let Some(line) = lines.get_mut(i % n) {
+                        *line = l.clone();
+                    }
+                }
+                Mutation::DeleteLine(i) => {
+                    if i % n < lines.len() {
+                        lines.remove(i % n);
+                    }
+                }
+                Mutation::DuplicateLine(i) => {
+                    if let Some(line) = lines.get(i % n).cloned() {
+                        lines.insert(i % n, line);
+                    }
+                }
+            }
+        }
+        lines.join("\n")
+    }
+
+    #[test]
+    fn the_undamaged_config_is_valid() {
+        BASE.parse::<Config>().expect("BASE is valid");
+    }
+
+    proptest! {
+        /// A damaged config never panics the loader, and every error says where: a line.
+        #[test]
+        fn damaged_configs_fail_with_a_line(mutations in prop::collection::vec(mutation(), 1..4)) {
+            let text = apply(BASE, &mutations);
+            if let Err(error) = text.parse::<Config>() {
+                let message = error.to_string();
+                let names_line = message.contains("line ")
+                    || message
+                        .strip_prefix("<inline>:")
+                        .and_then(|rest| rest.split(':').next())
+                        .is_some_and(|n| n.parse::<usize>().is_ok());
+                prop_assert!(names_line, "no line in {message:?} for:\n{text}");
+            }
+        }
+
+        /// Arbitrary text never panics the loader.
+        #[test]
+        fn arbitrary_text_never_panics(text in "[ -~\\n\\[\\]=\"]{0,200}") {
+            let _ = text.parse::<Config>();
+        }
+    }
+}

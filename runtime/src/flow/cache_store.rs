@@ -288,3 +288,59 @@ fn tee(mut body: EdgeBody, pending: Pending, max: u64, length: Option<u64>) -> E
     });
     viewer_body
 }
+
+#[cfg(test)]
+mod stale_if_error_tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// A 60 s object whose freshness ran out `past` ago.
+    fn stale_by(past: Duration) -> CachedObject {
+        let mut object = CachedObject::new(
+            StatusCode::OK,
+            HeaderMap::new(),
+            Bytes::from_static(b"copy"),
+            Duration::from_secs(60),
+            0,
+        );
+        object.stored_at = Instant::now()
+            .checked_sub(Duration::from_secs(60) + past)
+            .expect("the monotonic clock reaches back a day");
+        object
+    }
+
+    fn answer(status: u16) -> Result<Response<EdgeBody>, Error> {
+        let mut response = Response::new(EdgeBody::Empty);
+        *response.status_mut() = StatusCode::from_u16(status).expect("valid status");
+        Ok(response)
+    }
+
+    fn served_stale(object: &CachedObject, status: u16) -> bool {
+        let ctx = RequestCtx::new(1, "127.0.0.1:1".parse().expect("address"));
+        matches!(
+            stale_if_error(&ctx, Some(object), answer(status)),
+            Ok(Fetched::Stale(_))
+        )
+    }
+
+    #[test]
+    fn stale_copy_stands_in_for_a_day_past_its_freshness() {
+        let hour = stale_by(Duration::from_secs(3600));
+        for status in [500, 502, 503, 504] {
+            assert!(served_stale(&hour, status), "{status}");
+        }
+        for status in [200, 304, 404, 501] {
+            assert!(
+                !served_stale(&hour, status),
+                "{status} is not an origin failure"
+            );
+        }
+        let almost = stale_by(DEFAULT_STALE_IF_ERROR - Duration::from_secs(60));
+        assert!(served_stale(&almost, 503), "just under a day");
+        let older = stale_by(DEFAULT_STALE_IF_ERROR + Duration::from_secs(60));
+        assert!(
+            !served_stale(&older, 503),
+            "over a day: the failure goes through"
+        );
+    }
+}

@@ -222,3 +222,76 @@ mod tests {
         assert!(remove_dot_segments("/%2e%2e/x").is_err());
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Paths built from segments that stress dot handling.
+    fn path() -> impl Strategy<Value = String> {
+        let segment = prop_oneof![
+            Just(".".to_owned()),
+            Just("..".to_owned()),
+            Just("%2e".to_owned()),
+            Just("%2E%2e".to_owned()),
+            Just(".%2E".to_owned()),
+            Just("%2e.".to_owned()),
+            Just("...".to_owned()),
+            Just(String::new()),
+            "[a-z.%]{1,4}",
+        ];
+        prop::collection::vec(segment, 0..10).prop_map(|s| format!("/{}", s.join("/")))
+    }
+
+    fn is_dot_segment(s: &str) -> bool {
+        matches!(
+            s.to_ascii_lowercase().as_str(),
+            "." | "%2e" | ".." | ".%2e" | "%2e." | "%2e%2e"
+        )
+    }
+
+    /// How deep below the root a path ends, refusing to go above it; `None` if it would.
+    fn depth(path: &str) -> Option<usize> {
+        let mut depth = 0usize;
+        for s in path.split('/').skip(1) {
+            match s.to_ascii_lowercase().as_str() {
+                "." | "%2e" => {}
+                ".." | ".%2e" | "%2e." | "%2e%2e" => depth = depth.checked_sub(1)?,
+                _ => depth += 1,
+            }
+        }
+        Some(depth)
+    }
+
+    proptest! {
+        /// Never panics; a resolved path starts at the root, has no dot segment left (so
+        /// resolving again changes nothing), and is refused exactly when it would climb above
+        /// the root.
+        #[test]
+        fn resolution_never_escapes_and_is_idempotent(path in path()) {
+            match remove_dot_segments(&path) {
+                Err(_) => prop_assert!(depth(&path).is_none(), "{path:?} was refused but stays inside"),
+                Ok(resolved) => {
+                    prop_assert!(depth(&path).is_some(), "{path:?} climbs above the root");
+                    let clean = resolved.unwrap_or_else(|| path.clone());
+                    prop_assert!(clean.starts_with('/'), "{clean:?}");
+                    prop_assert!(!clean.split('/').any(is_dot_segment), "{path:?} -> {clean:?}");
+                    prop_assert_eq!(remove_dot_segments(&clean).ok(), Some(None));
+                }
+            }
+        }
+
+        /// Any request target the node can parse normalizes without panicking, and the result
+        /// has no dot segments.
+        #[test]
+        fn normalize_never_panics(target in "/[!-~]{0,40}") {
+            let Ok(request) = http::Request::get(target.as_str()).body(EdgeBody::Empty) else {
+                return Ok(());
+            };
+            if let Ok(request) = normalize(request) {
+                prop_assert!(!request.uri().path().split('/').any(is_dot_segment));
+            }
+        }
+    }
+}

@@ -261,18 +261,46 @@ mod tests {
             name.starts_with(&first.hash) && name.ends_with(".cwasm"),
             "{name}"
         );
-        // A second engine (a restart) loads from the cache and runs the same.
+        // A compile writes a new file and renames it into place (a new inode); a load from the
+        // cache leaves the file alone. The inode tells the two apart.
+        use std::os::unix::fs::MetadataExt as _;
+        let inode = |path: &std::path::Path| std::fs::metadata(path).expect("cached file").ino();
+        let path = files[0].path();
+        let written = inode(&path);
+        // A second engine (a restart) loads from the cache, without compiling, and runs the same.
         let engine = FunctionEngine::new(16 << 20, Some(dir.path().to_owned())).expect("engine");
         let again = engine
             .load(&config("logger"), LOGGER.as_bytes())
             .expect("loads from cache");
+        assert_eq!(
+            inode(&path),
+            written,
+            "loaded from the cache, not recompiled"
+        );
         let (decision, _) = invoke(&engine, &again, Event::ViewerRequest, 2, state());
         assert_eq!(decision.expect("runs"), Decision::Continue);
         // A corrupt cache file is ignored and replaced, not trusted.
-        std::fs::write(files[0].path(), b"garbage").expect("write");
-        engine
+        std::fs::write(&path, b"garbage").expect("write");
+        let recompiled = engine
             .load(&config("logger"), LOGGER.as_bytes())
             .expect("recompiles");
+        let (decision, _) = invoke(&engine, &recompiled, Event::ViewerRequest, 3, state());
+        assert_eq!(decision.expect("runs"), Decision::Continue);
+        let replaced = std::fs::read(&path).expect("cached file");
+        assert!(
+            replaced != b"garbage" && replaced.len() > 100,
+            "the corrupt file was replaced by compiled code"
+        );
+        let replaced_inode = inode(&path);
+        FunctionEngine::new(16 << 20, Some(dir.path().to_owned()))
+            .expect("engine")
+            .load(&config("logger"), LOGGER.as_bytes())
+            .expect("loads the replacement");
+        assert_eq!(
+            inode(&path),
+            replaced_inode,
+            "the replacement is loaded from the cache"
+        );
     }
 
     #[test]

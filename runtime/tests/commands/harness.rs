@@ -93,11 +93,23 @@ pub struct Node {
 impl Node {
     /// Starts `edge args` in `dir` and waits for its `edge node listening` line.
     pub fn start(dir: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with(dir, args, &[], DEADLINE)
+    }
+
+    /// As [`Node::start`], with `env` set, waiting up to `within` for the node to listen (a
+    /// command that builds functions first, like `demo`, needs longer on a cold target dir).
+    pub fn start_with(
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        within: Duration,
+    ) -> anyhow::Result<Self> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_edge"))
             .args(args)
             .current_dir(dir)
             .env("RUST_LOG", "info")
             .env_remove("CARGO_TARGET_DIR")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -120,7 +132,7 @@ impl Node {
             admin: None,
             passed: Vec::new(),
         };
-        let line = node.wait_for_log(DEADLINE, |l| l.contains("edge node listening"))?;
+        let line = node.wait_for_log(within, |l| l.contains("edge node listening"))?;
         let field = |name: &str| {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(name)?.parse::<SocketAddr>().ok())
@@ -244,11 +256,24 @@ impl Response {
 
 /// `GET path` over a fresh connection, read to its close.
 pub fn get(addr: SocketAddr, path: &str) -> anyhow::Result<Response> {
+    get_with(addr, path, &[])
+}
+
+/// `GET path` with these extra request headers, over a fresh connection, read to its close.
+pub fn get_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<Response> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let extra: String = headers
+        .iter()
+        .map(|(n, v)| format!("{n}: {v}\r\n"))
+        .collect();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n{extra}\r\n"
     )?;
     let mut raw = String::new();
     stream.read_to_string(&mut raw)?;

@@ -1,6 +1,7 @@
 //! The `edge` commands that run a node or talk to one, driven as a user would: real processes,
 //! real files, loopback sockets on free ports (read back from the node's log).
 //!
+//! - [`demo`]: `edge demo` shows what the README says it shows.
 //! - [`dev`]: `edge dev` hot-swaps a changed `.wat` or `.wasm` module and a rebuilt function
 //!   crate without emptying the cache, builds a crate that was never built, keeps the old
 //!   version when the new one is broken, and keeps an uploaded LIVE version.
@@ -13,6 +14,7 @@
 //! - [`test_function`]: `edge test-function` runs a module with no node.
 
 mod admin;
+mod demo;
 mod dev;
 mod harness;
 mod lifecycle;

@@ -57,3 +57,44 @@ fn sighup_reloads_a_valid_config_and_keeps_the_old_one_on_error() -> anyhow::Res
     assert_eq!(node.get("/v.txt?n=2")?.body, "B");
     Ok(())
 }
+
+#[test]
+fn sighup_loads_a_changed_function_module_and_keeps_the_old_one_if_broken() -> anyhow::Result<()> {
+    let dir = crate::harness::site_dir()?;
+    std::fs::write(
+        dir.path().join("edge.toml"),
+        format!(
+            "{SERVER}[functions.stamp]\nmodule = \"stamp.wat\"\n\
+             [origins.bucket]\ntype = \"static\"\nroot = \"site\"\n\
+             [[behaviors]]\npath = \"*\"\norigin = \"bucket\"\n\
+             functions = {{ viewer_response = \"stamp\" }}\n"
+        ),
+    )?;
+    let mut node = Node::start(dir.path(), &["serve", "--config", "edge.toml"])?;
+    let first = node.get("/index.html")?;
+    assert_eq!(
+        (first.header("x-version"), first.header("x-cache")),
+        ("A", "Miss")
+    );
+
+    // A changed module is not picked up by itself: `serve` loads it on SIGHUP.
+    let stamp = dir.path().join("stamp.wat");
+    crate::harness::replace_file(&stamp, &crate::harness::stamp_wat("B"))?;
+    assert_eq!(node.get("/index.html")?.header("x-version"), "A");
+    node.signal("HUP")?;
+    node.wait_for_log(CHANGE_DEADLINE, |l| l.contains("config reloaded"))?;
+    let swapped = node.get("/index.html")?;
+    assert_eq!(
+        (swapped.header("x-version"), swapped.header("x-cache")),
+        ("B", "Hit"),
+        "the new module runs, on the same cache"
+    );
+
+    // A module that does not compile: reported, and B keeps running.
+    crate::harness::replace_file(&stamp, "(module (func $broken")?;
+    node.signal("HUP")?;
+    node.wait_for_log(CHANGE_DEADLINE, |l| l.contains("config not reloaded"))?;
+    assert!(node.is_running());
+    assert_eq!(node.get("/index.html")?.header("x-version"), "B");
+    Ok(())
+}

@@ -77,3 +77,96 @@ pub fn write_out(data: &mut [u8], buf_ptr: i32, buf_len: i32, out_ptr: i32, valu
 pub fn status_of(result: Result<i32, i32>) -> i32 {
     result.unwrap_or_else(|s| s)
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Pointers and lengths a guest might pass: small, near the end of memory, and extreme.
+    fn offset() -> impl Strategy<Value = i32> {
+        prop_oneof![
+            0i32..80,
+            60i32..70,
+            Just(-1),
+            Just(i32::MIN),
+            Just(i32::MAX),
+            any::<i32>()
+        ]
+    }
+
+    /// The range as the guest means it: unsigned, in 64-bit arithmetic, inside `size` bytes.
+    fn inside(ptr: i32, len: i32, size: usize) -> bool {
+        u64::from(ptr as u32) + u64::from(len as u32) <= size as u64
+    }
+
+    proptest! {
+        /// A range is accepted exactly when it lies inside memory, and reads exactly it.
+        #[test]
+        fn ranges_are_bounds_checked(size in 0usize..80, ptr in offset(), len in offset()) {
+            let data: Vec<u8> = (0..size).map(|i| i as u8).collect();
+            match bytes(&data, ptr, len) {
+                Ok(read) => {
+                    prop_assert!(inside(ptr, len, size));
+                    prop_assert_eq!(read.len(), len as u32 as usize);
+                    prop_assert_eq!(read.first().copied(), data.get(ptr as u32 as usize).copied().filter(|_| len != 0));
+                }
+                Err(s) => {
+                    prop_assert_eq!(s, status::INVALID_ARGUMENT);
+                    prop_assert!(!inside(ptr, len, size));
+                }
+            }
+        }
+
+        /// The output-buffer convention of ABI.md: OK copies the value and writes its length;
+        /// BUFFER_TOO_SMALL writes the length and copies nothing; a bad range changes nothing.
+        #[test]
+        fn output_buffers_follow_the_abi(
+            size in 0usize..80,
+            buf_ptr in offset(),
+            buf_len in offset(),
+            out_ptr in offset(),
+            value in prop::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let before: Vec<u8> = (0..size).map(|i| (i as u8) ^ 0x5a).collect();
+            let mut data = before.clone();
+            let result = write_out(&mut data, buf_ptr, buf_len, out_ptr, &value);
+            let len_at_out = || {
+                let p = out_ptr as u32 as usize;
+                data.get(p..p + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            };
+            // Bytes outside both the buffer and the length slot never change.
+            let (b, o) = (buf_ptr as u32 as usize, out_ptr as u32 as usize);
+            for i in 0..size {
+                let in_buf = i >= b && (i - b) < value.len().min(buf_len as u32 as usize);
+                let in_out = i >= o && i - o < 4;
+                if !in_buf && !in_out {
+                    prop_assert_eq!(data[i], before[i], "byte {} changed", i);
+                }
+            }
+            match result {
+                status::OK => {
+                    prop_assert!(inside(buf_ptr, buf_len, size) && value.len() <= buf_len as u32 as usize);
+                    // The value is in the buffer; the length is at `out_ptr` unless the guest
+                    // made the two overlap (then the value, written last, wins).
+                    prop_assert_eq!(&data[b..b + value.len()], &value[..]);
+                    if o + 4 <= b || o >= b + value.len() {
+                        prop_assert_eq!(len_at_out(), Some(value.len() as u32));
+                    }
+                }
+                status::BUFFER_TOO_SMALL => {
+                    prop_assert!(value.len() > buf_len as u32 as usize);
+                    prop_assert_eq!(len_at_out(), Some(value.len() as u32));
+                    for i in (0..size).filter(|i| *i < o || *i >= o + 4) {
+                        prop_assert_eq!(data[i], before[i], "copied into byte {} of a short buffer", i);
+                    }
+                }
+                status::INVALID_ARGUMENT => {
+                    prop_assert!(!inside(buf_ptr, buf_len, size) || !inside(out_ptr, 4, size));
+                    prop_assert_eq!(&data, &before);
+                }
+                other => prop_assert!(false, "unexpected status {}", other),
+            }
+        }
+    }
+}
