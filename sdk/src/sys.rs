@@ -92,7 +92,7 @@ macro_rules! host_calls {
             #[cfg(not(target_arch = "wasm32"))]
             #[allow(dead_code)]
             pub(crate) fn $name($($arg: $ty),*) -> i32 {
-                crate::testing::sim::$name($($arg),*)
+                crate::testing::raw::$name($($arg),*)
             }
         )*
     };
@@ -136,5 +136,5 @@ pub(crate) fn take_refusal() -> Option<String> {
 /// writes it to its log instead.
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn take_refusal() -> Option<String> {
-    crate::testing::sim::take_refusal()
+    crate::testing::raw::take_refusal()
 }
