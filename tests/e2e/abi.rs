@@ -701,3 +701,61 @@ fn status_header(headers: &HeaderMap) -> Result<i32> {
         .to_str()?;
     Ok(i32::from(text.as_bytes()[0]) - 48)
 }
+
+/// A host call the node refuses leaves a warning in the invocation's log that names the call,
+/// the argument and the rule, as the SDK's test host reports it; the admin API's test result
+/// shows it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_call_is_named_in_the_function_log() -> Result<()> {
+    let picker = r#"(module
+      (import "edge_v1" "origin_set" (func $origin (param i32 i32) (result i32)))
+      (import "edge_v1" "cache_key_add" (func $key (param i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "ap")
+      (func (export "viewer-request") (result i32)
+        (drop (call $origin (i32.const 0) (i32.const 2)))
+        (i32.const 0))
+      (func (export "viewer-response") (result i32)
+        (drop (call $key (i32.const 0) (i32.const 2)))
+        (i32.const 0)))"#;
+    let modules = Modules::new(&[("picker", picker)])?;
+    let data = tempfile::tempdir()?;
+    let app = Origin::fixed("ok", &[]).await?;
+    let node = TestNode::start(&format!(
+        "{}\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{}\"\ndata_dir = {:?}\n[origins.app]\ntype = \"http\"\ntargets = [\"{}\"]\n[origins.bucket]\ntype = \"http\"\ntargets = [\"{}\"]\n[[behaviors]]\npath = \"*\"\norigin = \"app\"\nfunctions = {{ viewer_request = \"picker\", viewer_response = \"picker\" }}\n",
+        modules.toml(""),
+        crate::harness::ADMIN_TOKEN,
+        data.path().display().to_string(),
+        app.url(),
+        app.url(),
+    ))
+    .await?;
+    assert_eq!(node.get("/x").await?.text(), "ok", "a refused call is a status, not a failure");
+
+    let expected = [
+        ("viewer-request", "origin_set(\"ap\"): no origin \"ap\"; known: app, bucket"),
+        ("viewer-response", "cache_key_add is not allowed in viewer-response"),
+    ];
+    for (event, message) in expected {
+        let sample = format!(
+            r#"{{"event":"{event}","request":{{"uri":"/x"}},"response":{{"status":200}}}}"#
+        );
+        let sample = if event == "viewer-request" {
+            format!(r#"{{"event":"{event}","request":{{"uri":"/x"}}}}"#)
+        } else {
+            sample
+        };
+        let tested = node
+            .admin("POST", "/functions/picker/test?stage=live", sample)
+            .await?;
+        let result = tested.json()?;
+        let logs = &result["logs"];
+        assert_eq!(
+            logs,
+            &serde_json::json!([{ "level": "warn", "message": message }]),
+            "{}",
+            tested.text()
+        );
+    }
+    Ok(())
+}
