@@ -98,7 +98,7 @@ use std::marker::PhantomData;
 use std::net::{IpAddr, Ipv4Addr};
 
 pub use http;
-pub use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+pub use http::{HeaderName, HeaderValue, Method, StatusCode};
 
 use abi::{calls, status, HostCall};
 pub use event::{OriginRequest, OriginResponse, ViewerRequest, ViewerResponse};
@@ -291,17 +291,66 @@ fn read_or<T>(
     }
 }
 
-/// A header name and value from anything `http` converts (`&str`, `String`, the types).
-fn header_pair<K, V>(name: K, value: V) -> Result<(HeaderName, HeaderValue), Error>
-where
-    K: TryInto<HeaderName>,
-    K::Error: Into<http::Error>,
-    V: TryInto<HeaderValue>,
-    V::Error: Into<http::Error>,
-{
-    let name = name.try_into().map_err(|e| Error::from(e.into()))?;
-    let value = value.try_into().map_err(|e| Error::from(e.into()))?;
-    Ok((name, value))
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// What a header setter takes as a name: `&str`, `String` or `http`'s [`HeaderName`] (e.g.
+/// `http::header::CACHE_CONTROL`). The node validates it (ABI.md's rules), so the module
+/// carries no header parser.
+pub trait IntoHeaderName: sealed::Sealed {
+    #[doc(hidden)]
+    fn name_bytes(&self) -> &[u8];
+}
+
+/// What a header setter takes as a value: `&str`, `String` or `http`'s [`HeaderValue`]. The
+/// node validates it (no CR, LF or other control bytes).
+pub trait IntoHeaderValue: sealed::Sealed {
+    #[doc(hidden)]
+    fn value_bytes(&self) -> &[u8];
+}
+
+macro_rules! header_args {
+    ($($t:ty),*) => {$(
+        impl sealed::Sealed for $t {}
+        impl IntoHeaderName for $t {
+            fn name_bytes(&self) -> &[u8] {
+                AsRef::<[u8]>::as_ref(self)
+            }
+        }
+        impl IntoHeaderValue for $t {
+            fn value_bytes(&self) -> &[u8] {
+                AsRef::<[u8]>::as_ref(self)
+            }
+        }
+    )*};
+}
+
+header_args!(&str, String, &String);
+
+impl sealed::Sealed for HeaderName {}
+impl sealed::Sealed for &HeaderName {}
+impl IntoHeaderName for HeaderName {
+    fn name_bytes(&self) -> &[u8] {
+        self.as_str().as_bytes()
+    }
+}
+impl IntoHeaderName for &HeaderName {
+    fn name_bytes(&self) -> &[u8] {
+        self.as_str().as_bytes()
+    }
+}
+impl sealed::Sealed for HeaderValue {}
+impl sealed::Sealed for &HeaderValue {}
+impl IntoHeaderValue for HeaderValue {
+    fn value_bytes(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+impl IntoHeaderValue for &HeaderValue {
+    fn value_bytes(&self) -> &[u8] {
+        self.as_bytes()
+    }
 }
 
 /// The header calls of one message (request or response), for shared write-through code.
@@ -326,35 +375,92 @@ const RESPONSE_HEADERS: HeaderCalls = HeaderCalls {
 impl HeaderCalls {
     fn set(
         &self,
-        cache: &mut OnceCell<HeaderMap>,
-        name: HeaderName,
-        value: HeaderValue,
+        cache: &mut OnceCell<HeaderList>,
+        name: &[u8],
+        value: &[u8],
         append: bool,
     ) -> Result<(), Error> {
         let (call, f) = if append { self.append } else { self.set };
-        check(call, f(name.as_str().as_bytes(), value.as_bytes()))?;
+        check(call, f(name, value))?;
         if let Some(headers) = cache.get_mut() {
-            if append {
-                headers.append(name, value);
-            } else {
-                headers.insert(name, value);
+            // The node took the name, so it is a token: ASCII, which the list keeps lowercase.
+            let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+            if !append {
+                headers.remove(&name);
             }
+            headers.append(&name, &String::from_utf8_lossy(value));
         }
         Ok(())
     }
 
-    fn remove(&self, cache: &mut OnceCell<HeaderMap>, name: HeaderName) -> Result<bool, Error> {
+    fn remove(&self, cache: &mut OnceCell<HeaderList>, name: &[u8]) -> Result<bool, Error> {
         let (call, f) = self.remove;
-        match f(name.as_str().as_bytes()) {
+        match f(name) {
             status::OK => {
                 if let Some(headers) = cache.get_mut() {
-                    headers.remove(&name);
+                    headers.remove(&String::from_utf8_lossy(name));
                 }
                 Ok(true)
             }
             status::NOT_FOUND => Ok(false),
             s => Err(Error::host(call, s)),
         }
+    }
+}
+
+/// A message's header list as the host sends it (`name: value\n` lines, names lowercase),
+/// searched in place: a handler that reads two headers pays for no map.
+struct HeaderList(String);
+
+impl HeaderList {
+    fn read(call: &HostCall, f: impl FnMut(&mut [u8], &mut u32) -> i32) -> Self {
+        HeaderList(read_or(
+            call,
+            f,
+            // Values may hold obs-text bytes; the SDK's getters are text.
+            |b| Some(String::from_utf8_lossy(&b).into_owned()),
+            String::new,
+        ))
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.lines().filter_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            Some((name, value.strip_prefix(' ').unwrap_or(value)))
+        })
+    }
+
+    fn first(&self, name: &str) -> Option<&str> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    fn remove(&mut self, name: &str) {
+        let kept: String = self
+            .0
+            .lines()
+            .filter(|line| {
+                !line
+                    .split_once(':')
+                    .is_some_and(|(n, _)| n.eq_ignore_ascii_case(name))
+            })
+            .flat_map(|line| [line, "\n"])
+            .collect();
+        self.0 = kept;
+    }
+
+    fn append(&mut self, name: &str, value: &str) {
+        self.0.push_str(name);
+        self.0.push_str(": ");
+        self.0.push_str(value);
+        self.0.push('\n');
     }
 }
 
@@ -378,7 +484,7 @@ impl From<ResponseBuilder> for Outcome {
 pub struct Request<E> {
     method: OnceCell<Method>,
     uri: OnceCell<String>,
-    headers: OnceCell<HeaderMap>,
+    headers: OnceCell<HeaderList>,
     client_ip: OnceCell<IpAddr>,
     _event: PhantomData<E>,
 }
@@ -448,27 +554,33 @@ impl<E: event::Event> Request<E> {
             .map(|p| p.split_once('=').unwrap_or((p, "")))
     }
 
-    /// Every header, in message order.
-    pub fn headers(&self) -> &HeaderMap {
-        self.headers.get_or_init(|| {
-            read_or(
-                &calls::REQUEST_GET_HEADERS,
-                sys::request_get_headers,
-                |b| Some(host::headers::parse_list(&b)),
-                HeaderMap::new,
-            )
-        })
+    fn header_list(&self) -> &HeaderList {
+        self.headers
+            .get_or_init(|| HeaderList::read(&calls::REQUEST_GET_HEADERS, sys::request_get_headers))
     }
 
-    /// A header's first value, if present and text. Use [`headers`](Self::headers) for every
-    /// line of a repeated one.
-    pub fn header(&self, name: impl http::header::AsHeaderName) -> Option<&str> {
-        self.headers().get(name)?.to_str().ok()
+    /// Every header line as `(name, value)`, in message order, names lowercase.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.header_list().iter()
+    }
+
+    /// A header's first value, if present (`"user-agent"` or `http::header::USER_AGENT`).
+    pub fn header(&self, name: impl AsRef<str>) -> Option<&str> {
+        self.header_list().first(name.as_ref())
+    }
+
+    /// Every value of a repeated header, in order.
+    pub fn header_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.header_list().get_all(name)
     }
 
     /// A cookie's value from the `Cookie` header lines, if present.
     pub fn cookie(&self, name: &str) -> Option<&str> {
-        host::cache_key::cookie(self.headers(), name)
+        self.header_all("cookie")
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
     }
 
     /// The viewer's IP address.
@@ -514,36 +626,28 @@ impl<E: event::RequestEvent> Request<E> {
     }
 
     /// Sets a header, replacing every existing line of it.
-    pub fn set_header<K, V>(&mut self, name: K, value: V) -> Result<(), Error>
-    where
-        K: TryInto<HeaderName>,
-        K::Error: Into<http::Error>,
-        V: TryInto<HeaderValue>,
-        V::Error: Into<http::Error>,
-    {
-        let (name, value) = header_pair(name, value)?;
+    pub fn set_header(
+        &mut self,
+        name: impl IntoHeaderName,
+        value: impl IntoHeaderValue,
+    ) -> Result<(), Error> {
+        let (name, value) = (name.name_bytes(), value.value_bytes());
         REQUEST_HEADERS.set(&mut self.headers, name, value, false)
     }
 
     /// Adds a header line.
-    pub fn append_header<K, V>(&mut self, name: K, value: V) -> Result<(), Error>
-    where
-        K: TryInto<HeaderName>,
-        K::Error: Into<http::Error>,
-        V: TryInto<HeaderValue>,
-        V::Error: Into<http::Error>,
-    {
-        let (name, value) = header_pair(name, value)?;
+    pub fn append_header(
+        &mut self,
+        name: impl IntoHeaderName,
+        value: impl IntoHeaderValue,
+    ) -> Result<(), Error> {
+        let (name, value) = (name.name_bytes(), value.value_bytes());
         REQUEST_HEADERS.set(&mut self.headers, name, value, true)
     }
 
     /// Removes every line of a header; `Ok(false)` if it was not there.
-    pub fn remove_header<K>(&mut self, name: K) -> Result<bool, Error>
-    where
-        K: TryInto<HeaderName>,
-        K::Error: Into<http::Error>,
-    {
-        let name = name.try_into().map_err(|e| Error::from(e.into()))?;
+    pub fn remove_header(&mut self, name: impl IntoHeaderName) -> Result<bool, Error> {
+        let name = name.name_bytes();
         REQUEST_HEADERS.remove(&mut self.headers, name)
     }
 
@@ -572,7 +676,7 @@ impl Request<ViewerRequest> {
 /// generated one in a request event.
 pub struct Response<E> {
     status: OnceCell<StatusCode>,
-    headers: OnceCell<HeaderMap>,
+    headers: OnceCell<HeaderList>,
     _event: PhantomData<E>,
 }
 
@@ -590,9 +694,8 @@ impl Response<event::Generated> {
     pub fn builder(status: StatusCode) -> ResponseBuilder {
         ResponseBuilder {
             status,
-            headers: HeaderMap::new(),
+            headers: Vec::new(),
             body: Vec::new(),
-            error: None,
         }
     }
 }
@@ -635,54 +738,50 @@ impl<E: event::ResponseEvent> Response<E> {
         Ok(())
     }
 
-    /// Every header, in message order.
-    pub fn headers(&self) -> &HeaderMap {
+    fn header_list(&self) -> &HeaderList {
         self.headers.get_or_init(|| {
-            read_or(
-                &calls::RESPONSE_GET_HEADERS,
-                sys::response_get_headers,
-                |b| Some(host::headers::parse_list(&b)),
-                HeaderMap::new,
-            )
+            HeaderList::read(&calls::RESPONSE_GET_HEADERS, sys::response_get_headers)
         })
     }
 
-    /// A header's first value, if present and text.
-    pub fn header(&self, name: impl http::header::AsHeaderName) -> Option<&str> {
-        self.headers().get(name)?.to_str().ok()
+    /// Every header line as `(name, value)`, in message order, names lowercase.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.header_list().iter()
+    }
+
+    /// A header's first value, if present (`"etag"` or `http::header::ETAG`).
+    pub fn header(&self, name: impl AsRef<str>) -> Option<&str> {
+        self.header_list().first(name.as_ref())
+    }
+
+    /// Every value of a repeated header (each `Set-Cookie`), in order.
+    pub fn header_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.header_list().get_all(name)
     }
 
     /// Sets a header, replacing every existing line of it.
-    pub fn set_header<K, V>(&mut self, name: K, value: V) -> Result<(), Error>
-    where
-        K: TryInto<HeaderName>,
-        K::Error: Into<http::Error>,
-        V: TryInto<HeaderValue>,
-        V::Error: Into<http::Error>,
-    {
-        let (name, value) = header_pair(name, value)?;
+    pub fn set_header(
+        &mut self,
+        name: impl IntoHeaderName,
+        value: impl IntoHeaderValue,
+    ) -> Result<(), Error> {
+        let (name, value) = (name.name_bytes(), value.value_bytes());
         RESPONSE_HEADERS.set(&mut self.headers, name, value, false)
     }
 
     /// Adds a header line.
-    pub fn append_header<K, V>(&mut self, name: K, value: V) -> Result<(), Error>
-    where
-        K: TryInto<HeaderName>,
-        K::Error: Into<http::Error>,
-        V: TryInto<HeaderValue>,
-        V::Error: Into<http::Error>,
-    {
-        let (name, value) = header_pair(name, value)?;
+    pub fn append_header(
+        &mut self,
+        name: impl IntoHeaderName,
+        value: impl IntoHeaderValue,
+    ) -> Result<(), Error> {
+        let (name, value) = (name.name_bytes(), value.value_bytes());
         RESPONSE_HEADERS.set(&mut self.headers, name, value, true)
     }
 
     /// Removes every line of a header; `Ok(false)` if it was not there.
-    pub fn remove_header<K>(&mut self, name: K) -> Result<bool, Error>
-    where
-        K: TryInto<HeaderName>,
-        K::Error: Into<http::Error>,
-    {
-        let name = name.try_into().map_err(|e| Error::from(e.into()))?;
+    pub fn remove_header(&mut self, name: impl IntoHeaderName) -> Result<bool, Error> {
+        let name = name.name_bytes();
         RESPONSE_HEADERS.remove(&mut self.headers, name)
     }
 }
@@ -720,31 +819,16 @@ impl Response<OriginResponse> {
 #[derive(Debug)]
 pub struct ResponseBuilder {
     status: StatusCode,
-    headers: HeaderMap,
+    headers: Vec<(Vec<u8>, Vec<u8>)>,
     body: Vec<u8>,
-    /// The first invalid header given, reported when the response is sent.
-    error: Option<String>,
 }
 
 impl ResponseBuilder {
     /// Adds a header line. An invalid name or value fails the handler when the response is
-    /// sent, with a message naming it.
-    pub fn header<K, V>(mut self, name: K, value: V) -> Self
-    where
-        K: TryInto<HeaderName>,
-        K::Error: Into<http::Error>,
-        V: TryInto<HeaderValue>,
-        V::Error: Into<http::Error>,
-    {
-        match header_pair(name, value) {
-            Ok((n, v)) => {
-                self.headers.append(n, v);
-            }
-            Err(e) => {
-                self.error
-                    .get_or_insert_with(|| format!("generated response: {e}"));
-            }
-        }
+    /// sent: the node refuses it and logs why.
+    pub fn header(mut self, name: impl IntoHeaderName, value: impl IntoHeaderValue) -> Self {
+        self.headers
+            .push((name.name_bytes().to_vec(), value.value_bytes().to_vec()));
         self
     }
 
@@ -759,16 +843,17 @@ impl ResponseBuilder {
         self.status
     }
 
-    /// The headers it will have.
-    pub fn headers(&self) -> &HeaderMap {
-        &self.headers
+    /// The first value of a header it will have, if any and text.
+    pub fn get_header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
     }
 
     fn send(self) -> Result<(), Error> {
-        if let Some(error) = self.error {
-            return Err(Error::msg(error));
-        }
-        if let Some(warning) = host::redirect_warning(self.status, &self.headers) {
+        let has_location = self.get_header("location").is_some();
+        if let Some(warning) = host::redirect_warning(self.status, has_location) {
             log::warn(warning);
         }
         check(
@@ -778,7 +863,7 @@ impl ResponseBuilder {
         for (n, v) in &self.headers {
             check(
                 &calls::RESPONSE_APPEND_HEADER,
-                sys::response_append_header(n.as_str().as_bytes(), v.as_bytes()),
+                sys::response_append_header(n, v),
             )?;
         }
         check(

@@ -730,11 +730,21 @@ async fn a_refused_call_is_named_in_the_function_log() -> Result<()> {
         app.url(),
     ))
     .await?;
-    assert_eq!(node.get("/x").await?.text(), "ok", "a refused call is a status, not a failure");
+    assert_eq!(
+        node.get("/x").await?.text(),
+        "ok",
+        "a refused call is a status, not a failure"
+    );
 
     let expected = [
-        ("viewer-request", "origin_set(\"ap\"): no origin \"ap\"; known: app, bucket"),
-        ("viewer-response", "cache_key_add is not allowed in viewer-response"),
+        (
+            "viewer-request",
+            "origin_set(\"ap\"): no origin \"ap\"; known: app, bucket",
+        ),
+        (
+            "viewer-response",
+            "cache_key_add is not allowed in viewer-response",
+        ),
     ];
     for (event, message) in expected {
         let sample = format!(
