@@ -104,6 +104,52 @@ use abi::{calls, status, HostCall};
 pub use event::{OriginRequest, OriginResponse, ViewerRequest, ViewerResponse};
 
 /// The four events as types, so that each event's handler gets only the calls it may make.
+///
+/// Only viewer-request may change the cache key:
+///
+/// ```compile_fail
+/// use edge_sdk::{Error, OriginRequest, Outcome, Request};
+/// fn origin_request(mut req: Request<OriginRequest>) -> Result<Outcome, Error> {
+///     req.add_to_cache_key("device=mobile")?; // no such method on Request<OriginRequest>
+///     Ok(Outcome::Continue)
+/// }
+/// ```
+///
+/// Response events see the request read-only:
+///
+/// ```compile_fail
+/// use edge_sdk::{Error, Request, Response, ViewerResponse};
+/// fn viewer_response(
+///     mut req: Request<ViewerResponse>,
+///     _resp: Response<ViewerResponse>,
+/// ) -> Result<(), Error> {
+///     req.set_header("x-a", "1")?; // setters exist only in request events
+///     Ok(())
+/// }
+/// ```
+///
+/// Only origin-response may replace the body or set the caching lifetime:
+///
+/// ```compile_fail
+/// use edge_sdk::{Error, Request, Response, ViewerResponse};
+/// fn viewer_response(
+///     _req: Request<ViewerResponse>,
+///     mut resp: Response<ViewerResponse>,
+/// ) -> Result<(), Error> {
+///     resp.set_body("replaced")?;
+///     Ok(())
+/// }
+/// ```
+///
+/// and the handler's types must match the event it is registered for:
+///
+/// ```compile_fail
+/// use edge_sdk::{Error, OriginRequest, Outcome, Request};
+/// fn handler(_req: Request<OriginRequest>) -> Result<Outcome, Error> {
+///     Ok(Outcome::Continue)
+/// }
+/// edge_sdk::viewer_request!(handler);
+/// ```
 pub mod event {
     use crate::abi;
 
@@ -353,10 +399,13 @@ impl IntoHeaderValue for &HeaderValue {
     }
 }
 
+/// A raw header write: `(name, value) -> status`.
+type HeaderWrite = fn(&[u8], &[u8]) -> i32;
+
 /// The header calls of one message (request or response), for shared write-through code.
 struct HeaderCalls {
-    set: (&'static HostCall, fn(&[u8], &[u8]) -> i32),
-    append: (&'static HostCall, fn(&[u8], &[u8]) -> i32),
+    set: (&'static HostCall, HeaderWrite),
+    append: (&'static HostCall, HeaderWrite),
     remove: (&'static HostCall, fn(&[u8]) -> i32),
 }
 
