@@ -769,3 +769,104 @@ async fn a_refused_call_is_named_in_the_function_log() -> Result<()> {
     }
     Ok(())
 }
+
+/// Log lines are kept the same way on the node and on the test host: made UTF-8 first, then cut
+/// to 4 KiB at a character boundary; a bad level is refused with a warning.
+#[tokio::test(flavor = "multi_thread")]
+async fn log_lines_are_kept_alike_on_the_node_and_the_test_host() -> Result<()> {
+    let mut long = vec![b'a'; abi::limits::MAX_LOG_LINE - 1];
+    long.extend_from_slice("é".as_bytes());
+    let lines: Vec<(i32, Vec<u8>)> = vec![
+        (2, long),
+        (1, b"a\xffb\xc3".to_vec()),
+        (7, b"bad level".to_vec()),
+        (0, b"last".to_vec()),
+    ];
+    let mut data = String::new();
+    let mut body = String::new();
+    let mut at = 0;
+    for (level, line) in &lines {
+        data.push_str(&format!(
+            "(data (i32.const {at}) \"{}\")\n",
+            wat_bytes(line)
+        ));
+        body.push_str(&format!(
+            "(drop (call $log (i32.const {level}) (i32.const {at}) (i32.const {})))\n",
+            line.len()
+        ));
+        at += line.len() + 8;
+    }
+    let logger = format!(
+        r#"(module
+      (import "edge_v1" "log" (func $log (param i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      {data}
+      (func (export "viewer-request") (result i32)
+        {body}
+        (i32.const 0)))"#
+    );
+    let modules = Modules::new(&[("logger", &logger)])?;
+    let data_dir = tempfile::tempdir()?;
+    let app = Origin::fixed("ok", &[]).await?;
+    let node = TestNode::start(&format!(
+        "{}\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{}\"\ndata_dir = {:?}\n[origins.app]\ntype = \"http\"\ntargets = [\"{}\"]\n[[behaviors]]\npath = \"*\"\norigin = \"app\"\nfunctions = {{ viewer_request = \"logger\" }}\n",
+        modules.toml(""),
+        crate::harness::ADMIN_TOKEN,
+        data_dir.path().display().to_string(),
+        app.url(),
+    ))
+    .await?;
+    let tested = node
+        .admin(
+            "POST",
+            "/functions/logger/test?stage=live",
+            r#"{"event":"viewer-request","request":{"uri":"/x"}}"#,
+        )
+        .await?;
+    let on_node: Vec<(String, String)> = tested.json()?["logs"]
+        .as_array()
+        .context("logs")?
+        .iter()
+        .map(|l| {
+            (
+                l["level"].as_str().unwrap_or("?").to_owned(),
+                l["message"].as_str().unwrap_or("?").to_owned(),
+            )
+        })
+        .collect();
+
+    let calls = lines.clone();
+    let run = TestHost::viewer_request("/x").run_raw(move || {
+        for (level, line) in &calls {
+            raw::log(*level, line);
+        }
+        abi::outcome::CONTINUE
+    });
+    let on_test_host: Vec<(String, String)> = run
+        .host
+        .logs
+        .iter()
+        .map(|(level, line)| {
+            (
+                abi::log_level::name(*level).unwrap_or("?").to_owned(),
+                line.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(on_node, on_test_host);
+    assert_eq!(on_node.len(), 4, "{on_node:?}");
+    assert_eq!(
+        on_node[0].1.len(),
+        abi::limits::MAX_LOG_LINE - 1,
+        "the é does not fit whole"
+    );
+    assert_eq!(on_node[1].1, "a\u{fffd}b\u{fffd}");
+    assert_eq!(
+        on_node[2],
+        (
+            "warn".to_owned(),
+            "log: level 7 is not one of 0 (error) to 4 (trace)".to_owned()
+        )
+    );
+    Ok(())
+}
