@@ -289,13 +289,20 @@ fn check(call: &HostCall, status: i32) -> Result<(), Error> {
     }
 }
 
-/// Reads a value through an output-buffer host call, growing the buffer if needed.
-/// `NOT_FOUND` is `Ok(None)`.
+/// A first read buffer that fits a method, a URI, a header value or a key-value entry.
+const SMALL_READ: usize = 256;
+/// A first read buffer that fits a typical browser's header list (0.5 to 2 KB), so reading
+/// one takes one host call, not two.
+const HEADER_LIST_READ: usize = 4096;
+
+/// Reads a value through an output-buffer host call, starting with a buffer of `initial`
+/// bytes and growing it if needed. `NOT_FOUND` is `Ok(None)`.
 fn read(
     call: &HostCall,
+    initial: usize,
     mut f: impl FnMut(&mut [u8], &mut u32) -> i32,
 ) -> Result<Option<Vec<u8>>, Error> {
-    let mut buf = vec![0u8; 256];
+    let mut buf = vec![0u8; initial];
     loop {
         let mut len = 0u32;
         match f(&mut buf, &mut len) {
@@ -314,11 +321,12 @@ fn read(
 /// and the handler sees `fallback`, rather than every getter returning a `Result`.
 fn read_or<T>(
     call: &HostCall,
+    initial: usize,
     f: impl FnMut(&mut [u8], &mut u32) -> i32,
     parse: impl FnOnce(Vec<u8>) -> Option<T>,
     fallback: impl FnOnce() -> T,
 ) -> T {
-    match read(call, f) {
+    match read(call, initial, f) {
         Ok(Some(bytes)) => match parse(bytes) {
             Some(value) => value,
             None => {
@@ -465,6 +473,7 @@ impl HeaderList {
     fn read(call: &HostCall, f: impl FnMut(&mut [u8], &mut u32) -> i32) -> Self {
         HeaderList(read_or(
             call,
+            HEADER_LIST_READ,
             f,
             // Values may hold obs-text bytes; the SDK's getters are text.
             |b| Some(String::from_utf8_lossy(&b).into_owned()),
@@ -564,6 +573,7 @@ impl<E: event::Event> Request<E> {
         self.method.get_or_init(|| {
             read_or(
                 &calls::REQUEST_GET_METHOD,
+                SMALL_READ,
                 sys::request_get_method,
                 |b| Method::from_bytes(&b).ok(),
                 || Method::GET,
@@ -576,6 +586,7 @@ impl<E: event::Event> Request<E> {
         self.uri.get_or_init(|| {
             read_or(
                 &calls::REQUEST_GET_URI,
+                SMALL_READ,
                 sys::request_get_uri,
                 |b| String::from_utf8(b).ok(),
                 || "/".to_owned(),
@@ -637,6 +648,7 @@ impl<E: event::Event> Request<E> {
         *self.client_ip.get_or_init(|| {
             read_or(
                 &calls::REQUEST_GET_CLIENT_IP,
+                SMALL_READ,
                 sys::request_get_client_ip,
                 |b| std::str::from_utf8(&b).ok()?.parse().ok(),
                 || IpAddr::V4(Ipv4Addr::UNSPECIFIED),
@@ -839,7 +851,11 @@ impl Response<OriginResponse> {
     /// The whole body; `Ok(None)` when it is over the function's body limit and streams
     /// through untouched.
     pub fn body(&self) -> Result<Option<Vec<u8>>, Error> {
-        match read(&calls::RESPONSE_GET_BODY, sys::response_get_body) {
+        match read(
+            &calls::RESPONSE_GET_BODY,
+            SMALL_READ,
+            sys::response_get_body,
+        ) {
             Err(e) if e.status() == Some(status::UNAVAILABLE) => Ok(None),
             other => other,
         }
@@ -952,7 +968,7 @@ pub fn redirect(status: StatusCode, location: &str) -> ResponseBuilder {
 /// # TestHost::viewer_request("/").run_request(viewer_request).expect_continued();
 /// ```
 pub mod kv {
-    use super::{calls, read, sys, Error};
+    use super::{calls, read, sys, Error, SMALL_READ};
 
     /// The value of `key` in `store` as text; `Ok(None)` when the store or the key does not
     /// exist. Values the admin API or a config file put in a store are always UTF-8.
@@ -966,7 +982,7 @@ pub mod kv {
     /// The value of `key` in `store` as bytes; `Ok(None)` when the store or the key does not
     /// exist.
     pub fn get_bytes(store: &str, key: &str) -> Result<Option<Vec<u8>>, Error> {
-        read(&calls::KV_GET, |buf, out| {
+        read(&calls::KV_GET, SMALL_READ, |buf, out| {
             sys::kv_get(store.as_bytes(), key.as_bytes(), buf, out)
         })
     }
