@@ -32,8 +32,15 @@
 //! ```
 //!
 //! The request head (method, URI, headers) is read from the node once, on first use; setters
-//! write through to the node at once and keep the local copy in step. Build the crate (a
-//! `cdylib`) with
+//! write through to the node at once and keep the local copy in step. The crate is a `cdylib`
+//! (the `.wasm`) and an `rlib` (so `cargo test` runs handlers natively):
+//!
+//! ```toml
+//! [lib]
+//! crate-type = ["cdylib", "rlib"]
+//! ```
+//!
+//! Build it with (the example above, as a crate of its own, is a 72 KB module)
 //!
 //! ```text
 //! cargo build --release --target wasm32-wasip1
