@@ -76,11 +76,13 @@ mod imports {
 }
 
 /// Defines each wrapper twice: over the import on wasm32, over the simulated host natively.
+/// The SDK reads whole header lists, so the single-header reads stay unused (`dead_code`); they
+/// are declared for completeness of the ABI.
 macro_rules! host_calls {
     ($( fn $name:ident($($arg:ident: $ty:ty),*) => ($($call:expr),*); )*) => {
         $(
             #[cfg(target_arch = "wasm32")]
-            #[allow(unsafe_code)]
+            #[allow(unsafe_code, dead_code)]
             pub(crate) fn $name($($arg: $ty),*) -> i32 {
                 // SAFETY: every pointer comes from a live slice or reference borrowed for the
                 // duration of the call, with its true length; the host writes at most `len`
@@ -88,8 +90,9 @@ macro_rules! host_calls {
                 unsafe { imports::$name($($call),*) }
             }
             #[cfg(not(target_arch = "wasm32"))]
+            #[allow(dead_code)]
             pub(crate) fn $name($($arg: $ty),*) -> i32 {
-                crate::testing::sim::$name($($arg),*)
+                crate::testing::raw::$name($($arg),*)
             }
         )*
     };
@@ -120,4 +123,18 @@ host_calls! {
     fn response_set_body(body: &[u8]) => (body.as_ptr(), body.len());
     fn log(level: i32, line: &[u8]) => (level, line.as_ptr(), line.len());
     fn kv_get(store: &[u8], key: &[u8], buf: &mut [u8], out: &mut u32) => (store.as_ptr(), store.len(), key.as_ptr(), key.len(), buf.as_mut_ptr(), buf.len(), out);
+}
+
+/// Why the last host call was refused, when the host says: the simulated host does, the node
+/// writes it to its log instead.
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn take_refusal() -> Option<String> {
+    None
+}
+
+/// Why the last host call was refused, when the host says: the simulated host does, the node
+/// writes it to its log instead.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn take_refusal() -> Option<String> {
+    crate::testing::raw::take_refusal()
 }

@@ -8,31 +8,30 @@
 //!   `X-Device-Class`, so the origin can tailor the page per class and the cache keeps one copy
 //!   per class.
 
-use edge_sdk::{cache_key, Error, Outcome, Request};
+use edge_sdk::http::header::USER_AGENT;
+use edge_sdk::{Error, Outcome, Request, ViewerRequest};
 
 /// The viewer-request handler.
-pub fn viewer_request(req: Request) -> Result<Outcome, Error> {
-    let mut pairs: Vec<(String, String)> = req
-        .query_pairs()?
-        .into_iter()
+pub fn viewer_request(mut req: Request<ViewerRequest>) -> Result<Outcome, Error> {
+    let mut pairs: Vec<(&str, &str)> = req
+        .query_pairs()
         .filter(|(name, _)| !is_tracking(name))
         .collect();
-    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    pairs.sort_by(|a, b| a.0.cmp(b.0));
     let query: Vec<String> = pairs
         .iter()
         .map(|(n, v)| {
             if v.is_empty() {
-                n.clone()
+                (*n).to_owned()
             } else {
                 format!("{n}={v}")
             }
         })
         .collect();
+    let class = device_class(req.header(USER_AGENT).unwrap_or(""));
     req.set_query(Some(&query.join("&")))?;
-
-    let class = device_class(&req.header("user-agent")?.unwrap_or_default());
     req.set_header("x-device-class", class)?;
-    cache_key::add(&format!("device={class}"))?;
+    req.add_to_cache_key(&format!("device={class}"))?;
     Ok(Outcome::Continue)
 }
 
@@ -66,8 +65,7 @@ mod tests {
     fn strips_tracking_and_sorts() {
         let run = TestHost::viewer_request("/p?utm_source=x&b=2&fbclid=y&a=1&gclid=z&utm_medium=m")
             .run_request(viewer_request);
-        assert!(run.continued());
-        assert_eq!(run.host.request.uri, "/p?a=1&b=2");
+        assert_eq!(run.expect_continued().request.uri, "/p?a=1&b=2");
     }
 
     #[test]
@@ -82,8 +80,11 @@ mod tests {
         let run = TestHost::viewer_request("/")
             .header("user-agent", iphone)
             .run_request(viewer_request);
-        assert_eq!(run.host.cache_key_parts, vec!["device=mobile".to_string()]);
-        assert_eq!(run.host.request_header("x-device-class"), Some("mobile"));
+        let host = run.expect_continued();
+        assert_eq!(host.cache_key_parts, vec!["device=mobile".to_string()]);
+        assert_eq!(host.request_header("x-device-class"), Some("mobile"));
+        // The object the node looks up: one per page and device class.
+        assert_eq!(run.cache_key(), "example.com/\ndevice=mobile");
     }
 
     #[test]

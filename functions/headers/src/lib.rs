@@ -9,7 +9,8 @@
 
 use std::time::Duration;
 
-use edge_sdk::{Error, Request, Response};
+use edge_sdk::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
+use edge_sdk::{Error, OriginResponse, Request, Response, StatusCode};
 
 /// How long hashed assets are cached.
 pub const HASHED_ASSET_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -17,24 +18,27 @@ pub const HASHED_ASSET_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 const NOT_FOUND_PAGE: &str = "<!doctype html><title>Not found</title><h1>We could not find that page</h1><p><a href=\"/\">Go to the home page</a></p>\n";
 
 /// The origin-response handler.
-pub fn origin_response(req: Request, resp: Response) -> Result<(), Error> {
+pub fn origin_response(
+    req: Request<OriginResponse>,
+    mut resp: Response<OriginResponse>,
+) -> Result<(), Error> {
     resp.set_header(
         "strict-transport-security",
         "max-age=63072000; includeSubDomains",
     )?;
     resp.set_header("x-content-type-options", "nosniff")?;
     resp.set_header("referrer-policy", "strict-origin-when-cross-origin")?;
-    if resp.header("content-security-policy")?.is_none() {
-        resp.set_header("content-security-policy", "default-src 'self'")?;
+    if resp.header(CONTENT_SECURITY_POLICY).is_none() {
+        resp.set_header(CONTENT_SECURITY_POLICY, "default-src 'self'")?;
     }
-    let status = resp.status()?.as_u16();
-    if status == 200 && is_hashed_asset(&req.path()?) {
+    let status = resp.status();
+    if status == StatusCode::OK && is_hashed_asset(req.path()) {
         resp.set_ttl(HASHED_ASSET_TTL)?;
-        resp.set_header("cache-control", "public, max-age=31536000, immutable")?;
+        resp.set_header(CACHE_CONTROL, "public, max-age=31536000, immutable")?;
     }
-    if status == 404 {
+    if status == StatusCode::NOT_FOUND {
         resp.set_body(NOT_FOUND_PAGE)?;
-        resp.set_header("content-type", "text/html; charset=utf-8")?;
+        resp.set_header(CONTENT_TYPE, "text/html; charset=utf-8")?;
     }
     Ok(())
 }
@@ -61,8 +65,7 @@ mod tests {
         let run = TestHost::origin_response("/", 200)
             .response_header("content-security-policy", "default-src *")
             .run_response(origin_response);
-        assert!(run.continued(), "{:?}", run.host.logs);
-        let resp = run.host.response.as_ref().expect("response");
+        let resp = run.expect_continued().response.as_ref().expect("response");
         assert_eq!(resp.header("x-content-type-options"), Some("nosniff"));
         assert!(resp.header("strict-transport-security").is_some());
         assert_eq!(
@@ -76,8 +79,9 @@ mod tests {
     fn hashed_assets_get_a_year() {
         let run =
             TestHost::origin_response("/assets/app.3f9a2b1c.js", 200).run_response(origin_response);
-        assert_eq!(run.host.ttl, Some(HASHED_ASSET_TTL.as_secs()));
-        let resp = run.host.response.as_ref().expect("response");
+        let host = run.expect_continued();
+        assert_eq!(host.ttl, Some(HASHED_ASSET_TTL.as_secs()));
+        let resp = host.response.as_ref().expect("response");
         assert_eq!(
             resp.header("cache-control"),
             Some("public, max-age=31536000, immutable")
@@ -89,8 +93,8 @@ mod tests {
         let run = TestHost::origin_response("/nope", 404)
             .response_body(b"not found")
             .run_response(origin_response);
-        let resp = run.host.response.as_ref().expect("response");
-        assert!(String::from_utf8_lossy(&resp.body).contains("We could not find that page"));
+        let resp = run.expect_continued().response.as_ref().expect("response");
+        assert!(resp.text().contains("We could not find that page"));
         assert_eq!(
             resp.header("content-type"),
             Some("text/html; charset=utf-8")

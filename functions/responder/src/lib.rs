@@ -12,17 +12,22 @@
 
 use std::net::IpAddr;
 
-use edge_sdk::{kv, log, respond, Error, Outcome, Request};
+use edge_sdk::http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use edge_sdk::{kv, log, redirect, Error, Outcome, Request, Response, StatusCode, ViewerRequest};
 
 /// The key-value store read first: key = exact path, value = `"301 /target"` (or 302, 307,
 /// 308). A path it does not have, or a node without the store, falls back to [`REDIRECTS`].
 pub const REDIRECT_STORE: &str = "redirects";
 
 /// `(from, to, status)`: exact paths.
-pub const REDIRECTS: &[(&str, &str, u16)] = &[
-    ("/old-pricing", "/pricing", 301),
-    ("/blog/2019/launch", "/blog/launch", 301),
-    ("/black-friday", "/sale", 302),
+pub const REDIRECTS: &[(&str, &str, StatusCode)] = &[
+    ("/old-pricing", "/pricing", StatusCode::MOVED_PERMANENTLY),
+    (
+        "/blog/2019/launch",
+        "/blog/launch",
+        StatusCode::MOVED_PERMANENTLY,
+    ),
+    ("/black-friday", "/sale", StatusCode::FOUND),
 ];
 
 /// Paths starting with these are refused.
@@ -37,48 +42,44 @@ pub const MAINTENANCE: &[&str] = &["/checkout/"];
 const MAINTENANCE_PAGE: &str = "<!doctype html><title>Back soon</title><h1>Back soon</h1><p>This part of the site is down for maintenance. Please try again in a few minutes.</p>\n";
 
 /// The viewer-request handler.
-pub fn viewer_request(req: Request) -> Result<Outcome, Error> {
-    let path = req.path()?;
-    if let Some((status, to)) = redirect(&path)? {
-        let location = match req.query()? {
+pub fn viewer_request(req: Request<ViewerRequest>) -> Result<Outcome, Error> {
+    let path = req.path();
+    if let Some((status, to)) = find_redirect(path)? {
+        let location = match req.query() {
             Some(q) if to.contains('?') => format!("{to}&{q}"),
             Some(q) => format!("{to}?{q}"),
             None => to,
         };
-        return Ok(Outcome::Respond(
-            respond(status).header("location", &location),
-        ));
+        return Ok(redirect(status, &location).into());
     }
-    let ip = req.client_ip()?;
+    let ip = req.client_ip();
     if BLOCKED_PREFIXES.iter().any(|p| path.starts_with(p))
         || BLOCKED_RANGES.iter().any(|r| in_range(ip, r))
     {
-        return Ok(Outcome::Respond(
-            respond(403)
-                .header("content-type", "text/plain; charset=utf-8")
-                .header("cache-control", "no-store")
-                .body("403 Forbidden\n"),
-        ));
+        return Ok(Response::builder(StatusCode::FORBIDDEN)
+            .header(CONTENT_TYPE, "text/plain; charset=utf-8")
+            .header(CACHE_CONTROL, "no-store")
+            .body("403 Forbidden\n")
+            .into());
     }
     if MAINTENANCE.iter().any(|p| path.starts_with(p)) {
-        return Ok(Outcome::Respond(
-            respond(503)
-                .header("content-type", "text/html; charset=utf-8")
-                .header("retry-after", "300")
-                .header("cache-control", "no-store")
-                .body(MAINTENANCE_PAGE),
-        ));
+        return Ok(Response::builder(StatusCode::SERVICE_UNAVAILABLE)
+            .header(CONTENT_TYPE, "text/html; charset=utf-8")
+            .header(RETRY_AFTER, "300")
+            .header(CACHE_CONTROL, "no-store")
+            .body(MAINTENANCE_PAGE)
+            .into());
     }
     Ok(Outcome::Continue)
 }
 
 /// Where `path` redirects to, and with which status: the store's entry if it has a valid one,
 /// else the built-in table's.
-fn redirect(path: &str) -> Result<Option<(u16, String)>, Error> {
+fn find_redirect(path: &str) -> Result<Option<(StatusCode, String)>, Error> {
     if let Some(entry) = kv::get(REDIRECT_STORE, path)? {
         match parse_redirect(&entry) {
             Some(redirect) => return Ok(Some(redirect)),
-            None => log::warn(&format!(
+            None => log::warn(format_args!(
                 "ignoring redirect {path:?} => {entry:?} from store {REDIRECT_STORE:?}: expected \"301 /target\""
             )),
         }
@@ -91,12 +92,13 @@ fn redirect(path: &str) -> Result<Option<(u16, String)>, Error> {
 
 /// `"301 /target"` → `(301, "/target")`; other statuses than 301, 302, 307 and 308, an empty
 /// target or one with control characters (not a valid `Location`) is `None`.
-pub fn parse_redirect(entry: &str) -> Option<(u16, String)> {
+pub fn parse_redirect(entry: &str) -> Option<(StatusCode, String)> {
     let (status, target) = entry.trim().split_once(' ')?;
     let status = status
-        .parse()
+        .parse::<u16>()
         .ok()
-        .filter(|s| matches!(s, 301 | 302 | 307 | 308))?;
+        .filter(|s| matches!(s, 301 | 302 | 307 | 308))
+        .and_then(|s| StatusCode::from_u16(s).ok())?;
     let target = target.trim();
     (!target.is_empty() && !target.chars().any(char::is_control))
         .then(|| (status, target.to_owned()))
@@ -133,13 +135,13 @@ mod tests {
     #[test]
     fn redirects_keep_query() {
         let run = TestHost::viewer_request("/old-pricing?plan=pro").run_request(viewer_request);
-        let reply = run.responded().expect("redirect");
+        let reply = run.expect_response();
         assert_eq!(
-            (reply.status, reply.header("location")),
+            (reply.status.as_u16(), reply.header("location")),
             (301, Some("/pricing?plan=pro"))
         );
         let run = TestHost::viewer_request("/black-friday").run_request(viewer_request);
-        assert_eq!(run.responded().map(|r| r.status), Some(302));
+        assert_eq!(run.responded().map(|r| r.status.as_u16()), Some(302));
     }
 
     #[test]
@@ -154,26 +156,22 @@ mod tests {
                 ],
             )
         };
-        let with = |uri: &str| {
-            let mut h = host();
-            h.request.uri = uri.into();
-            h.run_request(viewer_request)
-        };
+        let with = |uri: &str| host().uri(uri).run_request(viewer_request);
         let run = with("/old-pricing?plan=pro");
-        let reply = run.responded().expect("redirect from the store");
+        let reply = run.expect_response();
         assert_eq!(
-            (reply.status, reply.header("location")),
+            (reply.status.as_u16(), reply.header("location")),
             (302, Some("/pricing-2025?plan=pro"))
         );
         let run = with("/docs?page=3");
-        let reply = run.responded().expect("a path only the store has");
+        let reply = run.expect_response();
         assert_eq!(
-            (reply.status, reply.header("location")),
+            (reply.status.as_u16(), reply.header("location")),
             (301, Some("/manual?v=2&page=3"))
         );
         // A malformed entry is logged and the built-in table answers.
         let run = with("/black-friday");
-        assert_eq!(run.responded().map(|r| r.status), Some(302));
+        assert_eq!(run.responded().map(|r| r.status.as_u16()), Some(302));
         assert_eq!(
             run.responded().and_then(|r| r.header("location")),
             Some("/sale")
@@ -185,14 +183,20 @@ mod tests {
             .any(|(_, l)| l.contains("ignoring redirect")));
         // Paths the store lacks fall back to the built-in table.
         let run = with("/blog/2019/launch");
-        assert_eq!(run.responded().map(|r| r.status), Some(301));
-        assert!(with("/pricing").continued());
+        assert_eq!(run.responded().map(|r| r.status.as_u16()), Some(301));
+        with("/pricing").expect_continued();
     }
 
     #[test]
     fn redirect_entries() {
-        assert_eq!(parse_redirect("301 /a"), Some((301, "/a".into())));
-        assert_eq!(parse_redirect(" 308  /a "), Some((308, "/a".into())));
+        assert_eq!(
+            parse_redirect("301 /a"),
+            Some((StatusCode::MOVED_PERMANENTLY, "/a".into()))
+        );
+        assert_eq!(
+            parse_redirect(" 308  /a "),
+            Some((StatusCode::PERMANENT_REDIRECT, "/a".into()))
+        );
         assert_eq!(parse_redirect("200 /a"), None);
         assert_eq!(parse_redirect("301"), None);
         assert_eq!(parse_redirect("301 /a\nx: y"), None);
@@ -201,23 +205,23 @@ mod tests {
     #[test]
     fn blocked_paths_and_ranges() {
         let run = TestHost::viewer_request("/admin/users").run_request(viewer_request);
-        assert_eq!(run.responded().map(|r| r.status), Some(403));
+        assert_eq!(run.responded().map(|r| r.status.as_u16()), Some(403));
         let run = TestHost::viewer_request("/")
             .client_ip("203.0.113.77")
             .run_request(viewer_request);
-        assert_eq!(run.responded().map(|r| r.status), Some(403));
+        assert_eq!(run.responded().map(|r| r.status.as_u16()), Some(403));
         let run = TestHost::viewer_request("/")
             .client_ip("203.0.114.1")
             .run_request(viewer_request);
-        assert!(run.continued());
+        run.expect_continued();
     }
 
     #[test]
     fn maintenance_page() {
         let run = TestHost::viewer_request("/checkout/cart").run_request(viewer_request);
-        let reply = run.responded().expect("maintenance page");
+        let reply = run.expect_response();
         assert_eq!(
-            (reply.status, reply.header("retry-after")),
+            (reply.status.as_u16(), reply.header("retry-after")),
             (503, Some("300"))
         );
     }

@@ -7,7 +7,7 @@
 //!   routes of the single-page app and are rewritten to `/index.html`, so a deep link like
 //!   `/app/settings/profile` loads the app shell instead of a 404.
 
-use edge_sdk::{Error, Method, Outcome, Request};
+use edge_sdk::{Error, Method, Outcome, Request, ViewerRequest};
 
 /// The origin for per-user and state-changing traffic.
 pub const APP: &str = "app";
@@ -15,18 +15,16 @@ pub const APP: &str = "app";
 pub const BUCKET: &str = "bucket";
 
 /// The viewer-request handler.
-pub fn viewer_request(req: Request) -> Result<Outcome, Error> {
-    let path = req.path()?;
-    let method = req.method()?;
-    let dynamic = path.starts_with("/api/")
-        || (method != Method::GET && method != Method::HEAD)
-        || req.cookie("session")?.is_some();
+pub fn viewer_request(mut req: Request<ViewerRequest>) -> Result<Outcome, Error> {
+    let dynamic = req.path().starts_with("/api/")
+        || !matches!(*req.method(), Method::GET | Method::HEAD)
+        || req.cookie("session").is_some();
     if dynamic {
         req.set_origin(APP)?;
         return Ok(Outcome::Continue);
     }
     req.set_origin(BUCKET)?;
-    if is_client_route(&path) {
+    if is_client_route(req.path()) {
         req.set_path("/index.html")?;
     }
     Ok(Outcome::Continue)
@@ -46,9 +44,8 @@ mod tests {
     use edge_sdk::testing::TestHost;
 
     fn run(host: TestHost) -> TestHost {
-        let run = host.origins(&[APP, BUCKET]).run_request(viewer_request);
-        assert!(run.continued(), "{:?}", run.host.logs);
-        run.host
+        let run = host.origins(&[BUCKET, APP]).run_request(viewer_request);
+        run.expect_continued().clone()
     }
 
     #[test]

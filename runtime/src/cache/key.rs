@@ -5,63 +5,45 @@
 //! one viewer's object to another (cache poisoning), so origins that vary must say so with
 //! `Vary` (honoured by `store`) or be listed here.
 
-use http::header::{COOKIE, HOST};
+use edge_sdk::host::cache_key::{self, Query, Rules};
 use http::request::Parts;
 
 use crate::config::{CacheKeyConfig, QueryKey};
 
-/// Separates key parts. No part can contain it: hyper refuses control bytes in URIs and
-/// header values.
-const SEP: char = '\n';
+pub use cache_key::{cookie, push_header_values};
 
 /// A built cache key; cheap to hash and compare.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey(String);
 
 impl CacheKey {
-    /// Builds the key for a request under a behavior's key config.
+    /// Builds the key for a request under a behavior's key config, with the code the SDK's
+    /// test host runs too (`edge_sdk::host::cache_key`), so tests see the node's keys.
     pub fn build(config: &CacheKeyConfig, req: &Parts) -> Self {
-        let host = req
-            .headers
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri.authority().map(|a| a.as_str()))
-            .unwrap_or("");
-        let path = req.uri.path();
-        let mut key = String::with_capacity(host.len() + path.len() + 16);
-        key.extend(host.chars().map(|c| c.to_ascii_lowercase()));
-        key.push_str(path);
-        push_query(&mut key, &config.query, req.uri.query().unwrap_or(""));
-        for name in &config.headers {
-            key.push(SEP);
-            key.push_str(name.as_str());
-            key.push(':');
-            push_header_values(&mut key, &req.headers, name);
-        }
-        for name in &config.cookies {
-            key.push(SEP);
-            key.push_str("cookie:");
-            key.push_str(name);
-            key.push('=');
-            if let Some(value) = cookie(&req.headers, name) {
-                key.push_str(value);
-            }
-        }
-        CacheKey(key)
+        let query = match &config.query {
+            QueryKey::None => Query::None,
+            QueryKey::All => Query::All,
+            QueryKey::Allow(names) => Query::Allow(names),
+        };
+        let rules = Rules {
+            query,
+            headers: &config.headers,
+            cookies: &config.cookies,
+        };
+        CacheKey(cache_key::build(&rules, &req.uri, &req.headers))
     }
 
-    /// A key an edge function set outright. The prefix keeps it apart from every key
-    /// [`build`](Self::build) makes, which start with a host and never with a separator.
+    /// A key an edge function set outright, kept apart from every key
+    /// [`build`](Self::build) makes.
     pub fn custom(key: &str) -> Self {
-        CacheKey(format!("{SEP}fn{SEP}{key}"))
+        CacheKey(cache_key::custom(key))
     }
 
     /// The key with a suffix, for the variants of a `Vary` response.
     pub fn variant(&self, suffix: &str) -> Self {
         let mut key = String::with_capacity(self.0.len() + suffix.len() + 1);
         key.push_str(&self.0);
-        key.push(SEP);
-        key.push_str(suffix);
+        cache_key::push_part(&mut key, suffix);
         CacheKey(key)
     }
 
@@ -72,64 +54,8 @@ impl CacheKey {
 
     /// The host and path the key starts with (what invalidation matches against).
     pub fn host_path(&self) -> &str {
-        self.0.split([SEP, '?']).next().unwrap_or("")
+        self.0.split([cache_key::SEP, '?']).next().unwrap_or("")
     }
-}
-
-/// Appends the query part: parameters sorted by name (stable, so repeated names keep their
-/// order) so that `?b=2&a=1` and `?a=1&b=2` share one object.
-fn push_query(key: &mut String, mode: &QueryKey, query: &str) {
-    if matches!(mode, QueryKey::None) || query.is_empty() {
-        return;
-    }
-    let mut params: Vec<&str> = query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .filter(|p| match mode {
-            QueryKey::Allow(names) => {
-                let name = p.split('=').next().unwrap_or("");
-                names.binary_search_by(|n| n.as_str().cmp(name)).is_ok()
-            }
-            _ => true,
-        })
-        .collect();
-    if params.is_empty() {
-        return;
-    }
-    params.sort_by(|a, b| a.split('=').next().cmp(&b.split('=').next()));
-    key.push('?');
-    for (i, p) in params.iter().enumerate() {
-        if i > 0 {
-            key.push('&');
-        }
-        key.push_str(p);
-    }
-}
-
-/// Appends every line of header `name`, joined with ", " as RFC 9110 §5.3 allows.
-pub fn push_header_values(
-    out: &mut String,
-    headers: &http::HeaderMap,
-    name: &http::header::HeaderName,
-) {
-    for (i, v) in headers.get_all(name).iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        out.push_str(&String::from_utf8_lossy(v.as_bytes()));
-    }
-}
-
-/// The value of cookie `name` in the request's `Cookie` headers, if present.
-pub fn cookie<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v)
 }
 
 #[cfg(test)]

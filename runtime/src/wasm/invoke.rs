@@ -237,8 +237,14 @@ mod tests {
         assert_eq!(decision.expect("runs"), Decision::Continue);
         assert_eq!(
             state.logs,
-            vec![(log_level::INFO, "hello from wasm".to_owned())],
-            "level 9 is refused"
+            vec![
+                (log_level::INFO, "hello from wasm".to_owned()),
+                (
+                    log_level::WARN,
+                    "log: level 9 is not one of 0 (error) to 4 (trace)".to_owned()
+                )
+            ],
+            "level 9 is refused, with a warning that says why"
         );
         assert_eq!(state.request.headers["x-a"], "1");
         assert!(state.output.is_none(), "no WASI call, no WASI context");

@@ -76,6 +76,11 @@ fn test_function_prints_the_changed_request() -> anyhow::Result<()> {
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("returned 2"), "{stderr}");
+    assert_eq!(
+        result["logs"][1],
+        serde_json::json!({"level": "warn", "message": "origin_set(\"app\"): no origin \"app\"; known: none"}),
+        "the refused call is named, with its argument and the rule: {result}"
+    );
     Ok(())
 }
 

@@ -1,68 +1,48 @@
 //! `cache_*` host calls: the cache key (viewer-request) and the caching lifetime
-//! (origin-response).
+//! (origin-response). Limits and validation: `edge_sdk::host::cache_key`.
 
-use edge_sdk::abi::{status, IMPORT_MODULE};
+use edge_sdk::abi::{calls, HostCall, IMPORT_MODULE};
+use edge_sdk::host::{self, cache_key};
 use wasmtime::{Caller, Linker};
 
-use super::memory::{bytes, call, status_of};
+use super::memory::{bytes, call};
 use crate::wasm::state::HostState;
 
 type C<'a> = Caller<'a, HostState>;
 
-/// Longest cache key or key part a function may set; keys are held in memory per object.
-const MAX_KEY_LEN: usize = 4096;
-
-fn text(data: &[u8], ptr: i32, len: i32) -> Result<String, i32> {
-    let raw = bytes(data, ptr, len)?;
-    if raw.len() > MAX_KEY_LEN {
-        return Err(status::LIMIT_EXCEEDED);
-    }
-    String::from_utf8(raw.to_vec()).map_err(|_| status::INVALID_ARGUMENT)
-}
-
 /// Adds the `cache_*` calls.
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    const KEY_SET: &HostCall = &calls::CACHE_KEY_SET;
     linker.func_wrap(
         IMPORT_MODULE,
-        "cache_key_set",
+        KEY_SET.name,
         |mut c: C<'_>, ptr: i32, len: i32| {
-            call(&mut c, "cache_key_set", |m, s| {
-                status_of(text(m, ptr, len).map(|key| {
-                    s.cache_key = Some(key);
-                    status::OK
-                }))
+            call(&mut c, KEY_SET, |m, s| {
+                s.cache_key = Some(cache_key::text(KEY_SET, bytes(KEY_SET, m, ptr, len)?)?);
+                Ok(())
             })
         },
     )?;
+    const KEY_ADD: &HostCall = &calls::CACHE_KEY_ADD;
     linker.func_wrap(
         IMPORT_MODULE,
-        "cache_key_add",
+        KEY_ADD.name,
         |mut c: C<'_>, ptr: i32, len: i32| {
-            call(&mut c, "cache_key_add", |m, s| {
-                status_of(text(m, ptr, len).and_then(|part| {
-                    if s.cache_key_parts.len() >= 32 {
-                        return Err(status::LIMIT_EXCEEDED);
-                    }
-                    s.cache_key_parts.push(part);
-                    Ok(status::OK)
-                }))
+            call(&mut c, KEY_ADD, |m, s| {
+                cache_key::add_part(
+                    KEY_ADD,
+                    &mut s.cache_key_parts,
+                    bytes(KEY_ADD, m, ptr, len)?,
+                )
             })
         },
     )?;
-    linker.func_wrap(
-        IMPORT_MODULE,
-        "cache_set_ttl",
-        |mut c: C<'_>, seconds: i64| {
-            call(&mut c, "cache_set_ttl", |_, s| {
-                match u64::try_from(seconds) {
-                    Ok(seconds) => {
-                        s.ttl = Some(seconds);
-                        status::OK
-                    }
-                    Err(_) => status::INVALID_ARGUMENT,
-                }
-            })
-        },
-    )?;
+    const SET_TTL: &HostCall = &calls::CACHE_SET_TTL;
+    linker.func_wrap(IMPORT_MODULE, SET_TTL.name, |mut c: C<'_>, seconds: i64| {
+        call(&mut c, SET_TTL, |_, s| {
+            s.ttl = Some(host::parse_ttl(SET_TTL, seconds)?);
+            Ok(())
+        })
+    })?;
     Ok(())
 }

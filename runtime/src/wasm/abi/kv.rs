@@ -1,21 +1,18 @@
 //! `kv_get`: read the node's key-value stores.
 
-use edge_sdk::abi::{status, IMPORT_MODULE};
+use edge_sdk::abi::{calls, status, HostCall, IMPORT_MODULE};
+use edge_sdk::host::{self, Refusal};
 use wasmtime::{Caller, Linker};
 
-use super::memory::{bytes, call, status_of, write_out};
+use super::memory::{bytes, call, write_out};
 use crate::wasm::state::HostState;
-
-/// A guest string that must be UTF-8.
-fn text(bytes: &[u8]) -> Result<&str, i32> {
-    std::str::from_utf8(bytes).map_err(|_| status::INVALID_ARGUMENT)
-}
 
 /// Adds the `kv_*` calls.
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    const GET: &HostCall = &calls::KV_GET;
     linker.func_wrap(
         IMPORT_MODULE,
-        "kv_get",
+        GET.name,
         |mut c: Caller<'_, HostState>,
          store: i32,
          store_len: i32,
@@ -24,15 +21,14 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
          buf: i32,
          len: i32,
          out: i32| {
-            call(&mut c, "kv_get", |m, s| {
-                status_of((|| {
-                    let store = text(bytes(m, store, store_len)?)?;
-                    let key = text(bytes(m, key, key_len)?)?;
-                    match s.kv_get(store, key) {
-                        Some(value) => Ok(write_out(m, buf, len, out, &value)),
-                        None => Ok(status::NOT_FOUND),
-                    }
-                })())
+            call(&mut c, GET, |m, s| {
+                let store = host::text(GET, bytes(GET, m, store, store_len)?)?;
+                let key = host::text(GET, bytes(GET, m, key, key_len)?)?;
+                // A missing store reads like a missing key: an expected answer, not a mistake.
+                let value = s
+                    .kv_get(store, key)
+                    .ok_or(Refusal::quiet(status::NOT_FOUND))?;
+                write_out(GET, m, buf, len, out, &value)
             })
         },
     )?;

@@ -1,29 +1,24 @@
 //! `origin_set`: pick the origin by its config name.
 
-use edge_sdk::abi::{status, IMPORT_MODULE};
+use edge_sdk::abi::{calls, HostCall, IMPORT_MODULE};
+use edge_sdk::host;
 use wasmtime::{Caller, Linker};
 
-use super::memory::{bytes, call, status_of};
+use super::memory::{bytes, call};
 use crate::wasm::state::HostState;
 
 /// Adds the `origin_*` calls.
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    const SET: &HostCall = &calls::ORIGIN_SET;
     linker.func_wrap(
         IMPORT_MODULE,
-        "origin_set",
+        SET.name,
         |mut c: Caller<'_, HostState>, ptr: i32, len: i32| {
-            call(&mut c, "origin_set", |m, s| {
-                status_of((|| {
-                    let name = bytes(m, ptr, len)?;
-                    let index = s
-                        .config
-                        .origins
-                        .iter()
-                        .position(|o| o.name.as_bytes() == name)
-                        .ok_or(status::NOT_FOUND)?;
-                    s.origin = Some(index);
-                    Ok(status::OK)
-                })())
+            call(&mut c, SET, |m, s| {
+                let name = bytes(SET, m, ptr, len)?;
+                let known = s.config.origins.iter().map(|o| o.name.as_str());
+                s.origin = Some(host::find_origin(SET, name, known)?);
+                Ok(())
             })
         },
     )?;
