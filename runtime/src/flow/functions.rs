@@ -1,6 +1,7 @@
-//! The flow's side of edge functions: moves the request or response into a `HostState`, runs
-//! the behavior's function for the event, and puts the changes back. Phases call this only
-//! when the behavior has a function for their event; otherwise no Wasm code is touched.
+//! The flow's side of edge functions: moves the request or response into an invocation's
+//! input, runs the behavior's function for the event, and puts the changes back. Phases call
+//! this only when the behavior has a function for their event; otherwise no Wasm code is
+//! touched.
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use super::{CachePhase, RequestCtx};
 use crate::body::EdgeBody;
 use crate::error::Error;
 use crate::flow::cache_store::DEFAULT_BODY_IDLE_TIMEOUT;
-use crate::wasm::invoke::{invoke, Decision};
+use crate::wasm::invoke::{self, Decision, Input};
 use crate::wasm::state::{BodyView, HostState, RequestView, ResponseView};
 use crate::wasm::Function;
 use crate::Node;
@@ -42,11 +43,11 @@ pub fn attached(node: &Node, ctx: &RequestCtx, event: Event) -> Option<Arc<Funct
 }
 
 /// Runs a request event (viewer-request, origin-request) on `request`.
-pub fn run_request_event(
+pub async fn run_request_event(
     node: &Node,
     ctx: &mut RequestCtx,
     event: Event,
-    function: &Function,
+    function: &Arc<Function>,
     request: Request<EdgeBody>,
 ) -> Result<HookOutcome, Error> {
     let registry = node
@@ -63,9 +64,14 @@ pub fn run_request_event(
         .debug
         .is_some()
         .then(|| (view.method.clone(), view.uri.clone(), view.headers.clone()));
-    let state = HostState::new(Arc::clone(&node.config), view, ctx.viewer.ip(), None)
-        .with_kv(Arc::clone(&node.kv));
-    let (decision, state) = run(node, ctx, &registry.engine, function, event, state);
+    let input = Input {
+        config: Arc::clone(&node.config),
+        request: view,
+        client_ip: ctx.viewer.ip(),
+        response: None,
+        kv: Some(Arc::clone(&node.kv)),
+    };
+    let (decision, state) = run(node, ctx, &registry.engine, function, event, input).await;
     let decision = decision?;
     if let (Some(debug), Some(before)) = (&mut ctx.debug, before) {
         let mut changes = super::debug::request_changes(
@@ -125,7 +131,7 @@ pub async fn run_response_event(
     node: &Node,
     ctx: &mut RequestCtx,
     event: Event,
-    function: &Function,
+    function: &Arc<Function>,
     request: &Parts,
     response: Response<EdgeBody>,
 ) -> Result<Response<EdgeBody>, Error> {
@@ -153,14 +159,14 @@ pub async fn run_response_event(
         .debug
         .is_some()
         .then(|| (response.status, response.headers.clone()));
-    let state = HostState::new(
-        Arc::clone(&node.config),
-        view,
-        ctx.viewer.ip(),
-        Some(response),
-    )
-    .with_kv(Arc::clone(&node.kv));
-    let (decision, state) = run(node, ctx, &registry.engine, function, event, state);
+    let input = Input {
+        config: Arc::clone(&node.config),
+        request: view,
+        client_ip: ctx.viewer.ip(),
+        response: Some(response),
+        kv: Some(Arc::clone(&node.kv)),
+    };
+    let (decision, state) = run(node, ctx, &registry.engine, function, event, input).await;
     decision?;
     if event == Event::OriginResponse {
         ctx.ttl_override = state.ttl;
@@ -186,16 +192,16 @@ pub async fn run_response_event(
 }
 
 /// Invokes `function`, counting it in the metrics and closing its `Server-Timing` stage.
-fn run(
+async fn run(
     node: &Node,
     ctx: &mut RequestCtx,
-    engine: &crate::wasm::FunctionEngine,
-    function: &Function,
+    engine: &Arc<crate::wasm::FunctionEngine>,
+    function: &Arc<Function>,
     event: Event,
-    state: HostState,
+    input: Input,
 ) -> (Result<Decision, crate::wasm::Error>, HostState) {
     let started = std::time::Instant::now();
-    let (decision, state) = invoke(engine, function, event, ctx.id, state);
+    let (decision, state) = invoke::run(engine, function, event, ctx.id, input).await;
     node.metrics.function(
         &function.name,
         event.export_name(),

@@ -5,6 +5,7 @@
 //! with no functions gets an empty [`BehaviorFunctions`] and its requests never touch wasmtime.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use edge_sdk::abi::Event;
@@ -35,6 +36,10 @@ pub struct Function {
     pub hash: String,
     /// Size of the module as loaded, in bytes.
     pub size: usize,
+    /// Set when an invocation ran past the inline budget, cleared when one in the slow lane
+    /// ends within it: while set, invocations go straight to the slow lane
+    /// (`wasm::slow_lane`), instead of first holding up an async worker each.
+    pub(crate) slow: AtomicBool,
 }
 
 impl Function {
@@ -56,6 +61,7 @@ impl Function {
             limits: config.limits.clone(),
             hash,
             size,
+            slow: AtomicBool::new(false),
         }
     }
 

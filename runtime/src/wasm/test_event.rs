@@ -90,6 +90,11 @@ pub struct TestResult {
     pub ttl: Option<u64>,
     /// Log lines.
     pub logs: Vec<LogLine>,
+    /// Lines written to stdout and stderr (a panic's message is in `error` instead), capped as
+    /// on a node.
+    pub output: Vec<OutputLine>,
+    /// Whether stdout and stderr went over the cap and lost lines.
+    pub output_truncated: bool,
     /// Wall time of the invocation (instantiate and run), in microseconds.
     pub duration_us: u64,
     /// Largest linear memory size, in bytes.
@@ -105,6 +110,15 @@ pub struct LogLine {
     pub level: &'static str,
     /// The text.
     pub message: String,
+}
+
+/// One line of stdout or stderr.
+#[derive(Debug, Serialize)]
+pub struct OutputLine {
+    /// `stdout` or `stderr`.
+    pub stream: &'static str,
+    /// The text.
+    pub line: String,
 }
 
 fn headers(map: &BTreeMap<String, String>) -> Result<HeaderMap, String> {
@@ -228,6 +242,16 @@ pub fn run(
                 message: message.clone(),
             })
             .collect(),
+        output: state
+            .output
+            .lines()
+            .iter()
+            .map(|(stream, line)| OutputLine {
+                stream: stream.as_str(),
+                line: line.clone(),
+            })
+            .collect(),
+        output_truncated: state.output.truncated(),
         duration_us: elapsed.as_micros() as u64,
         peak_memory_bytes: state.limiter.peak,
         compute_utilization: (elapsed.as_secs_f64() / function.limits.cpu.as_secs_f64()
