@@ -17,7 +17,7 @@ use wasmtime::{
     ValType,
 };
 
-use super::registry::Function;
+use super::function::Function;
 use super::slow_lane::SlowLane;
 use super::state::HostState;
 use super::Error;

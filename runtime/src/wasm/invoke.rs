@@ -16,7 +16,7 @@ use edge_sdk::abi::{log_level, outcome, Event};
 use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
 
 use super::engine::FunctionEngine;
-use super::registry::Function;
+use super::function::Function;
 use super::slow_lane::INLINE_TICKS;
 use super::state::{HostState, MemoryLimiter, RequestView, ResponseView};
 use super::Error;

@@ -3,7 +3,8 @@
 //!
 //! - [`engine`]: one wasmtime engine per node (pooling allocator, epoch interruption), module
 //!   compilation with an on-disk cache, and validation of imports and exports at load time.
-//! - [`registry`]: the loaded functions by name, and which run at which event of a behavior.
+//! - [`function`]: one loaded function; [`registry`]: the loaded functions by name, and
+//!   which run at which event of a behavior.
 //! - [`invoke`]: one call = a fresh instance from a pre-linked `InstancePre`, with memory and
 //!   CPU limits; traps become errors, never panics.
 //! - [`slow_lane`]: the low-priority threads where invocations that run long go, so that they
@@ -13,6 +14,7 @@
 
 pub mod abi;
 pub mod engine;
+pub mod function;
 pub mod invoke;
 pub mod lifecycle;
 pub mod registry;
@@ -27,8 +29,9 @@ use std::time::Duration;
 use edge_sdk::abi::Event;
 
 pub use engine::FunctionEngine;
+pub use function::Function;
 pub use lifecycle::{Lifecycle, LifecycleError, Stage};
-pub use registry::{BehaviorFunctions, Function, Registry};
+pub use registry::{BehaviorFunctions, Registry};
 
 /// A function that could not be loaded or did not run to completion.
 #[derive(Debug, thiserror::Error)]
