@@ -224,7 +224,7 @@ fn main() -> Result<()> {
         kv: None,
     };
     let run_once = |id: u64| -> Result<RequestView> {
-        let (decision, state) = now_or_never(invoke::run(
+        let invoked = now_or_never(invoke::run(
             &engine,
             &function,
             Event::ViewerRequest,
@@ -232,18 +232,18 @@ fn main() -> Result<()> {
             input(request(&headers)),
         ))
         .context("the router left the async worker (ran past the inline deadline)")?;
-        match decision {
+        match invoked.result {
             Ok(Decision::Continue) => {}
             Ok(other) => bail!("the router decided {other:?}, expected Continue"),
             Err(error) => bail!("the router failed: {error}"),
         }
         ensure!(
-            state.origin == Some(bucket),
+            invoked.origin == Some(bucket),
             "the router chose origin {:?}, expected bucket ({bucket}); logs: {:?}",
-            state.origin,
-            state.logs
+            invoked.origin,
+            invoked.logs
         );
-        Ok(state.request)
+        Ok(invoked.request)
     };
     let changed = run_once(0)?;
     ensure!(
@@ -277,7 +277,7 @@ fn main() -> Result<()> {
             id += 1;
             // What `run_request_event` does: move the request in, invoke, take it back out.
             let view = request(&headers);
-            let (decision, state) = now_or_never(invoke::run(
+            let invoked = now_or_never(invoke::run(
                 &engine,
                 &function,
                 Event::ViewerRequest,
@@ -285,14 +285,14 @@ fn main() -> Result<()> {
                 input(view),
             ))
             .expect("checked by the first run: the router stays inline");
-            let decision = black_box(decision).expect("checked by the first run");
-            let request = state.request;
+            let decision = black_box(invoked.result).expect("checked by the first run");
+            let request = invoked.request;
             black_box((
                 decision,
                 request.method,
                 request.uri,
                 request.headers,
-                state.origin,
+                invoked.origin,
             ));
         },
     );

@@ -16,8 +16,8 @@ use super::{CachePhase, RequestCtx};
 use crate::body::EdgeBody;
 use crate::error::Error;
 use crate::flow::cache_store::DEFAULT_BODY_IDLE_TIMEOUT;
-use crate::wasm::invoke::{self, Decision, Input};
-use crate::wasm::state::{BodyView, HostState, RequestView, ResponseView};
+use crate::wasm::invoke::{self, Decision, Input, Invoked};
+use crate::wasm::state::{BodyView, RequestView, ResponseView};
 use crate::wasm::Function;
 use crate::Node;
 
@@ -71,50 +71,50 @@ pub async fn run_request_event(
         response: None,
         kv: Some(Arc::clone(&node.kv)),
     };
-    let (decision, state) = run(node, ctx, &registry.engine, function, event, input).await;
-    let decision = decision?;
+    let invoked = run(node, ctx, &registry.engine, function, event, input).await;
+    let decision = invoked.result?;
     if let (Some(debug), Some(before)) = (&mut ctx.debug, before) {
         let mut changes = super::debug::request_changes(
             &before,
             (
-                &state.request.method,
-                &state.request.uri,
-                &state.request.headers,
+                &invoked.request.method,
+                &invoked.request.uri,
+                &invoked.request.headers,
             ),
         );
-        if let Some(origin) = state.origin {
+        if let Some(origin) = invoked.origin {
             changes.push(format!("origin {}", node.config.origins[origin].name));
         }
-        if let Some(key) = &state.cache_key {
+        if let Some(key) = &invoked.cache_key {
             changes.push(format!("cache key set to {key}"));
         }
         changes.extend(
-            state
+            invoked
                 .cache_key_parts
                 .iter()
                 .map(|p| format!("cache key +{p}")),
         );
-        if let (Decision::Respond, Some(r)) = (decision, &state.response) {
+        if let (Decision::Respond, Some(r)) = (decision, &invoked.response) {
             changes.push(format!("responded {}", r.status.as_u16()));
         }
         debug.function_changed(event, &function.name, &changes);
     }
-    parts.method = state.request.method;
-    parts.uri = state.request.uri;
-    parts.headers = state.request.headers;
-    if state.origin.is_some() {
-        ctx.origin_override = state.origin;
+    parts.method = invoked.request.method;
+    parts.uri = invoked.request.uri;
+    parts.headers = invoked.request.headers;
+    if invoked.origin.is_some() {
+        ctx.origin_override = invoked.origin;
     }
     if event == Event::ViewerRequest {
-        ctx.cache_key_override = state.cache_key;
-        ctx.cache_key_parts = state.cache_key_parts;
+        ctx.cache_key_override = invoked.cache_key;
+        ctx.cache_key_parts = invoked.cache_key_parts;
     }
     let request = Request::from_parts(parts, body);
     match decision {
         Decision::Continue => Ok(HookOutcome::Continue(request)),
         Decision::Respond => {
             ctx.cache = CachePhase::Generated;
-            let generated = state
+            let generated = invoked
                 .response
                 .expect("invoke checks that Respond comes with a response");
             Ok(HookOutcome::Respond {
@@ -166,12 +166,14 @@ pub async fn run_response_event(
         response: Some(response),
         kv: Some(Arc::clone(&node.kv)),
     };
-    let (decision, state) = run(node, ctx, &registry.engine, function, event, input).await;
-    decision?;
+    let invoked = run(node, ctx, &registry.engine, function, event, input).await;
+    invoked.result?;
     if event == Event::OriginResponse {
-        ctx.ttl_override = state.ttl;
+        ctx.ttl_override = invoked.ttl;
     }
-    let changed = state.response.expect("a response event keeps its response");
+    let changed = invoked
+        .response
+        .expect("a response event keeps its response");
     if let (Some(debug), Some((status, headers))) = (&mut ctx.debug, before) {
         let mut changes = super::debug::header_changes(&headers, &changed.headers);
         if status != changed.status {
@@ -183,7 +185,7 @@ pub async fn run_response_event(
         if matches!(changed.body, BodyView::Replaced(_)) {
             changes.push("body replaced".into());
         }
-        if let Some(ttl) = state.ttl {
+        if let Some(ttl) = invoked.ttl {
             changes.push(format!("ttl {ttl}s"));
         }
         debug.function_changed(event, &function.name, &changes);
@@ -199,17 +201,17 @@ async fn run(
     function: &Arc<Function>,
     event: Event,
     input: Input,
-) -> (Result<Decision, crate::wasm::Error>, HostState) {
+) -> Invoked {
     let started = std::time::Instant::now();
-    let (decision, state) = invoke::run(engine, function, event, ctx.id, input).await;
+    let invoked = invoke::run(engine, function, event, ctx.id, input).await;
     node.metrics.function(
         &function.name,
         event.export_name(),
         started.elapsed(),
-        decision.is_err(),
+        invoked.result.is_err(),
     );
     ctx.mark(event.export_name());
-    (decision, state)
+    invoked
 }
 
 /// Reads the whole body if it fits in `limit`; otherwise gives back what was read chained to

@@ -19,6 +19,7 @@ use super::engine::FunctionEngine;
 use super::function::Function;
 use super::slow_lane::INLINE_TICKS;
 use super::state::{HostState, MemoryLimiter, RequestView, ResponseView};
+use super::wasi::Output;
 use super::Error;
 use crate::config::Config;
 use crate::kv::KvStores;
@@ -58,6 +59,49 @@ impl Input {
     }
 }
 
+/// What an invocation did: its decision, and everything it changed, for the caller to take
+/// what belongs to its event. Its log lines and output are already in the node's log.
+pub struct Invoked {
+    /// What the function decided, or why it failed.
+    pub result: Result<Decision, Error>,
+    /// The request as the function left it.
+    pub request: RequestView,
+    /// The response as the function left it (response events), or the response it generated
+    /// (request events; `Some` with [`Decision::Respond`]).
+    pub response: Option<ResponseView>,
+    /// Origin chosen with `origin_set` (an index into the config's origins).
+    pub origin: Option<usize>,
+    /// Cache key set outright with `cache_key_set`.
+    pub cache_key: Option<String>,
+    /// Parts added with `cache_key_add`.
+    pub cache_key_parts: Vec<String>,
+    /// Caching lifetime set with `cache_set_ttl`, in seconds.
+    pub ttl: Option<u64>,
+    /// `log` lines (level, text).
+    pub logs: Vec<(i32, String)>,
+    /// What it wrote to stdout and stderr (capped; a panic's message is in `result` instead).
+    pub output: Output,
+    /// Largest linear memory size granted, in bytes.
+    pub peak_memory: usize,
+}
+
+impl Invoked {
+    fn new(result: Result<Decision, Error>, state: HostState) -> Self {
+        Invoked {
+            result,
+            request: state.request,
+            response: state.response,
+            origin: state.origin,
+            cache_key: state.cache_key,
+            cache_key_parts: state.cache_key_parts,
+            ttl: state.ttl,
+            logs: state.logs,
+            output: state.output,
+            peak_memory: state.limiter.peak,
+        }
+    }
+}
+
 /// How long one attempt may run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Budget {
@@ -80,20 +124,19 @@ enum Attempt {
 
 /// Runs `function` for `event` as the node does: inline on the calling async worker, or, if it
 /// runs past [`INLINE_TICKS`] (or did recently), from scratch on the engine's slow lane.
-/// Returns the decision and the state with the function's changes (also on error). A failure is
-/// logged here, once, with the function, event, request id, reason and backtrace.
+/// A failure is logged here, once, with the function, event, request id, reason and backtrace.
 pub async fn run(
     engine: &Arc<FunctionEngine>,
     function: &Arc<Function>,
     event: Event,
     request_id: u64,
     input: Input,
-) -> (Result<Decision, Error>, HostState) {
+) -> Invoked {
     let (result, state) = run_unlogged(engine, function, event, request_id, input).await;
     if let Err(error) = &result {
         log_failure(error, request_id);
     }
-    (result, state)
+    Invoked::new(result, state)
 }
 
 async fn run_unlogged(
@@ -177,38 +220,23 @@ async fn run_unlogged(
     }
 }
 
-/// Runs `function` for `event` on `state` to the end on the calling thread, its CPU limit
-/// counted in this thread's CPU time; returns the decision and the state with the function's
-/// changes (also on error, for its log lines). Not for async workers: use [`run`].
+/// Runs `function` for `event` on `input` to the end on the calling thread, its CPU limit
+/// counted in this thread's CPU time (the admin `test` call, `edge test-function`). Not for
+/// async workers: use [`run`].
 pub fn invoke(
     engine: &FunctionEngine,
     function: &Function,
     event: Event,
     request_id: u64,
-    state: HostState,
-) -> (Result<Decision, Error>, HostState) {
+    input: Input,
+) -> Invoked {
+    let state = input.into_state();
     let Attempt::Done(result, state) =
         attempt(engine, function, event, request_id, state, Budget::CpuTime)
     else {
         unreachable!("only an inline budget is abandoned")
     };
-    (result, state)
-}
-
-/// Runs `function` for `event` inline with the budget of the node's first attempt: the result,
-/// or `None` if it ran past [`INLINE_TICKS`] and the node would have moved it to the slow lane.
-/// For benchmarks of the per-request path.
-pub fn invoke_inline(
-    engine: &FunctionEngine,
-    function: &Function,
-    event: Event,
-    request_id: u64,
-    state: HostState,
-) -> Option<(Result<Decision, Error>, HostState)> {
-    match attempt(engine, function, event, request_id, state, Budget::Inline) {
-        Attempt::Done(result, state) => Some((result, state)),
-        Attempt::TooLongForInline => None,
-    }
+    Invoked::new(result, state)
 }
 
 fn attempt(
@@ -435,7 +463,7 @@ mod tests {
         }
     }
 
-    fn state() -> HostState {
+    fn input() -> Input {
         let node: Config = "[origins.o]\ntype = \"http\"\ntargets = [\"http://127.0.0.1:1\"]\n[[behaviors]]\npath = \"*\"\norigin = \"o\"\n"
             .parse()
             .expect("valid config");
@@ -444,12 +472,13 @@ mod tests {
             uri: "/x".parse().expect("uri"),
             headers: http::HeaderMap::new(),
         };
-        HostState::new(
-            Arc::new(node),
+        Input {
+            config: Arc::new(node),
             request,
-            "127.0.0.1".parse().expect("ip"),
-            None,
-        )
+            client_ip: "127.0.0.1".parse().expect("ip"),
+            response: None,
+            kv: None,
+        }
     }
 
     #[test]
@@ -458,15 +487,15 @@ mod tests {
         let function = engine
             .load(&config("logger"), LOGGER.as_bytes())
             .expect("loads");
-        let (decision, state) = invoke(&engine, &function, Event::ViewerRequest, 1, state());
-        assert_eq!(decision.expect("runs"), Decision::Continue);
+        let invoked = invoke(&engine, &function, Event::ViewerRequest, 1, input());
+        assert_eq!(invoked.result.expect("runs"), Decision::Continue);
         assert_eq!(
-            state.logs,
+            invoked.logs,
             vec![(log_level::INFO, "hello from wasm".to_owned())],
             "level 9 is refused"
         );
-        assert_eq!(state.request.headers["x-a"], "1");
-        assert!(state.output.lines().is_empty(), "no WASI call, no output");
+        assert_eq!(invoked.request.headers["x-a"], "1");
+        assert!(invoked.output.lines().is_empty(), "no WASI call, no output");
     }
 
     #[test]
@@ -491,8 +520,8 @@ mod tests {
         let again = engine
             .load(&config("logger"), LOGGER.as_bytes())
             .expect("loads from cache");
-        let (decision, _) = invoke(&engine, &again, Event::ViewerRequest, 2, state());
-        assert_eq!(decision.expect("runs"), Decision::Continue);
+        let invoked = invoke(&engine, &again, Event::ViewerRequest, 2, input());
+        assert_eq!(invoked.result.expect("runs"), Decision::Continue);
         // A corrupt cache file is ignored and replaced, not trusted.
         std::fs::write(files[0].path(), b"garbage").expect("write");
         engine

@@ -12,8 +12,8 @@ use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use super::invoke::{invoke, Decision};
-use super::state::{BodyView, HostState, RequestView, ResponseView};
+use super::invoke::{invoke, Decision, Input};
+use super::state::{BodyView, RequestView, ResponseView};
 use super::{Function, FunctionEngine};
 use crate::config::Config;
 use crate::kv::KvStores;
@@ -191,11 +191,17 @@ pub fn run(
             },
         }),
     };
-    let state = HostState::new(Arc::clone(&config), request, client_ip, response).with_kv(kv);
+    let input = Input {
+        config: Arc::clone(&config),
+        request,
+        client_ip,
+        response,
+        kv: Some(kv),
+    };
     let started = Instant::now();
-    let (decision, state) = invoke(engine, function, kind, 0, state);
+    let state = invoke(engine, function, kind, 0, input);
     let elapsed = started.elapsed();
-    let (action, error) = match decision {
+    let (action, error) = match &state.result {
         Ok(Decision::Continue) => ("continue", None),
         Ok(Decision::Respond) => ("respond", None),
         Err(e) => ("error", Some(e.to_string())),
@@ -253,7 +259,7 @@ pub fn run(
             .collect(),
         output_truncated: state.output.truncated(),
         duration_us: elapsed.as_micros() as u64,
-        peak_memory_bytes: state.limiter.peak,
+        peak_memory_bytes: state.peak_memory,
         compute_utilization: (elapsed.as_secs_f64() / function.limits.cpu.as_secs_f64()
             * 100.0
             * 100.0)
