@@ -13,6 +13,7 @@
 #   SKIP_FUNCTION=1 leave the edge function parts out (edge+router and the micro-benchmark)
 #   SKIP_NGINX=1    leave nginx out
 #   MICRO_ITERATIONS=20000  timed iterations per loop of the micro-benchmark
+#   ISOLATION_SECONDS=5     seconds per phase of the isolation benchmark (bench_isolation)
 #
 # See bench/README.md for what the numbers mean.
 set -euo pipefail
@@ -26,6 +27,7 @@ SKIP_NGINX="${SKIP_NGINX:-0}"
 SKIP_FUNCTION="${SKIP_FUNCTION:-0}"
 [[ "$SKIP_EDGE" == 1 ]] && SKIP_FUNCTION=1
 MICRO_ITERATIONS="${MICRO_ITERATIONS:-20000}"
+ISOLATION_SECONDS="${ISOLATION_SECONDS:-5}"
 NOISE_LIMIT="${NOISE_LIMIT:-15}"
 
 # The load generator always gets CPU 1 and every server under test CPU 0: on a 2-core machine an
@@ -106,12 +108,14 @@ else
     fi
     log "building the router function (wasm32-wasip1), edge, bench_origin and bench_function"
     cargo build --profile wasm --target wasm32-wasip1 -p router
-    cargo build --release -p edge-runtime --bin edge --example bench_origin --example bench_function
+    cargo build --release -p edge-runtime --bin edge --example bench_origin --example bench_function \
+        --example bench_isolation
 fi
 TARGET_DIR="$(realpath "${CARGO_TARGET_DIR:-target}")"
 ORIGIN_BIN="$TARGET_DIR/release/examples/bench_origin"
 EDGE_BIN="$TARGET_DIR/release/edge"
 FUNCTION_BIN="$TARGET_DIR/release/examples/bench_function"
+ISOLATION_BIN="$TARGET_DIR/release/examples/bench_isolation"
 # Absolute: the node resolves a relative module path against its config file's directory.
 ROUTER_WASM="$TARGET_DIR/wasm32-wasip1/wasm/router.wasm"
 
@@ -313,6 +317,19 @@ if [[ "$SKIP_FUNCTION" != 1 ]]; then
             MICRO_NOTES+=("RUST_BACKTRACE=$backtrace (${others}%)")
         fi
     done
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Isolation: function-less requests while 8 clients flood a function that spins to its CPU limit
+# (bench_isolation, see runtime/examples/bench_isolation.rs). Not pinned: it measures how the
+# node shares the machine's cores between its workers and its slow lane.
+# ---------------------------------------------------------------------------------------------
+if [[ "$SKIP_FUNCTION" != 1 ]]; then
+    wait_quiet
+    log "isolation: function-less requests while 8 clients flood a spinning function"
+    "$ISOLATION_BIN" --seconds "$ISOLATION_SECONDS" >"$WORK/isolation.txt" 2>&1 \
+        || { cat "$WORK/isolation.txt" >&2; die "bench_isolation failed"; }
+    cat "$WORK/isolation.txt" >&2
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -580,6 +597,10 @@ if [[ "$SKIP_FUNCTION" != 1 ]]; then
         echo "Warning: other processes used more than ${NOISE_LIMIT}% of a core during the" \
             "micro-benchmark with ${MICRO_NOTES[*]}: its figures may be inflated."
     fi
+    echo
+    echo "Isolation (bench_isolation, ${ISOLATION_SECONDS}s per phase):"
+    echo
+    sed 's/^/    /' "$WORK/isolation.txt"
 fi
 
 echo
@@ -633,6 +654,8 @@ if [[ -n "${RPS[edge+router-1k]:-}" ]]; then
             "$WORK/micro-backtrace-$backtrace.txt")"
         echo "Bar: router adds ≤ 15 µs per request at p50 (RUST_BACKTRACE=$backtrace) — ${added:-not found in the output}"
     done
+    isolated="$(sed -n 's/^bar: .*: \(.*\)$/\1/p' "$WORK/isolation.txt")"
+    echo "Bar: function-less p50 ≤ 2 ms while 8 clients flood a spinning function — ${isolated:-not found in the output}"
 else
     echo "Bar: edge+router 1 KiB hit ≥ 0.85× edge req/s — not measured (functions left out)"
 fi

@@ -7,8 +7,10 @@
 //!
 //! 1. build the request the function sees (`RequestView`: a browser-like `GET /css/site.css`
 //!    with a dozen typical headers),
-//! 2. `HostState::new`, `wasm::invoke::invoke` (fresh `Store`, instantiate from the pre-linked
-//!    module, `_initialize` if exported, the `viewer-request` export, drop),
+//! 2. `wasm::invoke::run` with the `Input` the flow builds, on the calling thread: the copy of the
+//!    input kept for a slow-lane rerun, `HostState` from the input, a fresh `Store`, instantiate
+//!    from the pre-linked module, `_initialize` if exported, the `viewer-request` export with the
+//!    inline deadline, drop. (The router never runs long enough to leave the thread.)
 //! 3. read the changed request and the chosen origin back.
 //!
 //! A baseline loop does step 1 and drops the request; the difference of the two at p50 is what
@@ -26,6 +28,7 @@
 //! (`taskset -c 0`) and with `RUST_BACKTRACE` unset; `bench/run.sh` runs it both with and
 //! without `RUST_BACKTRACE=1`.
 
+use std::future::Future;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -34,8 +37,8 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use clap::Parser;
-use edge_runtime::wasm::engine::EPOCH_TICK;
-use edge_runtime::wasm::invoke::{invoke, Decision};
+use edge_runtime::wasm::invoke::{self, Decision, Input};
+use edge_runtime::wasm::slow_lane::INLINE_TICKS;
 use edge_runtime::wasm::state::{HostState, RequestView};
 use edge_runtime::wasm::FunctionEngine;
 use edge_runtime::Config;
@@ -187,11 +190,15 @@ fn main() -> Result<()> {
         )
     })?;
     // No compile cache: the benchmark compiles once at start and never touches ~/.cache.
-    let engine = FunctionEngine::new(function_config.limits.memory, None)
-        .context("cannot create the function engine")?;
-    let function = engine
-        .load(function_config, &bytes)
-        .context("cannot load the router module")?;
+    let engine = Arc::new(
+        FunctionEngine::new(function_config.limits.memory, None)
+            .context("cannot create the function engine")?,
+    );
+    let function = Arc::new(
+        engine
+            .load(function_config, &bytes)
+            .context("cannot load the router module")?,
+    );
     ensure!(
         function.handles(Event::ViewerRequest),
         "{} has no viewer-request entry point",
@@ -209,21 +216,34 @@ fn main() -> Result<()> {
     let client_ip = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
 
     // One request the way the node runs it; also the correctness check of the setup.
+    let input = |request| Input {
+        config: Arc::clone(&config),
+        request,
+        client_ip,
+        response: None,
+        kv: None,
+    };
     let run_once = |id: u64| -> Result<RequestView> {
-        let state = HostState::new(Arc::clone(&config), request(&headers), client_ip, None);
-        let (decision, state) = invoke(&engine, &function, Event::ViewerRequest, id, state);
-        match decision {
+        let invoked = now_or_never(invoke::run(
+            &engine,
+            &function,
+            Event::ViewerRequest,
+            id,
+            input(request(&headers)),
+        ))
+        .context("the router left the async worker (ran past the inline deadline)")?;
+        match invoked.result {
             Ok(Decision::Continue) => {}
             Ok(other) => bail!("the router decided {other:?}, expected Continue"),
             Err(error) => bail!("the router failed: {error}"),
         }
         ensure!(
-            state.origin == Some(bucket),
+            invoked.origin == Some(bucket),
             "the router chose origin {:?}, expected bucket ({bucket}); logs: {:?}",
-            state.origin,
-            state.logs
+            invoked.origin,
+            invoked.logs
         );
-        Ok(state.request)
+        Ok(invoked.request)
     };
     let changed = run_once(0)?;
     ensure!(
@@ -257,16 +277,22 @@ fn main() -> Result<()> {
             id += 1;
             // What `run_request_event` does: move the request in, invoke, take it back out.
             let view = request(&headers);
-            let state = HostState::new(Arc::clone(&config), view, client_ip, None);
-            let (decision, state) = invoke(&engine, &function, Event::ViewerRequest, id, state);
-            let decision = black_box(decision).expect("checked by the first run");
-            let request = state.request;
+            let invoked = now_or_never(invoke::run(
+                &engine,
+                &function,
+                Event::ViewerRequest,
+                id,
+                input(view),
+            ))
+            .expect("checked by the first run: the router stays inline");
+            let decision = black_box(invoked.result).expect("checked by the first run");
+            let request = invoked.request;
             black_box((
                 decision,
                 request.method,
                 request.uri,
                 request.headers,
-                state.origin,
+                invoked.origin,
             ));
         },
     );
@@ -290,10 +316,20 @@ fn main() -> Result<()> {
     )
 }
 
+/// Polls `future` once: its output if it is ready at once (an inline invocation always is).
+fn now_or_never<F: Future>(future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
+    }
+}
+
 /// Times the parts of one invocation separately. The runtime keeps the function's
 /// `InstancePre` private, so this builds an equivalent one: the same engine, a linker with the
 /// same host calls (`abi::add_to_linker`), the same module. The limits and epoch deadline are
-/// set as `invoke` sets them.
+/// set as an inline invocation sets them.
 fn breakdown(
     args: &Args,
     engine: &FunctionEngine,
@@ -320,7 +356,7 @@ fn breakdown(
         state.limiter.limit = limits.memory;
         state
     };
-    let deadline = limits.cpu.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64 + 1;
+    let deadline = INLINE_TICKS;
     let new_store = |state: HostState| {
         let mut store = Store::new(engine.engine(), state);
         store.limiter(|s| &mut s.limiter);

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use edge_runtime::config::{Config, OriginKind, Target};
+use edge_runtime::wasm::{FunctionEngine, Registry};
 
 use cli::node::ConfigSource;
 
@@ -85,6 +86,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// Loads every function of `config` as `edge serve` does (read, size limit, compile,
+/// validation against ABI v1, memory limit, attachment to behaviors), without the compile cache
+/// or the admin API's stored uploads; returns how many there are.
+fn check_functions(config: &Config) -> anyhow::Result<usize> {
+    if config.functions.is_empty() {
+        return Ok(0);
+    }
+    let engine = std::sync::Arc::new(FunctionEngine::new(
+        edge_runtime::wasm::engine::pool_memory(config),
+        None,
+    )?);
+    let mut live = std::collections::BTreeMap::new();
+    for function in &config.functions {
+        let loaded = engine.load_file(function)?;
+        live.insert(function.name.clone(), std::sync::Arc::new(loaded));
+    }
+    Registry::build(config, engine, &live)?;
+    Ok(live.len())
+}
+
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { config } => {
@@ -94,8 +115,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Check { config } => {
             let parsed = Config::load(&config)?;
+            let functions = check_functions(&parsed)?;
             println!(
-                "{}: ok ({} origins, {} behaviors)",
+                "{}: ok ({} origins, {} behaviors, {functions} functions)",
                 config.display(),
                 parsed.origins.len(),
                 parsed.behaviors.len()

@@ -236,3 +236,66 @@ fn serve_with_an_invalid_config_exits_before_listening() -> anyhow::Result<()> {
     assert!(!err.contains("listening"), "{err}");
     Ok(())
 }
+
+/// A valid config with one function, `f`, whose module `f.wat` holds `module`.
+fn config_with_function(module: &str) -> anyhow::Result<tempfile::TempDir> {
+    let dir = config_dir(&format!(
+        "{VALID}functions = {{ viewer_request = \"f\" }}\n\n[functions.f]\nmodule = \"f.wat\"\n"
+    ))?;
+    std::fs::write(dir.path().join("f.wat"), module)?;
+    Ok(dir)
+}
+
+#[test]
+fn check_loads_functions_as_serve_does() -> anyhow::Result<()> {
+    // --- a valid module passes and is counted ---
+    let dir = config_with_function(
+        r#"(module (memory (export "memory") 1) (func (export "viewer-request") (result i32) (i32.const 0)))"#,
+    )?;
+    let output = edge(dir.path(), &["check"])?;
+    assert!(output.status.success(), "stderr: {}", stderr(&output));
+    assert!(
+        stdout(&output).contains("1 functions"),
+        "{}",
+        stdout(&output)
+    );
+
+    // --- garbage: refused, naming the function and why ---
+    let dir = config_with_function("this is not WebAssembly")?;
+    let output = edge(dir.path(), &["check"])?;
+    assert!(!output.status.success(), "garbage passed");
+    let err = stderr(&output);
+    assert!(
+        err.contains("function \"f\"") && err.contains("does not compile"),
+        "{err}"
+    );
+
+    // --- an import the node does not provide ---
+    let dir = config_with_function(
+        r#"(module (import "edge_v1" "teleport" (func (result i32))) (memory (export "memory") 1)
+          (func (export "viewer-request") (result i32) (i32.const 0)))"#,
+    )?;
+    let output = edge(dir.path(), &["check"])?;
+    assert!(!output.status.success(), "an unknown import passed");
+    let err = stderr(&output);
+    assert!(
+        err.contains("function \"f\"") && err.contains("unknown import `edge_v1::teleport`"),
+        "{err}"
+    );
+
+    // --- a memory over its memory_limit ---
+    let dir = config_with_function(
+        r#"(module (memory (export "memory") 300) (func (export "viewer-request") (result i32) (i32.const 0)))"#,
+    )?;
+    let output = edge(dir.path(), &["check"])?;
+    assert!(
+        !output.status.success(),
+        "a 19 MiB memory passed a 16 MiB limit"
+    );
+    assert!(
+        stderr(&output).contains("memory_limit"),
+        "{}",
+        stderr(&output)
+    );
+    Ok(())
+}

@@ -595,6 +595,140 @@ async fn repeated_response_headers_are_joined_as_abi_md_says() -> Result<()> {
         node.get("/").await?.text(),
         "a=1; Path=/\nb=2|one, two",
         "set-cookie lines joined with \\n, others with \", \""
+
+/// `functions/faulty` (prints on `/print/*`, panics on `/panic/*`) through a node, its admin
+/// `test` call, and what `edge test-function` runs: prints reach the log, a panic is a 502 with
+/// its message on one log line, and nothing takes the node down.
+#[tokio::test(flavor = "multi_thread")]
+async fn faulty() -> Result<()> {
+    crate::logs::capture();
+    let site = Site::new(&[("print/x", "printed"), ("panic/x", "never served")])?;
+    let data = tempfile::tempdir()?;
+    let node = TestNode::start(&format!(
+        r#"
+{function}
+[admin]
+listen = "127.0.0.1:0"
+token = "{token}"
+data_dir = {data:?}
+
+[origins.bucket]
+type = "static"
+root = {root}
+
+[[behaviors]]
+path = "*"
+origin = "bucket"
+functions = {{ viewer_request = "faulty" }}
+"#,
+        function = function("faulty", FAULTY),
+        token = crate::harness::ADMIN_TOKEN,
+        data = data.path().display().to_string(),
+        root = site.root(),
+    ))
+    .await?;
+
+    // --- println! and eprintln!: lines in the log, the request served ---
+    let r = node.get("/print/x").await?;
+    assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "printed"));
+    for (text, stream) in [
+        ("faulty printed for /print/x", "stream=\"stdout\""),
+        ("faulty warned for /print/x", "stream=\"stderr\""),
+    ] {
+        let lines = crate::logs::lines_with(text);
+        assert_eq!(lines.len(), 1, "{text}: {lines:#?}");
+        assert!(
+            lines[0].contains(stream) && lines[0].contains("function=\"faulty\""),
+            "{}",
+            lines[0]
+        );
+    }
+
+    // --- panic!: 502, one log line with the panic message ---
+    let r = node.get("/panic/x").await?;
+    assert_eq!((r.status.as_u16(), r.x_cache()), (502, "Error"));
+    let lines = crate::logs::lines_with("faulty was asked to panic at /panic/x");
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    for part in [
+        "panicked at ",
+        "src/lib.rs:",
+        "function=\"faulty\"",
+        "event=\"viewer-request\"",
+        "request=",
+    ] {
+        assert!(lines[0].contains(part), "{part} in {}", lines[0]);
+    }
+    assert_eq!(
+        node.get("/print/x").await?.text(),
+        "printed",
+        "still serving"
+    );
+
+    // --- the admin `test` call shows the same ---
+    let test = |uri: &str| format!(r#"{{"event":"viewer-request","request":{{"uri":"{uri}"}}}}"#);
+    let panicked = node
+        .admin(
+            "POST",
+            "/functions/faulty/test?stage=live",
+            test("/panic/admin"),
+        )
+        .await?
+        .json()?;
+    assert_eq!(panicked["action"], "error", "{panicked}");
+    let error = panicked["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("panicked at ")
+            && error.contains("faulty was asked to panic at /panic/admin"),
+        "{panicked}"
+    );
+    let printed = node
+        .admin(
+            "POST",
+            "/functions/faulty/test?stage=live",
+            test("/print/admin"),
+        )
+        .await?
+        .json()?;
+    assert_eq!(printed["action"], "continue", "{printed}");
+    assert_eq!(printed["output"][0]["stream"], "stdout", "{printed}");
+    assert_eq!(
+        printed["output"][0]["line"],
+        "faulty printed for /print/admin"
+    );
+    assert_eq!(
+        printed["output"][1]["line"],
+        "faulty warned for /print/admin"
+    );
+
+    // --- what `edge test-function` runs, with no node and no tokio runtime in the way ---
+    let config = edge_runtime::config::FunctionConfig {
+        name: "faulty".into(),
+        module: FAULTY.into(),
+        limits: Default::default(),
+    };
+    let engine = edge_runtime::wasm::FunctionEngine::new(config.limits.memory, None)?;
+    let function = engine.load_file(&config)?;
+    let event: edge_runtime::wasm::test_event::TestEvent =
+        serde_json::from_str(&test("/panic/cli"))?;
+    let result = edge_runtime::wasm::test_event::run(
+        &engine,
+        &function,
+        std::sync::Arc::new(
+            "[origins.o]\ntype = \"static\"\nroot = \"/\"\n[[behaviors]]\npath = \"*\"\norigin = \"o\"\n"
+                .parse()?,
+        ),
+        std::sync::Arc::new(edge_runtime::kv::KvStores::default()),
+        &event,
+    )
+    .map_err(anyhow::Error::msg)?;
+    assert_eq!(result.action, "error");
+    assert!(
+        result
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("panicked at ") && e.contains("/panic/cli")),
+        "{:?}",
+        result.error
     );
     Ok(())
 }

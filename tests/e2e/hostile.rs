@@ -309,6 +309,75 @@ async fn every_invocation_starts_from_a_fresh_instance() -> Result<()> {
             (Some("1"), Some("1")),
             "{path}: state from an earlier invocation survived"
         );
+
+// --- WASI: prints, floods and the calls that would block the node ---
+
+/// A node with `/fn/*` running `module` (named `name`, with `extra` config lines) at
+/// viewer-request and `*` serving a static site that has `fn/x` and `ok.txt`.
+async fn node_with_function(
+    name: &str,
+    module: &str,
+    extra: &str,
+) -> Result<(TestNode, Site, Modules)> {
+    let modules = Modules::new(&[(name, module)])?;
+    let site = Site::new(&[("ok.txt", "still serving"), ("fn/x", "served")])?;
+    let node = TestNode::start(&format!(
+        r#"
+{functions}
+[origins.bucket]
+type = "static"
+root = {root}
+
+[[behaviors]]
+path = "/fn/*"
+origin = "bucket"
+functions = {{ viewer_request = "{name}" }}
+
+[[behaviors]]
+path = "*"
+origin = "bucket"
+"#,
+        functions = modules.toml(extra),
+        root = site.root(),
+    ))
+    .await?;
+    Ok((node, site, modules))
+}
+
+/// Writes `text` to stdout `times` times with `fd_write`, then continues.
+fn printer(text: &str, times: u32) -> String {
+    format!(
+        r#"(module
+      (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 64) "{text}\n")
+      (func (export "viewer-request") (result i32) (local $i i32)
+        (i32.store (i32.const 0) (i32.const 64))
+        (i32.store (i32.const 4) (i32.const {len}))
+        (loop $again
+          (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $again (i32.lt_u (local.get $i) (i32.const {times}))))
+        (i32.const 0)))"#,
+        len = text.len() + 1
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_printed_line_goes_to_the_log_and_the_request_is_served() -> Result<()> {
+    crate::logs::capture();
+    let (node, _s, _m) = node_with_function("printer", &printer("printer says hi", 1), "").await?;
+    let r = node.get("/fn/x").await?;
+    assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "served"));
+    let lines = crate::logs::lines_with("printer says hi");
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    for field in [
+        "function=\"printer\"",
+        "event=\"viewer-request\"",
+        "stream=\"stdout\"",
+        "request=",
+    ] {
+        assert!(lines[0].contains(field), "{field} in {}", lines[0]);
     }
     Ok(())
 }
@@ -339,6 +408,119 @@ async fn good_requests_are_served_while_a_function_loops() -> Result<()> {
             assert_eq!(status, 503, "{path}: {text}");
         } else {
             assert_eq!((status, text.as_str()), (200, "still serving"), "{path}");
+
+async fn a_stdout_flood_is_capped_and_the_request_served() -> Result<()> {
+    crate::logs::capture();
+    // 100 KiB of output in 2 000 lines; the limit is raised so that a debug build's slower host
+    // calls cannot turn this into a CPU-limit test.
+    let text = "flooder fills the log with this line, over and over";
+    let (node, _s, _m) =
+        node_with_function("flooder", &printer(text, 2_000), "cpu_limit = \"1s\"").await?;
+    let r = node.get("/fn/x").await?;
+    assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "served"));
+    let kept = crate::logs::lines_with(text);
+    assert!(
+        !kept.is_empty() && kept.len() <= 100,
+        "{} lines kept",
+        kept.len()
+    );
+    let notes: Vec<_> = crate::logs::lines_with("output truncated")
+        .into_iter()
+        .filter(|l| l.contains("function=\"flooder\""))
+        .collect();
+    assert_eq!(notes.len(), 1, "{notes:#?}");
+    assert_eq!(node.get("/ok.txt").await?.text(), "still serving");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn file_and_poll_calls_get_an_errno_not_a_stuck_node() -> Result<()> {
+    // fd_read from stdin, poll_oneoff, path_open and fd_seek: each errno goes into the generated
+    // response's headers as two digits.
+    let wat = r#"(module
+      (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "path_open" (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "fd_seek" (func $seek (param i32 i64 i32 i32) (result i32)))
+      (import "edge_v1" "response_set_status" (func $status (param i32) (result i32)))
+      (import "edge_v1" "response_set_header" (func $set (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 256) "x-fd-read") (data (i32.const 272) "x-poll")
+      (data (i32.const 288) "x-path-open") (data (i32.const 304) "x-fd-seek")
+      (data (i32.const 320) "/etc/passwd")
+      (func $report (param $name i32) (param $len i32) (param $errno i32)
+        (i32.store8 (i32.const 400) (i32.add (i32.const 48) (i32.div_u (local.get $errno) (i32.const 10))))
+        (i32.store8 (i32.const 401) (i32.add (i32.const 48) (i32.rem_u (local.get $errno) (i32.const 10))))
+        (drop (call $set (local.get $name) (local.get $len) (i32.const 400) (i32.const 2))))
+      (func (export "viewer-request") (result i32)
+        (i32.store (i32.const 0) (i32.const 128))
+        (i32.store (i32.const 4) (i32.const 16))
+        (drop (call $status (i32.const 200)))
+        (call $report (i32.const 256) (i32.const 9)
+          (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+        (call $report (i32.const 272) (i32.const 6)
+          (call $poll (i32.const 512) (i32.const 1024) (i32.const 1) (i32.const 8)))
+        (call $report (i32.const 288) (i32.const 11)
+          (call $open (i32.const 3) (i32.const 0) (i32.const 320) (i32.const 11) (i32.const 0)
+            (i64.const 0) (i64.const 0) (i32.const 0) (i32.const 8)))
+        (call $report (i32.const 304) (i32.const 9)
+          (call $seek (i32.const 0) (i64.const 0) (i32.const 0) (i32.const 8)))
+        (i32.const 1)))"#;
+    let (node, _s, _m) = node_with_function("reader", wat, "").await?;
+    let r = node.get("/fn/x").await?;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    assert_eq!(r.header("x-fd-read"), Some("08"), "BADF: no stdin");
+    assert_eq!(r.header("x-poll"), Some("58"), "NOTSUP: no sleeping");
+    assert_eq!(
+        r.header("x-path-open"),
+        Some("08"),
+        "BADF: no preopened directory"
+    );
+    assert_eq!(r.header("x-fd-seek"), Some("08"), "BADF");
+    assert_eq!(node.get("/ok.txt").await?.text(), "still serving");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spinning_function_does_not_stop_other_requests() -> Result<()> {
+    let spin = r#"(module (memory (export "memory") 1)
+      (func (export "viewer-request") (result i32) (loop $l (br $l)) (i32.const 0)))"#;
+    let (node, _s, _m) = node_with_function("spinner", spin, "").await?;
+    let node = std::sync::Arc::new(node);
+    // More spinning requests at once than the node has threads of any kind.
+    let spinners: Vec<_> = (0..16)
+        .map(|_| {
+            let node = std::sync::Arc::clone(&node);
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                for _ in 0..3 {
+                    statuses.push(node.get("/fn/x").await?.status.as_u16());
+                }
+                anyhow::Ok(statuses)
+            })
+        })
+        .collect();
+    let others: Vec<_> = (0..4)
+        .map(|_| {
+            let node = std::sync::Arc::clone(&node);
+            tokio::spawn(async move {
+                for _ in 0..20 {
+                    let r = node.get("/ok.txt").await?;
+                    assert_eq!(
+                        (r.status.as_u16(), r.text().as_str()),
+                        (200, "still serving")
+                    );
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for task in others {
+        task.await??;
+    }
+    for task in spinners {
+        for status in task.await?? {
+            assert_eq!(status, 503, "the CPU limit, or every slow-lane thread busy");
         }
     }
     Ok(())
@@ -414,6 +596,19 @@ async fn wasi_gives_no_environment_arguments_or_directories() -> Result<()> {
         (r.header("x-env"), r.header("x-args"), r.header("x-dir")),
         (Some("0"), Some("0"), Some("8")),
         "no environment, no arguments, no preopened directory"
+
+async fn memory_over_its_limit_is_refused_at_load() -> Result<()> {
+    // 64 pages = 4 MiB of initial memory, against a 2 MiB limit.
+    let wat = r#"(module (memory (export "memory") 64)
+      (func (export "viewer-request") (result i32) (i32.const 0)))"#;
+    let error = node_with_bad(wat, "viewer_request", "memory_limit = \"2 MiB\"")
+        .await
+        .err()
+        .expect("refused");
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("memory_limit") && message.contains("\"bad\""),
+        "{message}"
     );
     Ok(())
 }

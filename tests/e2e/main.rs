@@ -2,6 +2,7 @@
 //! One module per feature area; `harness` holds the shared builders.
 
 mod harness;
+mod logs;
 
 mod abi;
 mod admin;

@@ -1,6 +1,7 @@
-//! The flow's side of edge functions: moves the request or response into a `HostState`, runs
-//! the behavior's function for the event, and puts the changes back. Phases call this only
-//! when the behavior has a function for their event; otherwise no Wasm code is touched.
+//! The flow's side of edge functions: moves the request or response into an invocation's
+//! input, runs the behavior's function for the event, and puts the changes back. Phases call
+//! this only when the behavior has a function for their event; otherwise no Wasm code is
+//! touched.
 
 use std::sync::Arc;
 
@@ -15,8 +16,8 @@ use super::{CachePhase, RequestCtx};
 use crate::body::EdgeBody;
 use crate::error::Error;
 use crate::flow::cache_store::DEFAULT_BODY_IDLE_TIMEOUT;
-use crate::wasm::invoke::{invoke, Decision};
-use crate::wasm::state::{BodyView, HostState, RequestView, ResponseView};
+use crate::wasm::invoke::{self, Decision, Input, Invoked};
+use crate::wasm::state::{BodyView, RequestView, ResponseView};
 use crate::wasm::Function;
 use crate::Node;
 
@@ -42,11 +43,11 @@ pub fn attached(node: &Node, ctx: &RequestCtx, event: Event) -> Option<Arc<Funct
 }
 
 /// Runs a request event (viewer-request, origin-request) on `request`.
-pub fn run_request_event(
+pub async fn run_request_event(
     node: &Node,
     ctx: &mut RequestCtx,
     event: Event,
-    function: &Function,
+    function: &Arc<Function>,
     request: Request<EdgeBody>,
 ) -> Result<HookOutcome, Error> {
     let registry = node
@@ -63,52 +64,57 @@ pub fn run_request_event(
         .debug
         .is_some()
         .then(|| (view.method.clone(), view.uri.clone(), view.headers.clone()));
-    let state = HostState::new(Arc::clone(&node.config), view, ctx.viewer.ip(), None)
-        .with_kv(Arc::clone(&node.kv));
-    let (decision, state) = run(node, ctx, &registry.engine, function, event, state);
-    let decision = decision?;
+    let input = Input {
+        config: Arc::clone(&node.config),
+        request: view,
+        client_ip: ctx.viewer.ip(),
+        response: None,
+        kv: Some(Arc::clone(&node.kv)),
+    };
+    let invoked = run(node, ctx, &registry.engine, function, event, input).await;
+    let decision = invoked.result?;
     if let (Some(debug), Some(before)) = (&mut ctx.debug, before) {
         let mut changes = super::debug::request_changes(
             &before,
             (
-                &state.request.method,
-                &state.request.uri,
-                &state.request.headers,
+                &invoked.request.method,
+                &invoked.request.uri,
+                &invoked.request.headers,
             ),
         );
-        if let Some(origin) = state.origin {
+        if let Some(origin) = invoked.origin {
             changes.push(format!("origin {}", node.config.origins[origin].name));
         }
-        if let Some(key) = &state.cache_key {
+        if let Some(key) = &invoked.cache_key {
             changes.push(format!("cache key set to {key}"));
         }
         changes.extend(
-            state
+            invoked
                 .cache_key_parts
                 .iter()
                 .map(|p| format!("cache key +{p}")),
         );
-        if let (Decision::Respond, Some(r)) = (decision, &state.response) {
+        if let (Decision::Respond, Some(r)) = (decision, &invoked.response) {
             changes.push(format!("responded {}", r.status.as_u16()));
         }
         debug.function_changed(event, &function.name, &changes);
     }
-    parts.method = state.request.method;
-    parts.uri = state.request.uri;
-    parts.headers = state.request.headers;
-    if state.origin.is_some() {
-        ctx.origin_override = state.origin;
+    parts.method = invoked.request.method;
+    parts.uri = invoked.request.uri;
+    parts.headers = invoked.request.headers;
+    if invoked.origin.is_some() {
+        ctx.origin_override = invoked.origin;
     }
     if event == Event::ViewerRequest {
-        ctx.cache_key_override = state.cache_key;
-        ctx.cache_key_parts = state.cache_key_parts;
+        ctx.cache_key_override = invoked.cache_key;
+        ctx.cache_key_parts = invoked.cache_key_parts;
     }
     let request = Request::from_parts(parts, body);
     match decision {
         Decision::Continue => Ok(HookOutcome::Continue(request)),
         Decision::Respond => {
             ctx.cache = CachePhase::Generated;
-            let generated = state
+            let generated = invoked
                 .response
                 .expect("invoke checks that Respond comes with a response");
             Ok(HookOutcome::Respond {
@@ -125,7 +131,7 @@ pub async fn run_response_event(
     node: &Node,
     ctx: &mut RequestCtx,
     event: Event,
-    function: &Function,
+    function: &Arc<Function>,
     request: &Parts,
     response: Response<EdgeBody>,
 ) -> Result<Response<EdgeBody>, Error> {
@@ -153,19 +159,21 @@ pub async fn run_response_event(
         .debug
         .is_some()
         .then(|| (response.status, response.headers.clone()));
-    let state = HostState::new(
-        Arc::clone(&node.config),
-        view,
-        ctx.viewer.ip(),
-        Some(response),
-    )
-    .with_kv(Arc::clone(&node.kv));
-    let (decision, state) = run(node, ctx, &registry.engine, function, event, state);
-    decision?;
+    let input = Input {
+        config: Arc::clone(&node.config),
+        request: view,
+        client_ip: ctx.viewer.ip(),
+        response: Some(response),
+        kv: Some(Arc::clone(&node.kv)),
+    };
+    let invoked = run(node, ctx, &registry.engine, function, event, input).await;
+    invoked.result?;
     if event == Event::OriginResponse {
-        ctx.ttl_override = state.ttl;
+        ctx.ttl_override = invoked.ttl;
     }
-    let changed = state.response.expect("a response event keeps its response");
+    let changed = invoked
+        .response
+        .expect("a response event keeps its response");
     if let (Some(debug), Some((status, headers))) = (&mut ctx.debug, before) {
         let mut changes = super::debug::header_changes(&headers, &changed.headers);
         if status != changed.status {
@@ -177,7 +185,7 @@ pub async fn run_response_event(
         if matches!(changed.body, BodyView::Replaced(_)) {
             changes.push("body replaced".into());
         }
-        if let Some(ttl) = state.ttl {
+        if let Some(ttl) = invoked.ttl {
             changes.push(format!("ttl {ttl}s"));
         }
         debug.function_changed(event, &function.name, &changes);
@@ -186,24 +194,24 @@ pub async fn run_response_event(
 }
 
 /// Invokes `function`, counting it in the metrics and closing its `Server-Timing` stage.
-fn run(
+async fn run(
     node: &Node,
     ctx: &mut RequestCtx,
-    engine: &crate::wasm::FunctionEngine,
-    function: &Function,
+    engine: &Arc<crate::wasm::FunctionEngine>,
+    function: &Arc<Function>,
     event: Event,
-    state: HostState,
-) -> (Result<Decision, crate::wasm::Error>, HostState) {
+    input: Input,
+) -> Invoked {
     let started = std::time::Instant::now();
-    let (decision, state) = invoke(engine, function, event, ctx.id, state);
+    let invoked = invoke::run(engine, function, event, ctx.id, input).await;
     node.metrics.function(
         &function.name,
         event.export_name(),
         started.elapsed(),
-        decision.is_err(),
+        invoked.result.is_err(),
     );
     ctx.mark(event.export_name());
-    (decision, state)
+    invoked
 }
 
 /// Reads the whole body if it fits in `limit`; otherwise gives back what was read chained to

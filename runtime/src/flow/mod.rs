@@ -159,7 +159,7 @@ async fn run(
     let behavior = origin_select::behavior(&node.config, ctx, &request)?;
 
     // viewer-request: the function may rewrite the request or answer it outright.
-    let request = match viewer_request::run(node, ctx, request)? {
+    let request = match viewer_request::run(node, ctx, request).await? {
         HookOutcome::Continue(request) => request,
         HookOutcome::Respond { request, response } => {
             let (parts, _) = request.into_parts();
@@ -184,7 +184,7 @@ async fn run(
     // origin-request: the request as the origin will see it (revalidating a stale copy if any);
     // the function may change it, pick another origin, or answer.
     let forwarded = origin_request::prepare(ctx, &parts, body, Some(stale.as_deref()));
-    let forwarded = match origin_request::run(node, ctx, forwarded)? {
+    let forwarded = match origin_request::run(node, ctx, forwarded).await? {
         Forward::Fetch(forwarded) => forwarded,
         Forward::Respond(response) => {
             return viewer_response::run(node, ctx, &parts, response).await
@@ -237,7 +237,7 @@ async fn pass(
     parts: &Parts,
     forwarded: origin_request::OriginRequest,
 ) -> Result<Response<EdgeBody>, Error> {
-    let forwarded = match origin_request::run(node, ctx, forwarded)? {
+    let forwarded = match origin_request::run(node, ctx, forwarded).await? {
         Forward::Fetch(forwarded) => forwarded,
         Forward::Respond(response) => {
             return viewer_response::run(node, ctx, parts, response).await

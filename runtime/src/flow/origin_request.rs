@@ -98,7 +98,11 @@ pub enum Forward {
 }
 
 /// Runs the behavior's origin-request function, if it has one.
-pub fn run(node: &Node, ctx: &mut RequestCtx, forwarded: OriginRequest) -> Result<Forward, Error> {
+pub async fn run(
+    node: &Node,
+    ctx: &mut RequestCtx,
+    forwarded: OriginRequest,
+) -> Result<Forward, Error> {
     let Some(function) = functions::attached(node, ctx, Event::OriginRequest) else {
         return Ok(Forward::Fetch(forwarded));
     };
@@ -106,7 +110,7 @@ pub fn run(node: &Node, ctx: &mut RequestCtx, forwarded: OriginRequest) -> Resul
         request,
         replayable,
     } = forwarded;
-    match functions::run_request_event(node, ctx, Event::OriginRequest, &function, request)? {
+    match functions::run_request_event(node, ctx, Event::OriginRequest, &function, request).await? {
         HookOutcome::Continue(request) => Ok(Forward::Fetch(OriginRequest {
             request,
             replayable,

@@ -134,7 +134,9 @@ pub fn error(node: &Node, ctx: &mut RequestCtx, error: &Error) -> Response<EdgeB
         Side::Viewer => {
             tracing::debug!(request = ctx.id, status = status.as_u16(), origin, error = %ErrorChain(error), "request refused")
         }
-        Side::Origin | Side::Function | Side::Internal => {
+        // `wasm::invoke::run` has logged it, on one line with the function's backtrace.
+        Side::Function => {}
+        Side::Origin | Side::Internal => {
             tracing::warn!(request = ctx.id, status = status.as_u16(), origin, error = %ErrorChain(error), "request failed")
         }
     }

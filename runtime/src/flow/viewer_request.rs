@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::Node;
 
 /// Runs the behavior's viewer-request function, if it has one.
-pub fn run(
+pub async fn run(
     node: &Node,
     ctx: &mut RequestCtx,
     request: Request<EdgeBody>,
@@ -26,7 +26,7 @@ pub fn run(
     match functions::attached(node, ctx, Event::ViewerRequest) {
         None => Ok(HookOutcome::Continue(request)),
         Some(function) => {
-            functions::run_request_event(node, ctx, Event::ViewerRequest, &function, request)
+            functions::run_request_event(node, ctx, Event::ViewerRequest, &function, request).await
         }
     }
 }

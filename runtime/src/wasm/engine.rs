@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use edge_sdk::abi::{Event, ValType as AbiType, HOST_CALLS, IMPORT_MODULE};
@@ -17,7 +17,8 @@ use wasmtime::{
     ValType,
 };
 
-use super::registry::Function;
+use super::function::Function;
+use super::slow_lane::SlowLane;
 use super::state::HostState;
 use super::Error;
 use crate::config::FunctionConfig;
@@ -25,10 +26,27 @@ use crate::config::FunctionConfig;
 /// How often the epoch advances; the CPU limit is enforced to within one tick.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Instances the pool keeps slots for. Functions run synchronously on the runtime's worker
-/// threads, so concurrent instances are bounded by threads, far below this.
+/// threads and the slow lane's, so concurrent instances are bounded by threads, far below this.
 const POOL_INSTANCES: u32 = 256;
+/// Invocations the slow lane takes per thread (one running, the rest waiting) before it
+/// refuses with 503: a queue of three 5 ms functions adds at most 15 ms of CPU to a wait.
+const SLOW_LANE_PER_THREAD: usize = 4;
+/// Bytes in a WebAssembly page.
+const WASM_PAGE: u64 = 64 * 1024;
 /// Wasm stack per invocation: deep recursion traps (503) well before the host thread's stack.
 const MAX_WASM_STACK: usize = 512 * 1024;
+
+/// The largest memory an instance of `config`'s functions may have, which sizes the pool:
+/// the largest `memory_limit`, and at least the default so that uploads with it fit.
+pub fn pool_memory(config: &crate::config::Config) -> usize {
+    config
+        .functions
+        .iter()
+        .map(|f| f.limits.memory)
+        .max()
+        .unwrap_or(0)
+        .max(crate::config::DEFAULT_FUNCTION_MEMORY as usize)
+}
 
 /// One engine per node, with the linker holding every host call.
 pub struct FunctionEngine {
@@ -36,6 +54,9 @@ pub struct FunctionEngine {
     linker: Linker<HostState>,
     compile_cache: Option<PathBuf>,
     ticker_stop: Arc<AtomicBool>,
+    /// Started at the first invocation that needs it: most nodes never do, and commands that
+    /// only load modules (`edge check`) should not start threads.
+    slow_lane: OnceLock<std::io::Result<SlowLane>>,
 }
 
 impl FunctionEngine {
@@ -94,7 +115,19 @@ impl FunctionEngine {
             linker,
             compile_cache,
             ticker_stop,
+            slow_lane: OnceLock::new(),
         })
+    }
+
+    /// The slow lane (`wasm::slow_lane`), started on first use with one thread per CPU and
+    /// [`SLOW_LANE_PER_THREAD`] places per thread.
+    pub fn slow_lane(&self) -> Result<&SlowLane, &std::io::Error> {
+        self.slow_lane
+            .get_or_init(|| {
+                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+                SlowLane::start(threads, threads * SLOW_LANE_PER_THREAD)
+            })
+            .as_ref()
     }
 
     /// The wasmtime engine.
@@ -126,6 +159,20 @@ impl FunctionEngine {
             function: function.clone(),
             reason: e.to_string(),
         })?;
+        // Checked before compiling: the pooling allocator refuses to compile a module whose
+        // memory exceeds the pool's (the node-wide) maximum, naming its own settings, and one
+        // under that but over this function's limit would fail at every request.
+        if let Some(declared) = declared_memory(&wasm) {
+            if declared > config.limits.memory as u64 {
+                return Err(Error::Invalid {
+                    function,
+                    reason: format!(
+                        "the module declares {declared} bytes of initial memory, over its memory_limit of {} bytes",
+                        config.limits.memory
+                    ),
+                });
+            }
+        }
         let hash = hex(&Sha256::digest(&wasm));
         let module = self.compile(&function, &wasm, &hash)?;
         let events = validate(&function, &module)?;
@@ -204,6 +251,52 @@ impl Drop for FunctionEngine {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The largest initial size, in bytes, of the memories a binary module defines (its memory
+/// section, binary format §5.5.8); `None` if the module is malformed, which compiling reports.
+fn declared_memory(wasm: &[u8]) -> Option<u64> {
+    // The magic number and version come first, then sections: id, LEB128 size, contents.
+    let mut rest = wasm.get(8..)?;
+    while let Some((&id, tail)) = rest.split_first() {
+        let (size, tail) = leb128(tail)?;
+        let size = usize::try_from(size).ok()?;
+        let mut section = tail.get(..size)?;
+        rest = &tail[size..];
+        if id != 5 {
+            continue;
+        }
+        let (count, tail) = leb128(section)?;
+        section = tail;
+        let mut largest: u64 = 0;
+        for _ in 0..count {
+            // Limits: flags (bit 0: a maximum follows; bit 3: a custom page size follows),
+            // the minimum in pages, then the optional fields.
+            let (&flags, tail) = section.split_first()?;
+            let (pages, mut tail) = leb128(tail)?;
+            for bit in [0x01, 0x08] {
+                if flags & bit != 0 {
+                    tail = leb128(tail)?.1;
+                }
+            }
+            section = tail;
+            largest = largest.max(pages.saturating_mul(WASM_PAGE));
+        }
+        return Some(largest);
+    }
+    Some(0)
+}
+
+/// An unsigned LEB128 number and the bytes after it.
+fn leb128(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let mut value: u64 = 0;
+    for (i, &byte) in bytes.iter().enumerate().take(10) {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((value, &bytes[i + 1..]));
+        }
+    }
+    None
 }
 
 /// Checks exports and imports against ABI v1; returns the events the module handles.

@@ -1,16 +1,28 @@
 //! One invocation: a fresh instance from the function's `InstancePre` in a new `Store`, with
 //! its memory limit and CPU deadline, the entry point called once, everything dropped after.
 //! Nothing a guest does can panic the host; every failure is an [`Error`].
+//!
+//! [`run`] is what the node's flow calls: the invocation runs inline on the async worker and
+//! moves to the [`slow_lane`](super::slow_lane) if it runs past its first milliseconds.
+//! [`invoke`] runs one to completion on the calling thread (the admin `test` call,
+//! `edge test-function`, benchmarks).
 
-use edge_sdk::abi::{log_level, outcome, Event};
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::{Store, Trap, UpdateDeadline};
+use edge_sdk::abi::{log_level, outcome, Event};
+use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
 
-use super::engine::{FunctionEngine, EPOCH_TICK};
-use super::registry::Function;
-use super::state::{HostState, MemoryLimiter};
+use super::engine::FunctionEngine;
+use super::function::Function;
+use super::slow_lane::INLINE_TICKS;
+use super::state::{HostState, MemoryLimiter, RequestView, ResponseView};
+use super::wasi::Output;
 use super::Error;
+use crate::config::Config;
+use crate::kv::KvStores;
 
 /// What the entry point decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,15 +33,220 @@ pub enum Decision {
     Respond,
 }
 
-/// Runs `function` for `event` on `state`; returns the decision and the state with the
-/// function's changes (also on error, for its log lines).
+/// What an invocation starts from: everything its `HostState` is built of. Cloned before an
+/// inline attempt, so that an attempt moved to the slow lane can start over from it.
+#[derive(Clone)]
+pub struct Input {
+    /// The config, to resolve `origin_set` names.
+    pub config: Arc<Config>,
+    /// The request (changed in place by request events; a copy in response events).
+    pub request: RequestView,
+    /// The viewer's address.
+    pub client_ip: IpAddr,
+    /// The response, in response events.
+    pub response: Option<ResponseView>,
+    /// The node's key-value stores, if any.
+    pub kv: Option<Arc<KvStores>>,
+}
+
+impl Input {
+    fn into_state(self) -> HostState {
+        let state = HostState::new(self.config, self.request, self.client_ip, self.response);
+        match self.kv {
+            Some(kv) => state.with_kv(kv),
+            None => state,
+        }
+    }
+}
+
+/// What an invocation did: its decision, and everything it changed, for the caller to take
+/// what belongs to its event. Its log lines and output are already in the node's log.
+pub struct Invoked {
+    /// What the function decided, or why it failed.
+    pub result: Result<Decision, Error>,
+    /// The request as the function left it.
+    pub request: RequestView,
+    /// The response as the function left it (response events), or the response it generated
+    /// (request events; `Some` with [`Decision::Respond`]).
+    pub response: Option<ResponseView>,
+    /// Origin chosen with `origin_set` (an index into the config's origins).
+    pub origin: Option<usize>,
+    /// Cache key set outright with `cache_key_set`.
+    pub cache_key: Option<String>,
+    /// Parts added with `cache_key_add`.
+    pub cache_key_parts: Vec<String>,
+    /// Caching lifetime set with `cache_set_ttl`, in seconds.
+    pub ttl: Option<u64>,
+    /// `log` lines (level, text).
+    pub logs: Vec<(i32, String)>,
+    /// What it wrote to stdout and stderr (capped; a panic's message is in `result` instead).
+    pub output: Output,
+    /// Largest linear memory size granted, in bytes.
+    pub peak_memory: usize,
+}
+
+impl Invoked {
+    fn new(result: Result<Decision, Error>, state: HostState) -> Self {
+        Invoked {
+            result,
+            request: state.request,
+            response: state.response,
+            origin: state.origin,
+            cache_key: state.cache_key,
+            cache_key_parts: state.cache_key_parts,
+            ttl: state.ttl,
+            logs: state.logs,
+            output: state.output,
+            peak_memory: state.limiter.peak,
+        }
+    }
+}
+
+/// How long one attempt may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Budget {
+    /// [`INLINE_TICKS`] of wall time, on an async worker; past that the attempt is abandoned.
+    Inline,
+    /// The function's CPU limit, counted in the calling thread's CPU time.
+    CpuTime,
+}
+
+/// How one attempt ended.
+// Returned once per invocation and unpacked at once; boxing the state would add an allocation
+// to every invocation.
+#[allow(clippy::large_enum_variant)]
+enum Attempt {
+    /// It ran to an end (success or failure); logs and output already emitted.
+    Done(Result<Decision, Error>, HostState),
+    /// It ran past the inline budget; everything it did is dropped.
+    TooLongForInline,
+}
+
+/// Runs `function` for `event` as the node does: inline on the calling async worker, or, if it
+/// runs past [`INLINE_TICKS`] (or did recently), from scratch on the engine's slow lane.
+/// A failure is logged here, once, with the function, event, request id, reason and backtrace.
+pub async fn run(
+    engine: &Arc<FunctionEngine>,
+    function: &Arc<Function>,
+    event: Event,
+    request_id: u64,
+    input: Input,
+) -> Invoked {
+    let (result, state) = run_unlogged(engine, function, event, request_id, input).await;
+    if let Err(error) = &result {
+        log_failure(error, request_id);
+    }
+    Invoked::new(result, state)
+}
+
+async fn run_unlogged(
+    engine: &Arc<FunctionEngine>,
+    function: &Arc<Function>,
+    event: Event,
+    request_id: u64,
+    input: Input,
+) -> (Result<Decision, Error>, HostState) {
+    // The common case: no handoff. The clone is what makes a rerun possible (about 0.1 µs for a
+    // browser's request; bench_function measures it as part of the router's cost).
+    let input = if function.slow.load(Ordering::Relaxed) {
+        input
+    } else {
+        let retry = input.clone();
+        match attempt(
+            engine,
+            function,
+            event,
+            request_id,
+            input.into_state(),
+            Budget::Inline,
+        ) {
+            Attempt::Done(result, state) => return (result, state),
+            Attempt::TooLongForInline => {
+                function.slow.store(true, Ordering::Relaxed);
+                retry
+            }
+        }
+    };
+    let busy = |slots| Error::Busy {
+        function: function.name.to_string(),
+        event: event.export_name(),
+        slots,
+    };
+    let lane = match engine.slow_lane() {
+        Ok(lane) => lane,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the slow lane");
+            return (Err(busy(0)), input.into_state());
+        }
+    };
+    let Some(slot) = lane.reserve() else {
+        return (Err(busy(lane.capacity())), input.into_state());
+    };
+    let (engine2, function2) = (Arc::clone(engine), Arc::clone(function));
+    let (config, client_ip) = (Arc::clone(&input.config), input.client_ip);
+    let ran = slot
+        .run(move || {
+            let started = thread_cpu_time();
+            let attempt = attempt(
+                &engine2,
+                &function2,
+                event,
+                request_id,
+                input.into_state(),
+                Budget::CpuTime,
+            );
+            // Fast again (only some requests take long): back to the inline path.
+            if let (Some(start), Some(end)) = (started, thread_cpu_time()) {
+                if end.saturating_sub(start) < super::engine::EPOCH_TICK {
+                    function2.slow.store(false, Ordering::Relaxed);
+                }
+            }
+            attempt
+        })
+        .await;
+    match ran {
+        Some(Attempt::Done(result, state)) => (result, state),
+        // Neither happens (the slow lane's budget is CPU time, and its jobs do not panic),
+        // but a worker must not panic if it did.
+        Some(Attempt::TooLongForInline) | None => {
+            let request = RequestView {
+                method: http::Method::GET,
+                uri: http::Uri::from_static("/"),
+                headers: http::HeaderMap::new(),
+            };
+            let state = HostState::new(config, request, client_ip, None);
+            (Err(busy(lane.capacity())), state)
+        }
+    }
+}
+
+/// Runs `function` for `event` on `input` to the end on the calling thread, its CPU limit
+/// counted in this thread's CPU time (the admin `test` call, `edge test-function`). Not for
+/// async workers: use [`run`].
 pub fn invoke(
     engine: &FunctionEngine,
     function: &Function,
     event: Event,
     request_id: u64,
+    input: Input,
+) -> Invoked {
+    let state = input.into_state();
+    let Attempt::Done(result, state) =
+        attempt(engine, function, event, request_id, state, Budget::CpuTime)
+    else {
+        unreachable!("only an inline budget is abandoned")
+    };
+    Invoked::new(result, state)
+}
+
+fn attempt(
+    engine: &FunctionEngine,
+    function: &Function,
+    event: Event,
+    request_id: u64,
     mut state: HostState,
-) -> (Result<Decision, Error>, HostState) {
+    budget: Budget,
+) -> Attempt {
     state.event = event;
     state.function = function.name.clone();
     state.body_limit = function.limits.body_limit;
@@ -40,29 +257,26 @@ pub fn invoke(
     };
     let mut store = Store::new(engine.engine(), state);
     store.limiter(|s| &mut s.limiter);
-    // The epoch ticks in wall time, but the limit is CPU time: a thread preempted on a busy
-    // machine must not fail a function that has not run long. Reading the thread's CPU clock
-    // costs a system call (about half a microsecond here), so it is not read per call: the
-    // first deadline is the limit in wall time; only a call that reaches it starts counting its
-    // CPU time from there, and is stopped once it has used the limit again. A runaway function
-    // is thus stopped after one to two times its limit, and a preempted one never early.
     let limit = function.limits.cpu;
-    let limit_ticks = limit.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64 + 1;
-    store.set_epoch_deadline(limit_ticks);
-    let mut counting_from: Option<Duration> = None;
-    store.epoch_deadline_callback(move |_| {
-        let Some(now) = thread_cpu_time() else {
-            return Ok(UpdateDeadline::Interrupt);
-        };
-        match counting_from {
-            None => {
-                counting_from = Some(now);
-                Ok(UpdateDeadline::Continue(limit_ticks))
-            }
-            Some(start) if now.saturating_sub(start) < limit => Ok(UpdateDeadline::Continue(1)),
-            Some(_) => Ok(UpdateDeadline::Interrupt),
+    match budget {
+        // No callback: reaching the deadline traps with `Trap::Interrupt`, which here means
+        // "too long for inline", and costs nothing per invocation (a boxed callback would).
+        Budget::Inline => store.set_epoch_deadline(INLINE_TICKS),
+        // The epoch ticks in wall time, but the limit is CPU time: a thread preempted on a busy
+        // machine (or, in the slow lane, of low priority) must not fail a function that has not
+        // run long. The thread's CPU clock is read at every tick (a system call, about half a
+        // microsecond) and the call is stopped once it has used the limit.
+        Budget::CpuTime => {
+            let start = thread_cpu_time();
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_callback(move |_| match (start, thread_cpu_time()) {
+                (Some(start), Some(now)) if now.saturating_sub(start) < limit => {
+                    Ok(UpdateDeadline::Continue(1))
+                }
+                _ => Ok(UpdateDeadline::Interrupt),
+            });
         }
-    });
+    }
 
     let result = (|| {
         let instance = function.pre.instantiate(&mut store)?;
@@ -93,7 +307,12 @@ pub fn invoke(
             })?;
         entry.typed::<(), i32>(&store)?.call(&mut store, ())
     })();
-    let state = store.into_data();
+    if budget == Budget::Inline
+        && matches!(&result, Err(e) if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt))
+    {
+        return Attempt::TooLongForInline;
+    }
+    let mut state = store.into_data();
     let name = || function.name.to_string();
     let event_name = event.export_name();
     let decision = match result {
@@ -129,15 +348,35 @@ pub fn invoke(
                 event: event_name,
                 limit: function.limits.memory,
             },
-            _ => Error::Trap {
-                function: name(),
-                event: event_name,
-                reason: format!("{error:#}"),
-            },
+            trap => {
+                let backtrace = error
+                    .downcast_ref::<WasmBacktrace>()
+                    .map(|b| b.to_string())
+                    .filter(|b| !b.is_empty());
+                match state.output.take_panic() {
+                    Some(message) => Error::Panic {
+                        function: name(),
+                        event: event_name,
+                        message,
+                        backtrace,
+                    },
+                    None => Error::Trap {
+                        function: name(),
+                        event: event_name,
+                        // The trap itself, or the root of a host error; the backtrace is
+                        // kept apart so that the reason stays one line.
+                        reason: match trap {
+                            Some(trap) => trap.to_string(),
+                            None => error.root_cause().to_string(),
+                        },
+                        backtrace,
+                    },
+                }
+            }
         }),
     };
-    emit_logs(&state, event_name, request_id);
-    (decision, state)
+    emit_logs(&mut state, event_name, request_id);
+    Attempt::Done(decision, state)
 }
 
 /// CPU time the calling thread has used, if the platform says.
@@ -153,8 +392,20 @@ fn thread_cpu_time() -> Option<Duration> {
     (rc == 0).then(|| Duration::new(now.tv_sec as u64, now.tv_nsec as u32))
 }
 
-/// Writes the function's log lines and captured stdout/stderr to the node's log.
-fn emit_logs(state: &HostState, event: &str, request: u64) {
+/// Logs a failed invocation on one line: function, event, request id, the reason, and the
+/// Wasm backtrace (escaped, as a field) if there is one.
+fn log_failure(error: &Error, request: u64) {
+    let (function, event) = error.function_and_event();
+    let backtrace = error.backtrace();
+    if error.is_limit() {
+        tracing::warn!(target: "edge::function", function, event, request, reason = %error, backtrace, "function hit a limit");
+    } else {
+        tracing::warn!(target: "edge::function", function, event, request, reason = %error, backtrace, "function failed");
+    }
+}
+
+/// Writes the function's log lines and its stdout/stderr lines to the node's log.
+fn emit_logs(state: &mut HostState, event: &str, request: u64) {
     let function = &*state.function;
     for (level, line) in &state.logs {
         match *level {
@@ -173,13 +424,15 @@ fn emit_logs(state: &HostState, event: &str, request: u64) {
             _ => tracing::trace!(target: "edge::function", function, event, request, "{line}"),
         }
     }
-    if let Some((stdout, stderr)) = &state.output {
-        for (stream, pipe) in [("stdout", stdout), ("stderr", stderr)] {
-            let contents = pipe.contents();
-            for line in String::from_utf8_lossy(&contents).lines() {
-                tracing::info!(target: "edge::function", function, event, request, stream, "{line}");
-            }
-        }
+    state.output.flush();
+    for (stream, line) in state.output.lines() {
+        let stream = stream.as_str();
+        tracing::info!(target: "edge::function", function, event, request, stream, "{line}");
+    }
+    if state.output.truncated() {
+        tracing::warn!(target: "edge::function", function, event, request,
+            "output truncated: over {} lines or {} bytes of stdout and stderr",
+            super::wasi::MAX_OUTPUT_LINES, super::wasi::MAX_OUTPUT_BYTES);
     }
 }
 
@@ -210,7 +463,7 @@ mod tests {
         }
     }
 
-    fn state() -> HostState {
+    fn input() -> Input {
         let node: Config = "[origins.o]\ntype = \"http\"\ntargets = [\"http://127.0.0.1:1\"]\n[[behaviors]]\npath = \"*\"\norigin = \"o\"\n"
             .parse()
             .expect("valid config");
@@ -219,12 +472,13 @@ mod tests {
             uri: "/x".parse().expect("uri"),
             headers: http::HeaderMap::new(),
         };
-        HostState::new(
-            Arc::new(node),
+        Input {
+            config: Arc::new(node),
             request,
-            "127.0.0.1".parse().expect("ip"),
-            None,
-        )
+            client_ip: "127.0.0.1".parse().expect("ip"),
+            response: None,
+            kv: None,
+        }
     }
 
     #[test]
@@ -233,10 +487,10 @@ mod tests {
         let function = engine
             .load(&config("logger"), LOGGER.as_bytes())
             .expect("loads");
-        let (decision, state) = invoke(&engine, &function, Event::ViewerRequest, 1, state());
-        assert_eq!(decision.expect("runs"), Decision::Continue);
+        let invoked = invoke(&engine, &function, Event::ViewerRequest, 1, input());
+        assert_eq!(invoked.result.expect("runs"), Decision::Continue);
         assert_eq!(
-            state.logs,
+            invoked.logs,
             vec![
                 (log_level::INFO, "hello from wasm".to_owned()),
                 (
@@ -246,8 +500,8 @@ mod tests {
             ],
             "level 9 is refused, with a warning that says why"
         );
-        assert_eq!(state.request.headers["x-a"], "1");
-        assert!(state.output.is_none(), "no WASI call, no WASI context");
+        assert_eq!(invoked.request.headers["x-a"], "1");
+        assert!(invoked.output.lines().is_empty(), "no WASI call, no output");
     }
 
     #[test]
@@ -283,15 +537,15 @@ mod tests {
             written,
             "loaded from the cache, not recompiled"
         );
-        let (decision, _) = invoke(&engine, &again, Event::ViewerRequest, 2, state());
-        assert_eq!(decision.expect("runs"), Decision::Continue);
+        let invoked = invoke(&engine, &again, Event::ViewerRequest, 2, input());
+        assert_eq!(invoked.result.expect("runs"), Decision::Continue);
         // A corrupt cache file is ignored and replaced, not trusted.
         std::fs::write(&path, b"garbage").expect("write");
         let recompiled = engine
             .load(&config("logger"), LOGGER.as_bytes())
             .expect("recompiles");
-        let (decision, _) = invoke(&engine, &recompiled, Event::ViewerRequest, 3, state());
-        assert_eq!(decision.expect("runs"), Decision::Continue);
+        let invoked = invoke(&engine, &recompiled, Event::ViewerRequest, 3, input());
+        assert_eq!(invoked.result.expect("runs"), Decision::Continue);
         let replaced = std::fs::read(&path).expect("cached file");
         assert!(
             replaced != b"garbage" && replaced.len() > 100,
@@ -307,6 +561,24 @@ mod tests {
             replaced_inode,
             "the replacement is loaded from the cache"
         );
+    }
+
+    #[test]
+    fn memory_declared_over_the_limit_is_refused_at_load() {
+        let engine = FunctionEngine::new(16 << 20, None).expect("engine");
+        let mut small = config("big-memory");
+        small.limits.memory = 2 << 20;
+        // 64 pages of 64 KiB: 4 MiB.
+        let wat = r#"(module (memory (export "memory") 64)
+          (func (export "viewer-request") (result i32) (i32.const 0)))"#;
+        let error = engine.load(&small, wat.as_bytes()).err().expect("refused");
+        let message = error.to_string();
+        assert!(
+            message.contains("memory_limit") && message.contains("4194304"),
+            "{message}"
+        );
+        small.limits.memory = 4 << 20;
+        engine.load(&small, wat.as_bytes()).expect("fits exactly");
     }
 
     #[test]

@@ -3,18 +3,25 @@
 //!
 //! - [`engine`]: one wasmtime engine per node (pooling allocator, epoch interruption), module
 //!   compilation with an on-disk cache, and validation of imports and exports at load time.
-//! - [`registry`]: the loaded functions by name, and which run at which event of a behavior.
+//! - [`function`]: one loaded function; [`registry`]: the loaded functions by name, and
+//!   which run at which event of a behavior.
 //! - [`invoke`]: one call = a fresh instance from a pre-linked `InstancePre`, with memory and
 //!   CPU limits; traps become errors, never panics.
-//! - [`state`]: `HostState`, what an invocation can touch; [`abi`]: the host calls.
+//! - [`slow_lane`]: the low-priority threads where invocations that run long go, so that they
+//!   never hold up an async worker.
+//! - [`state`]: `HostState`, what an invocation can touch; [`abi`]: the host calls;
+//!   [`wasi`]: WASI preview 1 as functions see it (stdout and stderr to the log).
 
 pub mod abi;
 pub mod engine;
+pub mod function;
 pub mod invoke;
 pub mod lifecycle;
 pub mod registry;
+pub mod slow_lane;
 pub mod state;
 pub mod test_event;
+pub mod wasi;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,8 +29,9 @@ use std::time::Duration;
 use edge_sdk::abi::Event;
 
 pub use engine::FunctionEngine;
+pub use function::Function;
 pub use lifecycle::{Lifecycle, LifecycleError, Stage};
-pub use registry::{BehaviorFunctions, Function, Registry};
+pub use registry::{BehaviorFunctions, Registry};
 
 /// A function that could not be loaded or did not run to completion.
 #[derive(Debug, thiserror::Error)]
@@ -76,8 +84,33 @@ pub enum Error {
         function: String,
         /// Event.
         event: &'static str,
-        /// The trap.
+        /// The trap, on one line.
         reason: String,
+        /// The Wasm backtrace (several lines), if wasmtime captured one; logged, never shown
+        /// to viewers.
+        backtrace: Option<String>,
+    },
+    /// A Rust function panicked: it wrote the panic message to stderr, then trapped.
+    #[error("function {function:?} ({event}) {message}")]
+    Panic {
+        /// Function name.
+        function: String,
+        /// Event.
+        event: &'static str,
+        /// The panic message on one line: `panicked at src/lib.rs:12:5: boom`.
+        message: String,
+        /// The Wasm backtrace, as for [`Error::Trap`].
+        backtrace: Option<String>,
+    },
+    /// The function runs long, and the slow lane was full of other long runs.
+    #[error("function {function:?} ({event}) runs long and all {slots} places of the slow lane are taken")]
+    Busy {
+        /// Function name.
+        function: String,
+        /// The slow lane's capacity.
+        slots: usize,
+        /// Event.
+        event: &'static str,
     },
     /// The function ran past its CPU time limit.
     #[error("function {function:?} ({event}) exceeded its CPU time limit of {limit:?}")]
@@ -124,8 +157,49 @@ impl Error {
     pub fn is_limit(&self) -> bool {
         matches!(
             self,
-            Error::CpuLimit { .. } | Error::MemoryLimit { .. } | Error::StackOverflow { .. }
+            Error::CpuLimit { .. }
+                | Error::MemoryLimit { .. }
+                | Error::StackOverflow { .. }
+                | Error::Busy { .. }
         )
+    }
+
+    /// The function and event of a failed invocation (empty for load errors).
+    pub fn function_and_event(&self) -> (&str, &'static str) {
+        match self {
+            Error::Trap {
+                function, event, ..
+            }
+            | Error::Panic {
+                function, event, ..
+            }
+            | Error::Busy {
+                function, event, ..
+            }
+            | Error::CpuLimit {
+                function, event, ..
+            }
+            | Error::MemoryLimit {
+                function, event, ..
+            }
+            | Error::StackOverflow { function, event }
+            | Error::Failed {
+                function, event, ..
+            } => (function.as_str(), *event),
+            Error::Read { function, .. }
+            | Error::TooLarge { function, .. }
+            | Error::Compile { function, .. }
+            | Error::Invalid { function, .. } => (function.as_str(), ""),
+            Error::Engine(_) => ("", ""),
+        }
+    }
+
+    /// The Wasm backtrace of a trap or panic, if captured.
+    pub fn backtrace(&self) -> Option<&str> {
+        match self {
+            Error::Trap { backtrace, .. } | Error::Panic { backtrace, .. } => backtrace.as_deref(),
+            _ => None,
+        }
     }
 }
 

@@ -8,62 +8,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use edge_sdk::abi::Event;
-use wasmtime::{InstancePre, Module, ModuleExport};
 
 use super::engine::FunctionEngine;
-use super::state::HostState;
 use super::Error;
-use crate::config::{Config, FunctionConfig, FunctionLimits};
-
-/// A validated, pre-linked function.
-pub struct Function {
-    /// Its name.
-    pub name: Arc<str>,
-    /// Pre-linked module: instantiation skips import resolution.
-    pub(crate) pre: InstancePre<HostState>,
-    /// Events it exports an entry point for.
-    pub events: Vec<Event>,
-    /// `_initialize`, if exported, looked up once: a name lookup per call costs measurable time.
-    pub(crate) initialize: Option<ModuleExport>,
-    /// `memory`, looked up once.
-    pub(crate) memory: Option<ModuleExport>,
-    /// The entry point per event, looked up once.
-    pub(crate) entries: [Option<ModuleExport>; 4],
-    /// Its limits.
-    pub limits: FunctionLimits,
-    /// SHA-256 of the module's binary form.
-    pub hash: String,
-    /// Size of the module as loaded, in bytes.
-    pub size: usize,
-}
-
-impl Function {
-    pub(crate) fn new(
-        config: &FunctionConfig,
-        pre: InstancePre<HostState>,
-        events: Vec<Event>,
-        module: &Module,
-        hash: String,
-        size: usize,
-    ) -> Self {
-        Function {
-            name: Arc::from(config.name.as_str()),
-            pre,
-            events,
-            initialize: module.get_export_index("_initialize"),
-            memory: module.get_export_index("memory"),
-            entries: Event::ALL.map(|e| module.get_export_index(e.export_name())),
-            limits: config.limits.clone(),
-            hash,
-            size,
-        }
-    }
-
-    /// Whether it handles `event`.
-    pub fn handles(&self, event: Event) -> bool {
-        self.events.contains(&event)
-    }
-}
+use crate::config::Config;
+// Kept for `lifecycle.rs`, which imports it from here; new code imports `wasm::Function`.
+pub use super::function::Function;
 
 /// The functions attached to one behavior, per event.
 #[derive(Default, Clone)]

@@ -10,8 +10,8 @@ use edge_sdk::abi::Event;
 use http::{HeaderMap, Method, StatusCode, Uri};
 use wasmtime::{Memory, ResourceLimiter};
 use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
+use super::wasi::Output;
 use crate::config::Config;
 use crate::kv::{Entries, KvStores};
 
@@ -120,11 +120,12 @@ pub struct HostState {
     pub memory: Option<Memory>,
     /// The memory limit. Set by `invoke`.
     pub limiter: MemoryLimiter,
-    /// WASI preview 1 with nothing preopened, stdout/stderr captured; built on the first WASI
-    /// call, since most invocations make none and building it costs about half a microsecond.
+    /// WASI preview 1 with nothing preopened, for the WASI calls `wasm::wasi` leaves to
+    /// wasmtime-wasi; built on the first such call, since most invocations make none and
+    /// building it costs about half a microsecond.
     wasi: Option<WasiP1Ctx>,
-    /// Captured stdout and stderr, once WASI is built.
-    pub output: Option<(MemoryOutputPipe, MemoryOutputPipe)>,
+    /// What the guest wrote to stdout and stderr (`fd_write`, in `wasm::wasi`).
+    pub output: Output,
     /// The node's key-value stores, for `kv_get`. Filled by the flow ([`HostState::with_kv`]);
     /// `None` reads like a node without stores.
     pub kv: Option<Arc<KvStores>>,
@@ -132,9 +133,6 @@ pub struct HostState {
     /// that every lookup of one invocation sees the same version of a store.
     kv_snapshots: Vec<(Box<str>, Arc<Entries>)>,
 }
-
-/// Bytes of stdout/stderr kept per invocation; a guest printing more loses the rest.
-pub const MAX_CAPTURED_OUTPUT: usize = 16 * 1024;
 
 impl HostState {
     /// A state for one invocation, before `invoke` fills the function's settings.
@@ -164,7 +162,7 @@ impl HostState {
                 peak: 0,
             },
             wasi: None,
-            output: None,
+            output: Output::default(),
             kv: None,
             kv_snapshots: Vec::new(),
         }
@@ -191,16 +189,9 @@ impl HostState {
 
     /// The WASI context, built on first use (the linker's projection for WASI calls).
     pub fn wasi(&mut self) -> &mut WasiP1Ctx {
-        let output = &mut self.output;
-        self.wasi.get_or_insert_with(|| {
-            let stdout = MemoryOutputPipe::new(MAX_CAPTURED_OUTPUT);
-            let stderr = MemoryOutputPipe::new(MAX_CAPTURED_OUTPUT);
-            *output = Some((stdout.clone(), stderr.clone()));
-            // No args, env, preopens or sockets: a function's only world is the host calls.
-            wasmtime_wasi::WasiCtxBuilder::new()
-                .stdout(stdout)
-                .stderr(stderr)
-                .build_p1()
-        })
+        // No args, env, preopens or sockets: a function's only world is the host calls. Its
+        // stdio is never used: `wasm::wasi` answers every call that reads or writes a file.
+        self.wasi
+            .get_or_insert_with(|| wasmtime_wasi::WasiCtxBuilder::new().build_p1())
     }
 }

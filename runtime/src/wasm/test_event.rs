@@ -12,8 +12,8 @@ use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use super::invoke::{invoke, Decision};
-use super::state::{BodyView, HostState, RequestView, ResponseView};
+use super::invoke::{invoke, Decision, Input};
+use super::state::{BodyView, RequestView, ResponseView};
 use super::{Function, FunctionEngine};
 use crate::config::Config;
 use crate::kv::KvStores;
@@ -90,6 +90,11 @@ pub struct TestResult {
     pub ttl: Option<u64>,
     /// Log lines.
     pub logs: Vec<LogLine>,
+    /// Lines written to stdout and stderr (a panic's message is in `error` instead), capped as
+    /// on a node.
+    pub output: Vec<OutputLine>,
+    /// Whether stdout and stderr went over the cap and lost lines.
+    pub output_truncated: bool,
     /// Wall time of the invocation (instantiate and run), in microseconds.
     pub duration_us: u64,
     /// Largest linear memory size, in bytes.
@@ -105,6 +110,15 @@ pub struct LogLine {
     pub level: &'static str,
     /// The text.
     pub message: String,
+}
+
+/// One line of stdout or stderr.
+#[derive(Debug, Serialize)]
+pub struct OutputLine {
+    /// `stdout` or `stderr`.
+    pub stream: &'static str,
+    /// The text.
+    pub line: String,
 }
 
 fn headers(map: &BTreeMap<String, String>) -> Result<HeaderMap, String> {
@@ -177,11 +191,17 @@ pub fn run(
             },
         }),
     };
-    let state = HostState::new(Arc::clone(&config), request, client_ip, response).with_kv(kv);
+    let input = Input {
+        config: Arc::clone(&config),
+        request,
+        client_ip,
+        response,
+        kv: Some(kv),
+    };
     let started = Instant::now();
-    let (decision, state) = invoke(engine, function, kind, 0, state);
+    let state = invoke(engine, function, kind, 0, input);
     let elapsed = started.elapsed();
-    let (action, error) = match decision {
+    let (action, error) = match &state.result {
         Ok(Decision::Continue) => ("continue", None),
         Ok(Decision::Respond) => ("respond", None),
         Err(e) => ("error", Some(e.to_string())),
@@ -228,8 +248,18 @@ pub fn run(
                 message: message.clone(),
             })
             .collect(),
+        output: state
+            .output
+            .lines()
+            .iter()
+            .map(|(stream, line)| OutputLine {
+                stream: stream.as_str(),
+                line: line.clone(),
+            })
+            .collect(),
+        output_truncated: state.output.truncated(),
         duration_us: elapsed.as_micros() as u64,
-        peak_memory_bytes: state.limiter.peak,
+        peak_memory_bytes: state.peak_memory,
         compute_utilization: (elapsed.as_secs_f64() / function.limits.cpu.as_secs_f64()
             * 100.0
             * 100.0)

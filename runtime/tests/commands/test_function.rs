@@ -1,7 +1,7 @@
 //! `edge test-function`: a module runs against a sample event with no node, and the command
 //! prints the request and response as the function left them.
 
-use crate::harness::{edge, json_of, stamp_wat};
+use crate::harness::{edge, json_of, stamp_wat, Node, DEADLINE, SERVER};
 
 /// A viewer-request function: adds `x-routed: yes`, rewrites the URI to `/rewritten`, logs,
 /// and picks the origin `app`; it fails (returns 2) when there is no such origin.
@@ -121,6 +121,116 @@ fn test_function_prints_the_changed_response() -> anyhow::Result<()> {
         String::from_utf8_lossy(&output.stderr).contains("needs a `response`"),
         "{}",
         String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
+/// What a Rust function's panic looks like to the host: the standard hook's message on stderr,
+/// then a trap.
+fn panicking_wat() -> String {
+    let message =
+        "thread 'main' panicked at src/lib.rs:12:5:\\nboom\\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\\n";
+    let len = message.replace("\\n", "n").len();
+    format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 64) "{message}")
+  (data (i32.const 1024) "printed before the panic\n")
+  (func (export "viewer-request") (result i32)
+    (i32.store (i32.const 0) (i32.const 1024))
+    (i32.store (i32.const 4) (i32.const 25))
+    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (i32.store (i32.const 0) (i32.const 64))
+    (i32.store (i32.const 4) (i32.const {len}))
+    (drop (call $write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))
+    unreachable))"#
+    )
+}
+
+#[test]
+fn test_function_reports_a_panic_and_prints() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("panics.wat"), panicking_wat())?;
+    std::fs::write(dir.path().join("request.json"), r#"{"uri": "/"}"#)?;
+    let output = edge(
+        dir.path(),
+        &[
+            "test-function",
+            "panics.wat",
+            "--event",
+            "viewer-request",
+            "--request",
+            "request.json",
+        ],
+        &[],
+    )?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a failure, not a crash: {stderr}"
+    );
+    assert!(
+        stderr.contains("panicked at src/lib.rs:12:5: boom"),
+        "{stderr}"
+    );
+    let result: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(result["action"], "error", "{result}");
+    assert_eq!(
+        result["error"],
+        "function \"panics\" (viewer-request) panicked at src/lib.rs:12:5: boom"
+    );
+    assert_eq!(result["output"][0]["line"], "printed before the panic");
+    assert_eq!(result["output"][0]["stream"], "stdout");
+    assert_eq!(
+        result["output"].as_array().map(Vec::len),
+        Some(1),
+        "the panic is reported once, as the error: {result}"
+    );
+    Ok(())
+}
+
+/// The same panicking module on a node: the viewer gets a 502, the node's log one line with the
+/// function, event, request id, the panic message and the escaped backtrace; a printed line is
+/// logged with its stream.
+#[test]
+fn a_panic_on_a_node_is_one_log_line() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("panics.wat"), panicking_wat())?;
+    std::fs::write(
+        dir.path().join("edge.toml"),
+        format!(
+            "{SERVER}[origins.bucket]\ntype = \"static\"\nroot = \".\"\n\
+             [[behaviors]]\npath = \"*\"\norigin = \"bucket\"\n\
+             functions = {{ viewer_request = \"panics\" }}\n\
+             [functions.panics]\nmodule = \"panics.wat\"\n"
+        ),
+    )?;
+    let mut node = Node::start(dir.path(), &["serve", "--config", "edge.toml"])?;
+    let response = node.get("/x")?;
+    assert_eq!(
+        (response.status, response.header("x-cache")),
+        (502, "Error")
+    );
+    let printed = node.wait_for_log(DEADLINE, |l| l.contains("printed before the panic"))?;
+    assert!(printed.contains("stream=\"stdout\""), "{printed}");
+    let failure = node.wait_for_log(DEADLINE, |l| l.contains("panicked at"))?;
+    for part in [
+        "function=\"panics\"",
+        "event=\"viewer-request\"",
+        "request=",
+        "panicked at src/lib.rs:12:5: boom",
+        "backtrace=",
+    ] {
+        assert!(failure.contains(part), "{part} in {failure}");
+    }
+    // Nothing else about this failure follows: no second line, no raw backtrace lines.
+    node.get("/y")?;
+    let next = node.wait_for_log(DEADLINE, |l| l.contains("panicked at") || l.contains("0x"))?;
+    assert!(
+        next.contains("function=\"panics\"") && next.contains("panicked at") && next != failure,
+        "only the next request's own line, no backtrace lines: {next}"
     );
     Ok(())
 }

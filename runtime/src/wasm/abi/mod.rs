@@ -23,6 +23,6 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     origin::add_to_linker(linker)?;
     log::add_to_linker(linker)?;
     kv::add_to_linker(linker)?;
-    wasmtime_wasi::p1::add_to_linker_sync(linker, HostState::wasi)?;
+    crate::wasm::wasi::add_to_linker(linker)?;
     Ok(())
 }
