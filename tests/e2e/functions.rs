@@ -595,6 +595,9 @@ async fn repeated_response_headers_are_joined_as_abi_md_says() -> Result<()> {
         node.get("/").await?.text(),
         "a=1; Path=/\nb=2|one, two",
         "set-cookie lines joined with \\n, others with \", \""
+    );
+    Ok(())
+}
 
 /// `functions/faulty` (prints on `/print/*`, panics on `/panic/*`) through a node, its admin
 /// `test` call, and what `edge test-function` runs: prints reach the log, a panic is a 502 with

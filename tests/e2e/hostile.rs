@@ -309,6 +309,114 @@ async fn every_invocation_starts_from_a_fresh_instance() -> Result<()> {
             (Some("1"), Some("1")),
             "{path}: state from an earlier invocation survived"
         );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn good_requests_are_served_while_a_function_loops() -> Result<()> {
+    let wat = r#"(module (memory (export "memory") 1)
+      (func (export "viewer-request") (result i32) (loop $l (br $l)) (i32.const 0)))"#;
+    let (node, _s, _m) = node_with_bad(wat, "viewer_request", "cpu_limit = \"20ms\"").await?;
+    let node = std::sync::Arc::new(node);
+    // Looping and good requests at the same time, interleaved.
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let node = std::sync::Arc::clone(&node);
+        tasks.push(tokio::spawn(async move {
+            let path = if i % 3 == 0 {
+                format!("/bad/{i}")
+            } else {
+                "/ok.txt".to_owned()
+            };
+            let r = node.get(&path).await?;
+            anyhow::Ok((path, r.status.as_u16(), r.text()))
+        }));
+    }
+    for task in tasks {
+        let (path, status, text) = task.await??;
+        if path.starts_with("/bad/") {
+            assert_eq!(status, 503, "{path}: {text}");
+        } else {
+            assert_eq!((status, text.as_str()), (200, "still serving"), "{path}");
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn respond_without_a_response_gives_502() -> Result<()> {
+    // `1` (respond) from viewer-request without any response_set_* call first.
+    let wat = r#"(module (memory (export "memory") 1)
+      (func (export "viewer-request") (result i32) (i32.const 1)))"#;
+    let (node, _s, _m) = node_with_bad(wat, "viewer_request", "").await?;
+    assert_contained(&node, 502).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_buffer_gets_the_length_and_nothing_copied() -> Result<()> {
+    // The URI "/bad/xyz" (8 bytes) into a 2-byte buffer prefilled with "ZZ": the status, the
+    // length written at 0, and the buffer's bytes afterwards are reported as headers.
+    let wat = r#"(module
+      (import "edge_v1" "request_get_uri" (func $uri (param i32 i32 i32) (result i32)))
+      (import "edge_v1" "response_set_header" (func $set (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 100) "x-status") (data (i32.const 116) "x-length") (data (i32.const 132) "x-buffer")
+      (data (i32.const 300) "ZZ")
+      (func (export "viewer-response") (result i32)
+        (i32.store8 (i32.const 200) (i32.add (i32.const 48)
+          (call $uri (i32.const 300) (i32.const 2) (i32.const 0))))
+        (i32.store8 (i32.const 201) (i32.add (i32.const 48) (i32.load (i32.const 0))))
+        (drop (call $set (i32.const 100) (i32.const 8) (i32.const 200) (i32.const 1)))
+        (drop (call $set (i32.const 116) (i32.const 8) (i32.const 201) (i32.const 1)))
+        (drop (call $set (i32.const 132) (i32.const 8) (i32.const 300) (i32.const 2)))
+        (i32.const 0)))"#;
+    let (node, _s, _m) = node_with_bad(wat, "viewer_response", "").await?;
+    let r = node.get("/bad/xyz").await?;
+    assert_eq!(
+        (
+            r.header("x-status"),
+            r.header("x-length"),
+            r.header("x-buffer")
+        ),
+        (Some("3"), Some("8"), Some("ZZ")),
+        "BUFFER_TOO_SMALL, the URI's length, and the buffer untouched"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wasi_gives_no_environment_arguments_or_directories() -> Result<()> {
+    // Reports as digits: the environment's variable count, the argument count, and the errno
+    // of asking for preopened directory 3 (8 = EBADF: there is none).
+    let wat = r#"(module
+      (import "wasi_snapshot_preview1" "environ_sizes_get" (func $env (param i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "args_sizes_get" (func $args (param i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "fd_prestat_get" (func $prestat (param i32 i32) (result i32)))
+      (import "edge_v1" "response_set_header" (func $set (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 100) "x-env") (data (i32.const 110) "x-args") (data (i32.const 120) "x-dir")
+      ;; Counts start as 7s, so a call that writes nothing cannot pass for zero.
+      (data (i32.const 0) "\07\07\07\07\07\07\07\07\07\07\07\07\07\07\07\07")
+      (func (export "viewer-response") (result i32)
+        (drop (call $env (i32.const 0) (i32.const 4)))
+        (drop (call $args (i32.const 8) (i32.const 12)))
+        (i32.store8 (i32.const 200) (i32.add (i32.const 48) (i32.load (i32.const 0))))
+        (i32.store8 (i32.const 201) (i32.add (i32.const 48) (i32.load (i32.const 8))))
+        (i32.store8 (i32.const 202) (i32.add (i32.const 48) (call $prestat (i32.const 3) (i32.const 16))))
+        (drop (call $set (i32.const 100) (i32.const 5) (i32.const 200) (i32.const 1)))
+        (drop (call $set (i32.const 110) (i32.const 6) (i32.const 201) (i32.const 1)))
+        (drop (call $set (i32.const 120) (i32.const 5) (i32.const 202) (i32.const 1)))
+        (i32.const 0)))"#;
+    let (node, _s, _m) = node_with_bad(wat, "viewer_response", "").await?;
+    let r = node.get("/bad/x").await?;
+    assert_eq!(
+        (r.header("x-env"), r.header("x-args"), r.header("x-dir")),
+        (Some("0"), Some("0"), Some("8")),
+        "no environment, no arguments, no preopened directory"
+    );
+    Ok(())
+}
 
 // --- WASI: prints, floods and the calls that would block the node ---
 
@@ -383,32 +491,6 @@ async fn a_printed_line_goes_to_the_log_and_the_request_is_served() -> Result<()
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn good_requests_are_served_while_a_function_loops() -> Result<()> {
-    let wat = r#"(module (memory (export "memory") 1)
-      (func (export "viewer-request") (result i32) (loop $l (br $l)) (i32.const 0)))"#;
-    let (node, _s, _m) = node_with_bad(wat, "viewer_request", "cpu_limit = \"20ms\"").await?;
-    let node = std::sync::Arc::new(node);
-    // Looping and good requests at the same time, interleaved.
-    let mut tasks = Vec::new();
-    for i in 0..24 {
-        let node = std::sync::Arc::clone(&node);
-        tasks.push(tokio::spawn(async move {
-            let path = if i % 3 == 0 {
-                format!("/bad/{i}")
-            } else {
-                "/ok.txt".to_owned()
-            };
-            let r = node.get(&path).await?;
-            anyhow::Ok((path, r.status.as_u16(), r.text()))
-        }));
-    }
-    for task in tasks {
-        let (path, status, text) = task.await??;
-        if path.starts_with("/bad/") {
-            assert_eq!(status, 503, "{path}: {text}");
-        } else {
-            assert_eq!((status, text.as_str()), (200, "still serving"), "{path}");
-
 async fn a_stdout_flood_is_capped_and_the_request_served() -> Result<()> {
     crate::logs::capture();
     // 100 KiB of output in 2 000 lines; the limit is raised so that a debug build's slower host
@@ -527,76 +609,6 @@ async fn a_spinning_function_does_not_stop_other_requests() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn respond_without_a_response_gives_502() -> Result<()> {
-    // `1` (respond) from viewer-request without any response_set_* call first.
-    let wat = r#"(module (memory (export "memory") 1)
-      (func (export "viewer-request") (result i32) (i32.const 1)))"#;
-    let (node, _s, _m) = node_with_bad(wat, "viewer_request", "").await?;
-    assert_contained(&node, 502).await
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_short_buffer_gets_the_length_and_nothing_copied() -> Result<()> {
-    // The URI "/bad/xyz" (8 bytes) into a 2-byte buffer prefilled with "ZZ": the status, the
-    // length written at 0, and the buffer's bytes afterwards are reported as headers.
-    let wat = r#"(module
-      (import "edge_v1" "request_get_uri" (func $uri (param i32 i32 i32) (result i32)))
-      (import "edge_v1" "response_set_header" (func $set (param i32 i32 i32 i32) (result i32)))
-      (memory (export "memory") 1)
-      (data (i32.const 100) "x-status") (data (i32.const 116) "x-length") (data (i32.const 132) "x-buffer")
-      (data (i32.const 300) "ZZ")
-      (func (export "viewer-response") (result i32)
-        (i32.store8 (i32.const 200) (i32.add (i32.const 48)
-          (call $uri (i32.const 300) (i32.const 2) (i32.const 0))))
-        (i32.store8 (i32.const 201) (i32.add (i32.const 48) (i32.load (i32.const 0))))
-        (drop (call $set (i32.const 100) (i32.const 8) (i32.const 200) (i32.const 1)))
-        (drop (call $set (i32.const 116) (i32.const 8) (i32.const 201) (i32.const 1)))
-        (drop (call $set (i32.const 132) (i32.const 8) (i32.const 300) (i32.const 2)))
-        (i32.const 0)))"#;
-    let (node, _s, _m) = node_with_bad(wat, "viewer_response", "").await?;
-    let r = node.get("/bad/xyz").await?;
-    assert_eq!(
-        (
-            r.header("x-status"),
-            r.header("x-length"),
-            r.header("x-buffer")
-        ),
-        (Some("3"), Some("8"), Some("ZZ")),
-        "BUFFER_TOO_SMALL, the URI's length, and the buffer untouched"
-    );
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn wasi_gives_no_environment_arguments_or_directories() -> Result<()> {
-    // Reports as digits: the environment's variable count, the argument count, and the errno
-    // of asking for preopened directory 3 (8 = EBADF: there is none).
-    let wat = r#"(module
-      (import "wasi_snapshot_preview1" "environ_sizes_get" (func $env (param i32 i32) (result i32)))
-      (import "wasi_snapshot_preview1" "args_sizes_get" (func $args (param i32 i32) (result i32)))
-      (import "wasi_snapshot_preview1" "fd_prestat_get" (func $prestat (param i32 i32) (result i32)))
-      (import "edge_v1" "response_set_header" (func $set (param i32 i32 i32 i32) (result i32)))
-      (memory (export "memory") 1)
-      (data (i32.const 100) "x-env") (data (i32.const 110) "x-args") (data (i32.const 120) "x-dir")
-      ;; Counts start as 7s, so a call that writes nothing cannot pass for zero.
-      (data (i32.const 0) "\07\07\07\07\07\07\07\07\07\07\07\07\07\07\07\07")
-      (func (export "viewer-response") (result i32)
-        (drop (call $env (i32.const 0) (i32.const 4)))
-        (drop (call $args (i32.const 8) (i32.const 12)))
-        (i32.store8 (i32.const 200) (i32.add (i32.const 48) (i32.load (i32.const 0))))
-        (i32.store8 (i32.const 201) (i32.add (i32.const 48) (i32.load (i32.const 8))))
-        (i32.store8 (i32.const 202) (i32.add (i32.const 48) (call $prestat (i32.const 3) (i32.const 16))))
-        (drop (call $set (i32.const 100) (i32.const 5) (i32.const 200) (i32.const 1)))
-        (drop (call $set (i32.const 110) (i32.const 6) (i32.const 201) (i32.const 1)))
-        (drop (call $set (i32.const 120) (i32.const 5) (i32.const 202) (i32.const 1)))
-        (i32.const 0)))"#;
-    let (node, _s, _m) = node_with_bad(wat, "viewer_response", "").await?;
-    let r = node.get("/bad/x").await?;
-    assert_eq!(
-        (r.header("x-env"), r.header("x-args"), r.header("x-dir")),
-        (Some("0"), Some("0"), Some("8")),
-        "no environment, no arguments, no preopened directory"
-
 async fn memory_over_its_limit_is_refused_at_load() -> Result<()> {
     // 64 pages = 4 MiB of initial memory, against a 2 MiB limit.
     let wat = r#"(module (memory (export "memory") 64)

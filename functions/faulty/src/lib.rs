@@ -3,11 +3,11 @@
 //! continues (the lines go to the node's log); `/panic/*` panics (the viewer gets a 502, the
 //! log the panic message). Anything else continues untouched.
 
-use edge_sdk::{Error, Outcome, Request};
+use edge_sdk::{Error, Outcome, Request, ViewerRequest};
 
 /// The viewer-request handler.
-pub fn viewer_request(req: Request) -> Result<Outcome, Error> {
-    let path = req.path()?;
+pub fn viewer_request(req: Request<ViewerRequest>) -> Result<Outcome, Error> {
+    let path = req.path();
     if path.starts_with("/panic/") {
         panic!("faulty was asked to panic at {path}");
     }

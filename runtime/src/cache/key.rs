@@ -169,7 +169,8 @@ mod tests {
 #[cfg(test)]
 mod proptests {
     use super::*;
-    use http::header::HeaderName;
+    use cache_key::SEP;
+    use http::header::{HeaderName, HOST};
     use proptest::prelude::*;
 
     fn parts(host: &str, path_and_query: &str, headers: &[(String, String)]) -> Option<Parts> {

@@ -91,6 +91,11 @@ mod proptests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Any host call: the checks are the same for all of them.
+    fn call() -> &'static HostCall {
+        &edge_sdk::abi::HOST_CALLS[0]
+    }
+
     /// Pointers and lengths a guest might pass: small, near the end of memory, and extreme.
     fn offset() -> impl Strategy<Value = i32> {
         prop_oneof![
@@ -113,14 +118,14 @@ mod proptests {
         #[test]
         fn ranges_are_bounds_checked(size in 0usize..80, ptr in offset(), len in offset()) {
             let data: Vec<u8> = (0..size).map(|i| i as u8).collect();
-            match bytes(&data, ptr, len) {
+            match bytes(call(), &data, ptr, len) {
                 Ok(read) => {
                     prop_assert!(inside(ptr, len, size));
                     prop_assert_eq!(read.len(), len as u32 as usize);
                     prop_assert_eq!(read.first().copied(), data.get(ptr as u32 as usize).copied().filter(|_| len != 0));
                 }
                 Err(s) => {
-                    prop_assert_eq!(s, status::INVALID_ARGUMENT);
+                    prop_assert_eq!(s.status, status::INVALID_ARGUMENT);
                     prop_assert!(!inside(ptr, len, size));
                 }
             }
@@ -138,7 +143,7 @@ mod proptests {
         ) {
             let before: Vec<u8> = (0..size).map(|i| (i as u8) ^ 0x5a).collect();
             let mut data = before.clone();
-            let result = write_out(&mut data, buf_ptr, buf_len, out_ptr, &value);
+            let result = write_out(call(), &mut data, buf_ptr, buf_len, out_ptr, &value).map_err(|r| r.status);
             let len_at_out = || {
                 let p = out_ptr as u32 as usize;
                 data.get(p..p + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -153,7 +158,7 @@ mod proptests {
                 }
             }
             match result {
-                status::OK => {
+                Ok(()) => {
                     prop_assert!(inside(buf_ptr, buf_len, size) && value.len() <= buf_len as u32 as usize);
                     // The value is in the buffer; the length is at `out_ptr` unless the guest
                     // made the two overlap (then the value, written last, wins).
@@ -162,18 +167,18 @@ mod proptests {
                         prop_assert_eq!(len_at_out(), Some(value.len() as u32));
                     }
                 }
-                status::BUFFER_TOO_SMALL => {
+                Err(status::BUFFER_TOO_SMALL) => {
                     prop_assert!(value.len() > buf_len as u32 as usize);
                     prop_assert_eq!(len_at_out(), Some(value.len() as u32));
                     for i in (0..size).filter(|i| *i < o || *i >= o + 4) {
                         prop_assert_eq!(data[i], before[i], "copied into byte {} of a short buffer", i);
                     }
                 }
-                status::INVALID_ARGUMENT => {
+                Err(status::INVALID_ARGUMENT) => {
                     prop_assert!(!inside(buf_ptr, buf_len, size) || !inside(out_ptr, 4, size));
                     prop_assert_eq!(&data, &before);
                 }
-                other => prop_assert!(false, "unexpected status {}", other),
+                Err(other) => prop_assert!(false, "unexpected status {}", other),
             }
         }
     }
