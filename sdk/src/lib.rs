@@ -472,6 +472,20 @@ impl HeaderCalls {
     }
 }
 
+/// One request header's value (lines joined with `, `) through `request_get_header`.
+fn read_header(name: &str) -> Option<String> {
+    let read = read(&calls::REQUEST_GET_HEADER, SMALL_READ, |buf, out| {
+        sys::request_get_header(name.as_bytes(), buf, out)
+    });
+    match read {
+        Ok(value) => value.map(|v| String::from_utf8_lossy(&v).into_owned()),
+        Err(e) => {
+            log::error(format_args!("edge-sdk: {e}"));
+            None
+        }
+    }
+}
+
 /// A message's header list as the host sends it (`name: value\n` lines, names lowercase),
 /// searched in place: a handler that reads two headers pays for no map.
 struct HeaderList(String);
@@ -550,9 +564,15 @@ pub struct Request<E> {
     method: OnceCell<Method>,
     uri: OnceCell<String>,
     headers: OnceCell<HeaderList>,
+    /// Headers read one at a time, before (or instead of) the whole list: most handlers read
+    /// one or two, and one `request_get_header` costs less than copying and scanning the list.
+    singles: [OnceCell<(String, Option<String>)>; SINGLE_HEADERS],
     client_ip: OnceCell<IpAddr>,
     _event: PhantomData<E>,
 }
+
+/// Distinct header names [`Request::header`] reads one at a time before reading the list.
+const SINGLE_HEADERS: usize = 4;
 
 impl<E: event::Event> fmt::Debug for Request<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -570,6 +590,7 @@ impl<E: event::Event> Request<E> {
             method: OnceCell::new(),
             uri: OnceCell::new(),
             headers: OnceCell::new(),
+            singles: Default::default(),
             client_ip: OnceCell::new(),
             _event: PhantomData,
         }
@@ -631,9 +652,26 @@ impl<E: event::Event> Request<E> {
         self.header_list().iter()
     }
 
-    /// A header's first value, if present (`"user-agent"` or `http::header::USER_AGENT`).
+    /// A header's value, if present (`"user-agent"` or `http::header::USER_AGENT`); the lines
+    /// of a repeated header are joined with `, ` (once [`headers`](Self::headers) has been
+    /// read, or after four other names, its first line). [`header_all`](Self::header_all)
+    /// gives each line.
     pub fn header(&self, name: impl AsRef<str>) -> Option<&str> {
-        self.header_list().first(name.as_ref())
+        let name = name.as_ref();
+        if let Some(list) = self.headers.get() {
+            return list.first(name);
+        }
+        for slot in &self.singles {
+            match slot.get() {
+                Some((n, value)) if n.eq_ignore_ascii_case(name) => return value.as_deref(),
+                Some(_) => {}
+                None => {
+                    let (_, value) = slot.get_or_init(|| (name.to_owned(), read_header(name)));
+                    return value.as_deref();
+                }
+            }
+        }
+        self.header_list().first(name)
     }
 
     /// Every value of a repeated header, in order.
@@ -641,13 +679,27 @@ impl<E: event::Event> Request<E> {
         self.header_list().get_all(name)
     }
 
-    /// A cookie's value from the `Cookie` header lines, if present.
+    /// A cookie's value from the `Cookie` header, if present.
     pub fn cookie(&self, name: &str) -> Option<&str> {
-        self.header_all("cookie")
-            .flat_map(|v| v.split(';'))
+        // Cookie lines are joined with `, ` (HTTP/2 sends one line per cookie); a cookie value
+        // cannot contain a comma (RFC 6265 section 4.1.1), so both separate pairs.
+        self.header("cookie")?
+            .split([';', ','])
             .filter_map(|pair| pair.trim().split_once('='))
             .find(|(n, _)| *n == name)
             .map(|(_, v)| v)
+    }
+
+    /// Forgets what was read of a header the handler just changed.
+    fn changed(&mut self, name: &[u8]) {
+        for slot in &mut self.singles {
+            if slot
+                .get()
+                .is_some_and(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
+            {
+                slot.take();
+            }
+        }
     }
 
     /// The viewer's IP address.
@@ -700,7 +752,9 @@ impl<E: event::RequestEvent> Request<E> {
         value: impl IntoHeaderValue,
     ) -> Result<(), Error> {
         let (name, value) = (name.name_bytes(), value.value_bytes());
-        REQUEST_HEADERS.set(&mut self.headers, name, value, false)
+        REQUEST_HEADERS.set(&mut self.headers, name, value, false)?;
+        self.changed(name);
+        Ok(())
     }
 
     /// Adds a header line.
@@ -710,13 +764,17 @@ impl<E: event::RequestEvent> Request<E> {
         value: impl IntoHeaderValue,
     ) -> Result<(), Error> {
         let (name, value) = (name.name_bytes(), value.value_bytes());
-        REQUEST_HEADERS.set(&mut self.headers, name, value, true)
+        REQUEST_HEADERS.set(&mut self.headers, name, value, true)?;
+        self.changed(name);
+        Ok(())
     }
 
     /// Removes every line of a header; `Ok(false)` if it was not there.
     pub fn remove_header(&mut self, name: impl IntoHeaderName) -> Result<bool, Error> {
         let name = name.name_bytes();
-        REQUEST_HEADERS.remove(&mut self.headers, name)
+        let removed = REQUEST_HEADERS.remove(&mut self.headers, name)?;
+        self.changed(name);
+        Ok(removed)
     }
 
     /// Fetches from the origin with this config name (an `[origins.NAME]`) instead of the
