@@ -7,8 +7,8 @@
 //!
 //! 1. build the request the function sees (`RequestView`: a browser-like `GET /css/site.css`
 //!    with a dozen typical headers),
-//! 2. `wasm::invoke::run` with the `Input` the flow builds, on the calling thread: the copy of the
-//!    input kept for a slow-lane rerun, `HostState` from the input, a fresh `Store`, instantiate
+//! 2. `wasm::invoke::run` with the `Input` the flow builds, on the calling thread: `HostState`
+//!    from the input, a fresh `Store`, instantiate
 //!    from the pre-linked module, `_initialize` if exported, the `viewer-request` export with the
 //!    inline deadline, drop. (The router never runs long enough to leave the thread.)
 //! 3. read the changed request and the chosen origin back.
@@ -39,7 +39,7 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use clap::Parser;
 use edge_runtime::wasm::invoke::{self, Decision, Input};
 use edge_runtime::wasm::slow_lane::INLINE_TICKS;
-use edge_runtime::wasm::state::{HostState, RequestView};
+use edge_runtime::wasm::state::{HostState, RequestView, Tracked};
 use edge_runtime::wasm::FunctionEngine;
 use edge_runtime::Config;
 use edge_sdk::abi::Event;
@@ -433,7 +433,7 @@ fn breakdown(
             run(Upto::Call)
         }),
         Samples::measure("viewer-request on one reused instance", w, n, || {
-            reused.data_mut().request = request(headers);
+            reused.data_mut().request = Tracked::new(request(headers));
             // The deadline counts from when it is set; a long-lived store needs it per call.
             reused.set_epoch_deadline(deadline);
             black_box(entry.call(&mut reused, ()).expect("viewer-request runs"));
