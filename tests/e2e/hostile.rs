@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use crate::harness::{Modules, Site, TestNode};
+use crate::harness::{Modules, Origin, Site, TestNode};
 
 /// A node with `/bad/*` running `module` at `event` and `*` serving a static site.
 async fn node_with_bad(
@@ -621,6 +621,66 @@ async fn memory_over_its_limit_is_refused_at_load() -> Result<()> {
     assert!(
         message.contains("memory_limit") && message.contains("\"bad\""),
         "{message}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_run_starts_over_in_the_slow_lane_and_counts_once() -> Result<()> {
+    crate::logs::capture();
+    // Prints, appends a header, then runs far past the inline budget (tens of milliseconds),
+    // within a generous CPU limit: the inline attempt is abandoned and the invocation starts
+    // over, so the origin must see the header once and the log the line once.
+    let wat = r#"(module
+      (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+      (import "edge_v1" "request_append_header" (func $append (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 64) "slow walker starts\n") (data (i32.const 128) "x-once") (data (i32.const 160) "a")
+      (func (export "viewer-request") (result i32) (local $i i32)
+        (i32.store (i32.const 0) (i32.const 64))
+        (i32.store (i32.const 4) (i32.const 19))
+        (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+        (drop (call $append (i32.const 128) (i32.const 6) (i32.const 160) (i32.const 1)))
+        (loop $spin
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $spin (i32.lt_u (local.get $i) (i32.const 100000000))))
+        (i32.const 0)))"#;
+    let origin = Origin::fixed("from the app", &[("cache-control", "no-store")]).await?;
+    let modules = Modules::new(&[("walker", wat)])?;
+    let node = TestNode::start(&format!(
+        r#"
+{functions}
+[origins.app]
+type = "http"
+targets = ["{app}"]
+
+[[behaviors]]
+path = "*"
+origin = "app"
+functions = {{ viewer_request = "walker" }}
+"#,
+        functions = modules.toml("cpu_limit = \"10s\""),
+        app = origin.url(),
+    ))
+    .await?;
+    for _ in 0..2 {
+        let r = node.get("/walk").await?;
+        assert_eq!(
+            (r.status.as_u16(), r.text().as_str()),
+            (200, "from the app")
+        );
+        assert_eq!(
+            origin.last().header("x-once"),
+            Some("a"),
+            "{:?}",
+            origin.last().headers
+        );
+        assert_eq!(origin.last().headers.get_all("x-once").iter().count(), 1);
+    }
+    assert_eq!(
+        crate::logs::lines_with("slow walker starts").len(),
+        2,
+        "one line per request: the abandoned attempt's output is dropped"
     );
     Ok(())
 }

@@ -48,6 +48,53 @@ pub struct ResponseView {
     pub body: BodyView,
 }
 
+/// A value that keeps a copy of itself as it was before its first change (the first mutable
+/// access), so that an invocation moved to the slow lane (`wasm::slow_lane`) can start over
+/// from its original input without copying every request up front: most functions change
+/// nothing, or only after reading.
+#[derive(Debug)]
+pub struct Tracked<T: Clone> {
+    value: T,
+    original: Option<T>,
+}
+
+impl<T: Clone> Tracked<T> {
+    /// Wraps `value`, unchanged so far.
+    pub fn new(value: T) -> Self {
+        Tracked {
+            value,
+            original: None,
+        }
+    }
+
+    /// The value as it is now.
+    pub fn into_inner(self) -> T {
+        self.value
+    }
+
+    /// The value as it was before its first change.
+    pub fn into_original(self) -> T {
+        self.original.unwrap_or(self.value)
+    }
+}
+
+impl<T: Clone> std::ops::Deref for Tracked<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T: Clone> std::ops::DerefMut for Tracked<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        if self.original.is_none() {
+            self.original = Some(self.value.clone());
+        }
+        &mut self.value
+    }
+}
+
 /// Per-invocation memory limit; remembers whether the guest ran into it, so a trap that
 /// follows is reported as a limit (503) rather than a crash (502).
 pub struct MemoryLimiter {
@@ -96,12 +143,12 @@ pub struct HostState {
     pub function: Arc<str>,
     /// The request: changed in place by request events, a read-only copy in response events.
     /// Filled by the flow phase that runs the event.
-    pub request: RequestView,
+    pub request: Tracked<RequestView>,
     /// The viewer's address. Filled by the flow.
     pub client_ip: IpAddr,
     /// The response in response events (filled by the flow); in request events the generated
     /// response, created by the first `response_set_*` call.
-    pub response: Option<ResponseView>,
+    pub response: Tracked<Option<ResponseView>>,
     /// The config, to resolve `origin_set` names. Filled by the flow.
     pub config: Arc<Config>,
     /// Origin chosen with `origin_set` (index into `config.origins`).
@@ -145,9 +192,9 @@ impl HostState {
         HostState {
             event: Event::ViewerRequest,
             function: Arc::from(""),
-            request,
+            request: Tracked::new(request),
             client_ip,
-            response,
+            response: Tracked::new(response),
             config,
             origin: None,
             cache_key: None,
@@ -193,5 +240,23 @@ impl HostState {
         // stdio is never used: `wasm::wasi` answers every call that reads or writes a file.
         self.wasi
             .get_or_insert_with(|| wasmtime_wasi::WasiCtxBuilder::new().build_p1())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tracked;
+
+    #[test]
+    fn tracked_keeps_the_value_from_before_the_first_change() {
+        let unchanged = Tracked::new(vec![1]);
+        assert_eq!(unchanged.len(), 1, "reads do not copy");
+        assert_eq!(unchanged.into_original(), [1]);
+
+        let mut changed = Tracked::new(vec![1]);
+        changed.push(2);
+        changed.push(3);
+        assert_eq!(*changed, [1, 2, 3]);
+        assert_eq!(changed.into_original(), [1]);
     }
 }

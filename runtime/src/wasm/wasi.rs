@@ -164,7 +164,8 @@ impl Output {
         let message = tail[start..]
             .lines()
             .take_while(|l| !l.starts_with("note: "))
-            .map(str::trim_end)
+            .map(|l| l.trim_matches(|c: char| c.is_whitespace() || c.is_control()))
+            .filter(|l| !l.is_empty())
             .collect::<Vec<_>>()
             .join(" ");
         self.pending[Stream::Stderr as usize].clear();
