@@ -21,8 +21,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::engine::FunctionEngine;
-use super::registry::Function;
 use super::Error;
+use super::Function;
 use crate::config::{Config, FunctionConfig, FunctionLimits};
 use crate::durable::write_durably;
 

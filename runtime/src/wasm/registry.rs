@@ -10,10 +10,9 @@ use std::sync::Arc;
 use edge_sdk::abi::Event;
 
 use super::engine::FunctionEngine;
+use super::function::Function;
 use super::Error;
 use crate::config::Config;
-// Kept for `lifecycle.rs`, which imports it from here; new code imports `wasm::Function`.
-pub use super::function::Function;
 
 /// The functions attached to one behavior, per event.
 #[derive(Default, Clone)]
