@@ -155,6 +155,14 @@ impl FunctionEngine {
                 limit: config.limits.max_module_size,
             });
         }
+        // The WAT parser's complaint about such bytes ("input bytes aren't valid utf-8") reads
+        // as if the module were meant to be text.
+        if !bytes.starts_with(b"\0asm") && std::str::from_utf8(bytes).is_err() {
+            return Err(Error::Compile {
+                function,
+                reason: "neither a WebAssembly binary nor WAT text (not UTF-8)".into(),
+            });
+        }
         let wasm = wat::parse_bytes(bytes).map_err(|e| Error::Compile {
             function: function.clone(),
             reason: e.to_string(),

@@ -326,14 +326,6 @@ impl Lifecycle {
         {
             return Err(LifecycleError::InvalidName(name.to_owned()));
         }
-        // The WAT parser's complaint about such bytes ("input bytes aren't valid utf-8") reads
-        // as if the module were meant to be text.
-        if !module.starts_with(b"\0asm") && std::str::from_utf8(module).is_err() {
-            return Err(LifecycleError::Invalid(Error::Compile {
-                function: name.to_owned(),
-                reason: "neither a WebAssembly binary nor WAT text (not UTF-8)".into(),
-            }));
-        }
         let config = FunctionConfig {
             name: name.to_owned(),
             module: PathBuf::from("<upload>"),

@@ -6,8 +6,9 @@
 //! invocation would cost microseconds, and nearly every function finishes in a few. But one that
 //! spins to its CPU limit blocks every connection of its worker meanwhile (measured: function-less
 //! requests went from a 0.15 ms to a 39 ms p50 while 8 clients asked for a spinning function).
-//! So `invoke::run` gives the inline attempt a deadline of [`INLINE_TICKS`] epoch ticks; when it
-//! fires, that attempt is thrown away whole (every invocation starts from a fresh instance and
+//! So `invoke::run` gives the inline attempt a deadline of [`INLINE_TICKS`] epoch ticks, after
+//! which it may use [`INLINE_CPU`] more of its thread's CPU time; past that, the attempt is
+//! thrown away whole (every invocation starts from a fresh instance and
 //! its `HostState` is rebuilt from the same input, so the rerun is the same invocation) and the
 //! invocation runs again here, where the CPU limit counts this thread's CPU time. The function is
 //! then marked slow and goes straight here, until one of its runs here finishes within the
@@ -33,10 +34,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
-/// Epoch ticks an invocation may run inline on an async worker before it moves to the slow
-/// lane: between one and two milliseconds of wall time, as the first tick comes at any point
-/// of the first millisecond.
+/// Epoch ticks an invocation runs inline on an async worker before its CPU time is counted:
+/// between one and two milliseconds of wall time, as the first tick comes at any point of the
+/// first millisecond.
 pub const INLINE_TICKS: u64 = 2;
+/// CPU time an invocation may use inline after [`INLINE_TICKS`] before it moves to the slow
+/// lane: a preempted invocation (wall time passing, no CPU used) stays where it is.
+pub const INLINE_CPU: std::time::Duration = std::time::Duration::from_millis(1);
 /// Nice value of the slow lane's threads (0 is the workers'; 19 the lowest): the workers win
 /// the CPU by about ten to one, and a slow invocation still progresses on a busy node.
 pub const SLOW_LANE_NICE: i32 = 10;
