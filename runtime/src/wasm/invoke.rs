@@ -357,10 +357,20 @@ fn attempt(
             reason: "returned 1 (respond) without building a response".into(),
         }),
         Ok(outcome::RESPOND) => Ok(Decision::Respond),
+        // The function's first warning or error is usually the cause (a host call the node
+        // refused, naming the call, its argument and the rule): put it beside the bare result,
+        // so `edge test-function`, the admin test and the log line say why, not only "2".
         Ok(other) => Err(Error::Failed {
             function: name(),
             event: event_name,
-            reason: format!("returned {other}"),
+            reason: match state
+                .logs
+                .iter()
+                .find(|(level, _)| *level <= log_level::WARN)
+            {
+                Some((_, line)) => format!("returned {other} ({line})"),
+                None => format!("returned {other}"),
+            },
         }),
         Err(error) => Err(match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => Error::CpuLimit {

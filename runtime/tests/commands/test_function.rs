@@ -75,7 +75,10 @@ fn test_function_prints_the_changed_request() -> anyhow::Result<()> {
         "what it did before failing"
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("returned 2"), "{stderr}");
+    assert!(
+        stderr.contains(r#"returned 2 (origin_set("app"): no origin "app"; known: none)"#),
+        "the failure names the refused call: {stderr}"
+    );
     assert_eq!(
         result["logs"][1],
         serde_json::json!({"level": "warn", "message": "origin_set(\"app\"): no origin \"app\"; known: none"}),
