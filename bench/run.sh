@@ -42,7 +42,15 @@ declare -A OBJECT_SIZE=([1k]=1024 [100k]=102400)
 declare -A OBJECT_LABEL=([1k]="1 KiB" [100k]="100 KiB")
 
 log() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
+die() {
+    printf 'bench: error: %s\n' "$*" >&2
+    # The cleanup removes $WORK: show the servers' last log lines first (a failed request's
+    # reason is there, at RUST_LOG=warn).
+    for f in "${WORK:-/nonexistent}"/*.log; do
+        [[ -s "$f" ]] && { printf '==> %s (last lines):\n' "$f" >&2; tail -n 20 "$f" >&2; }
+    done
+    exit 1
+}
 
 # ---------------------------------------------------------------------------------------------
 # Cleanup: every background process we start is recorded here and stopped on exit, whatever the
