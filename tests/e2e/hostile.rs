@@ -11,8 +11,21 @@ async fn node_with_bad(
     event: &str,
     extra: &str,
 ) -> Result<(TestNode, Site, Modules)> {
-    let modules = Modules::new(&[("bad", module)])?;
     let site = Site::new(&[("ok.txt", "still serving")])?;
+    node_running("bad", module, event, "/bad/*", site, extra).await
+}
+
+/// A node whose `path` behavior runs `module` (named `name`, with `extra` config lines) at
+/// `event`; both it and the `*` behavior serve `site` as the static origin `bucket`.
+async fn node_running(
+    name: &str,
+    module: &str,
+    event: &str,
+    path: &str,
+    site: Site,
+    extra: &str,
+) -> Result<(TestNode, Site, Modules)> {
+    let modules = Modules::new(&[(name, module)])?;
     let node = TestNode::start(&format!(
         r#"
 {functions}
@@ -21,9 +34,9 @@ type = "static"
 root = {root}
 
 [[behaviors]]
-path = "/bad/*"
+path = "{path}"
 origin = "bucket"
-functions = {{ {event} = "bad" }}
+functions = {{ {event} = "{name}" }}
 
 [[behaviors]]
 path = "*"
@@ -427,29 +440,8 @@ async fn node_with_function(
     module: &str,
     extra: &str,
 ) -> Result<(TestNode, Site, Modules)> {
-    let modules = Modules::new(&[(name, module)])?;
     let site = Site::new(&[("ok.txt", "still serving"), ("fn/x", "served")])?;
-    let node = TestNode::start(&format!(
-        r#"
-{functions}
-[origins.bucket]
-type = "static"
-root = {root}
-
-[[behaviors]]
-path = "/fn/*"
-origin = "bucket"
-functions = {{ viewer_request = "{name}" }}
-
-[[behaviors]]
-path = "*"
-origin = "bucket"
-"#,
-        functions = modules.toml(extra),
-        root = site.root(),
-    ))
-    .await?;
-    Ok((node, site, modules))
+    node_running(name, module, "viewer_request", "/fn/*", site, extra).await
 }
 
 /// Writes `text` to stdout `times` times with `fd_write`, then continues.
