@@ -238,13 +238,7 @@ pub fn run(
             .logs
             .iter()
             .map(|(level, message)| LogLine {
-                level: match *level {
-                    log_level::ERROR => "error",
-                    log_level::WARN => "warn",
-                    log_level::INFO => "info",
-                    log_level::DEBUG => "debug",
-                    _ => "trace",
-                },
+                level: log_level::name(*level).unwrap_or("trace"),
                 message: message.clone(),
             })
             .collect(),
