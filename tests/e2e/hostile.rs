@@ -676,3 +676,105 @@ functions = {{ viewer_request = "walker" }}
     );
     Ok(())
 }
+
+/// A function that loops to its CPU limit.
+const SPINNER: &str = r#"(module (memory (export "memory") 1)
+  (func (export "viewer-request") (result i32) (loop $l (br $l)) (i32.const 0)))"#;
+
+/// `clients` tasks asking for `path` `times` times each; each yields the statuses it got.
+fn clients(
+    node: &std::sync::Arc<TestNode>,
+    path: &'static str,
+    clients: usize,
+    times: usize,
+) -> Vec<tokio::task::JoinHandle<Result<Vec<u16>>>> {
+    (0..clients)
+        .map(|_| {
+            let node = std::sync::Arc::clone(node);
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                for _ in 0..times {
+                    statuses.push(node.get(path).await?.status.as_u16());
+                }
+                anyhow::Ok(statuses)
+            })
+        })
+        .collect()
+}
+
+async fn statuses(tasks: Vec<tokio::task::JoinHandle<Result<Vec<u16>>>>) -> Result<Vec<u16>> {
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    Ok(all)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fast_requests_of_a_function_flooded_with_its_slow_ones_are_served() -> Result<()> {
+    // Spins when the path's fifth byte is 's' (`/fn/spin`), returns at once otherwise: once
+    // `/fn/spin` is known to run long it is sent to the slow lane, whose share for the function
+    // fills, while `/fn/x` keeps running inline.
+    let wat = r#"(module
+      (import "edge_v1" "request_get_uri" (func $uri (param i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "viewer-request") (result i32)
+        (drop (call $uri (i32.const 0) (i32.const 64) (i32.const 128)))
+        (if (i32.eq (i32.load8_u (i32.const 4)) (i32.const 115))
+          (then (loop $l (br $l))))
+        (i32.const 0)))"#;
+    let (node, _s, _m) = node_with_function("mixed", wat, "").await?;
+    let node = std::sync::Arc::new(node);
+    let spinners = clients(&node, "/fn/spin", 24, 3);
+    let fast = clients(&node, "/fn/x", 4, 20);
+    let fast = statuses(fast).await?;
+    assert!(fast.iter().all(|&s| s == 200), "{fast:?}");
+    let spun = statuses(spinners).await?;
+    assert!(spun.iter().all(|&s| s == 503), "{spun:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flooded_function_leaves_room_in_the_slow_lane_for_another() -> Result<()> {
+    // `walker` always runs far past the inline budget and within its CPU limit, so it always
+    // runs in the slow lane; `spinner` floods the lane. Each may hold only half of it.
+    let walker = r#"(module (memory (export "memory") 1)
+      (func (export "viewer-request") (result i32) (local $i i32)
+        (loop $spin
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $spin (i32.lt_u (local.get $i) (i32.const 30000000))))
+        (i32.const 0)))"#;
+    let spinner = Modules::new(&[("spinner", SPINNER)])?;
+    let walkers = Modules::new(&[("walker", walker)])?;
+    let site = Site::new(&[("spin/x", "spun"), ("walk/x", "walked")])?;
+    let node = TestNode::start(&format!(
+        r#"
+{spinner}
+{walker}
+[origins.bucket]
+type = "static"
+root = {root}
+
+[[behaviors]]
+path = "/spin/*"
+origin = "bucket"
+functions = {{ viewer_request = "spinner" }}
+
+[[behaviors]]
+path = "/walk/*"
+origin = "bucket"
+functions = {{ viewer_request = "walker" }}
+"#,
+        spinner = spinner.toml(""),
+        walker = walkers.toml("cpu_limit = \"10s\""),
+        root = site.root(),
+    ))
+    .await?;
+    let node = std::sync::Arc::new(node);
+    let flood = clients(&node, "/spin/x", 24, 4);
+    let walked = statuses(clients(&node, "/walk/x", 2, 3)).await?;
+    assert!(walked.iter().all(|&s| s == 200), "{walked:?}");
+    let spun = statuses(flood).await?;
+    assert!(spun.iter().all(|&s| s == 503), "{spun:?}");
+    Ok(())
+}

@@ -1,12 +1,13 @@
 //! A loaded function: its pre-linked module, the events it handles, its limits, and what the
 //! node learned about it while running it (whether it runs long).
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 
 use edge_sdk::abi::Event;
 use wasmtime::{InstancePre, Module, ModuleExport};
 
+use super::slow_lane::SlowRequests;
 use super::state::HostState;
 use crate::config::{FunctionConfig, FunctionLimits};
 
@@ -30,10 +31,15 @@ pub struct Function {
     pub hash: String,
     /// Size of the module as loaded, in bytes.
     pub size: usize,
-    /// Set when an invocation ran past the inline budget, cleared when one in the slow lane
-    /// ends within it: while set, invocations go straight to the slow lane
-    /// (`wasm::slow_lane`), instead of first holding up an async worker each.
+    /// Set when an invocation ran past the inline budget: from then on each invocation looks
+    /// its request up in `slow_requests`, and known slow ones go straight to the slow lane
+    /// (`wasm::slow_lane`) instead of first holding up an async worker each. Never cleared:
+    /// the lookup costs tens of nanoseconds.
     pub(crate) slow: AtomicBool,
+    /// Its requests that ran past the inline budget (`wasm::slow_lane`).
+    pub(crate) slow_requests: SlowRequests,
+    /// Places it holds in the slow lane.
+    pub(crate) lane_seats: Arc<AtomicUsize>,
 }
 
 impl Function {
@@ -56,6 +62,8 @@ impl Function {
             hash,
             size,
             slow: AtomicBool::new(false),
+            slow_requests: SlowRequests::default(),
+            lane_seats: Arc::new(AtomicUsize::new(0)),
         }
     }
 

@@ -17,7 +17,7 @@ use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
 
 use super::engine::FunctionEngine;
 use super::function::Function;
-use super::slow_lane::{INLINE_CPU, INLINE_TICKS};
+use super::slow_lane::{SlowRequests, INLINE_CPU, INLINE_TICKS};
 use super::state::{HostState, MemoryLimiter, RequestView, ResponseView};
 use super::wasi::Output;
 use super::Error;
@@ -161,18 +161,58 @@ async fn run_unlogged(
     // The common case: no handoff, and no copy of the input (cloning a browser's request up
     // front, to be able to start over, cost 0.5 µs of the router's 7; `Tracked` copies only
     // what a function changes, and only when it changes it).
-    let input = if function.slow.load(Ordering::Relaxed) {
-        input
-    } else {
+    if !function.slow.load(Ordering::Relaxed) {
         let state = input.into_state();
-        match attempt(engine, function, event, request_id, state, Budget::Inline) {
-            Attempt::Done(result, state) => return (result, state),
+        return match attempt(engine, function, event, request_id, state, Budget::Inline) {
+            Attempt::Done(result, state) => (result, state),
             Attempt::TooLongForInline(input) => {
+                let key = SlowRequests::key(&input.request.method, &input.request.uri);
+                function.slow_requests.ran_long(key);
                 function.slow.store(true, Ordering::Relaxed);
-                input
+                in_slow_lane(engine, function, event, request_id, input, key).await
             }
+        };
+    }
+    // Some requests of this function ran long: those go straight to the lane; the others are
+    // tried inline first, so that a flood of its slow requests does not take its fast ones
+    // down with them. Once the last few untried requests all ran long (a slow request that
+    // never repeats, as with a random query), untried ones are tried one at a time on the
+    // node (`SlowLane::try_inline`), so such a flood costs the workers one attempt at a time.
+    let key = SlowRequests::key(&input.request.method, &input.request.uri);
+    if function.slow_requests.contains(key) {
+        return in_slow_lane(engine, function, event, request_id, input, key).await;
+    }
+    let lane = engine.slow_lane().ok();
+    let _try = if function.slow_requests.mostly_slow() {
+        match lane.and_then(|lane| lane.try_inline()) {
+            Some(permission) => Some(permission),
+            None => return in_slow_lane(engine, function, event, request_id, input, key).await,
         }
+    } else {
+        None
     };
+    match attempt(engine, function, event, request_id, input.into_state(), Budget::Inline) {
+        Attempt::Done(result, state) => {
+            function.slow_requests.ran_inline();
+            (result, state)
+        }
+        Attempt::TooLongForInline(input) => {
+            function.slow_requests.ran_long(key);
+            in_slow_lane(engine, function, event, request_id, input, key).await
+        }
+    }
+}
+
+/// Runs the invocation from scratch in the slow lane, or fails it with [`Error::Busy`] when
+/// the lane (or this function's share of it) is full.
+async fn in_slow_lane(
+    engine: &Arc<FunctionEngine>,
+    function: &Arc<Function>,
+    event: Event,
+    request_id: u64,
+    input: Input,
+    key: u64,
+) -> (Result<Decision, Error>, HostState) {
     let busy = |slots| Error::Busy {
         function: function.name.to_string(),
         event: event.export_name(),
@@ -185,8 +225,8 @@ async fn run_unlogged(
             return (Err(busy(0)), input.into_state());
         }
     };
-    let Some(slot) = lane.reserve() else {
-        return (Err(busy(lane.capacity())), input.into_state());
+    let Some(slot) = lane.reserve(&function.lane_seats) else {
+        return (Err(busy(lane.share())), input.into_state());
     };
     let (engine2, function2) = (Arc::clone(engine), Arc::clone(function));
     let (config, client_ip) = (Arc::clone(&input.config), input.client_ip);
@@ -201,10 +241,10 @@ async fn run_unlogged(
                 input.into_state(),
                 Budget::CpuTime,
             );
-            // Fast again (only some requests take long): back to the inline path.
+            // Fast this time (only some runs of it take long): tried inline next time.
             if let (Some(start), Some(end)) = (started, thread_cpu_time()) {
                 if end.saturating_sub(start) < super::engine::EPOCH_TICK {
-                    function2.slow.store(false, Ordering::Relaxed);
+                    function2.slow_requests.ran_fast(key);
                 }
             }
             attempt

@@ -10,12 +10,17 @@
 //! which it may use [`INLINE_CPU`] more of its thread's CPU time; past that, the attempt is
 //! thrown away whole (every invocation starts from a fresh instance and
 //! its `HostState` is rebuilt from the same input, so the rerun is the same invocation) and the
-//! invocation runs again here, where the CPU limit counts this thread's CPU time. The function is
-//! then marked slow and goes straight here, until one of its runs here finishes within the
-//! inline budget. At most [`SlowLane::capacity`] invocations are here at once (a few per thread:
-//! enough that a normal function moved here by a preempted first attempt is not refused, few
-//! enough that a flood does not wait long); beyond that the invocation fails at once with a
-//! limit error (503), so a flood neither queues without bound nor grows memory.
+//! invocation runs again here, where the CPU limit counts this thread's CPU time. The request
+//! (method and target) is remembered in the function's [`SlowRequests`], and goes straight here
+//! next time, until one of its runs here finishes within the inline budget; the function's
+//! other requests are still tried inline first, so a flood of one slow path does not refuse
+//! the fast ones (an earlier version marked the whole function slow: its fast requests then
+//! got 503s whenever the flood filled the lane). At most [`SlowLane::capacity`] invocations are
+//! here at once (a few per thread: enough that a normal function moved here by a preempted
+//! first attempt is not refused, few enough that a flood does not wait long), and one function
+//! at most [`SlowLane::share`] of them, so a flooded function leaves room for other slow ones;
+//! beyond that the invocation fails at once with a limit error (503), so a flood neither queues
+//! without bound nor grows memory.
 //!
 //! The threads run at nice [`SLOW_LANE_NICE`]: the kernel gives the async workers the CPU first,
 //! so a flood of slow invocations costs the other requests little latency.
@@ -30,7 +35,8 @@
 //! support with epoch yields, which keeps the function on the worker (a yielding spinner still
 //! takes its slices there, one per tick) and adds a fiber per call.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
@@ -52,6 +58,7 @@ pub struct SlowLane {
     jobs: SyncSender<Job>,
     in_flight: Arc<AtomicUsize>,
     capacity: usize,
+    trying: AtomicBool,
 }
 
 impl SlowLane {
@@ -72,6 +79,7 @@ impl SlowLane {
             jobs,
             in_flight: Arc::new(AtomicUsize::new(0)),
             capacity,
+            trying: AtomicBool::new(false),
         })
     }
 
@@ -80,22 +88,127 @@ impl SlowLane {
         self.capacity
     }
 
-    /// Takes a place for one invocation, or `None` when every thread is taken.
-    pub fn reserve(&self) -> Option<Slot<'_>> {
+    /// Takes a place for one invocation of the function whose places are counted in `seats`,
+    /// or `None` when the lane is full or that function holds [`Self::share`] places already:
+    /// one flooded function must not take the lane from every other slow function.
+    pub fn reserve(&self, seats: &Arc<AtomicUsize>) -> Option<Slot<'_>> {
+        if seats.fetch_add(1, Ordering::AcqRel) >= self.share() {
+            seats.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
         if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.capacity {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            seats.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
         Some(Slot {
             lane: self,
+            seats: Arc::clone(seats),
             used: false,
         })
+    }
+
+    /// How many places one function may hold: half the lane, so that two functions that run
+    /// long are each served while a third floods.
+    pub fn share(&self) -> usize {
+        self.capacity.div_ceil(2)
+    }
+
+    /// The node's one permission to try, inline, a request of a function marked slow that was
+    /// not itself seen running long; `None` while another such try runs. One at a time bounds
+    /// what a flood of never-repeating slow requests costs the async workers: one attempt of
+    /// [`INLINE_TICKS`] plus [`INLINE_CPU`] on one worker, while the others serve.
+    pub fn try_inline(&self) -> Option<InlineTry<'_>> {
+        (!self.trying.swap(true, Ordering::AcqRel)).then_some(InlineTry(&self.trying))
+    }
+}
+
+/// Permission to run one request of a slow function inline ([`SlowLane::try_inline`]).
+pub struct InlineTry<'a>(&'a AtomicBool);
+
+impl Drop for InlineTry<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// Requests of one function that ran past the inline budget, by method and target: once a
+/// function has some, these go straight to the lane and the others are tried inline first, so
+/// that under a flood of its slow requests its fast ones are still served. A small
+/// direct-mapped table of hashes: a collision forgets an entry, which costs that request one
+/// more inline attempt.
+pub struct SlowRequests {
+    entries: [AtomicU64; SLOW_REQUESTS],
+    /// Requests in a row that were not in the table and ran long.
+    unknown_long: AtomicU32,
+}
+
+/// Entries in [`SlowRequests`].
+const SLOW_REQUESTS: usize = 64;
+/// Requests in a row, not in the table, that ran long before such requests are tried inline
+/// only one at a time ([`SlowLane::try_inline`]): the function's slow requests do not repeat.
+const UNKNOWN_LONG_IN_A_ROW: u32 = 4;
+
+impl Default for SlowRequests {
+    fn default() -> Self {
+        SlowRequests {
+            entries: std::array::from_fn(|_| AtomicU64::new(0)),
+            unknown_long: AtomicU32::new(0),
+        }
+    }
+}
+
+impl SlowRequests {
+    /// The key of a request: its method and target.
+    pub fn key(method: &http::Method, uri: &http::Uri) -> u64 {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        method.hash(&mut hasher);
+        uri.hash(&mut hasher);
+        // 0 marks an empty entry.
+        hasher.finish().max(1)
+    }
+
+    fn entry(&self, key: u64) -> &AtomicU64 {
+        &self.entries[(key % SLOW_REQUESTS as u64) as usize]
+    }
+
+    /// Whether the request with `key` ran long when last tried.
+    pub fn contains(&self, key: u64) -> bool {
+        self.entry(key).load(Ordering::Relaxed) == key
+    }
+
+    /// Whether the last few requests not in the table all ran long.
+    pub fn mostly_slow(&self) -> bool {
+        self.unknown_long.load(Ordering::Relaxed) >= UNKNOWN_LONG_IN_A_ROW
+    }
+
+    /// The request with `key` ran past the inline budget. Concurrent runs of one request
+    /// count once towards [`Self::mostly_slow`]: a burst of one slow request is not a sign that
+    /// slow requests do not repeat.
+    pub fn ran_long(&self, key: u64) {
+        if self.entry(key).swap(key, Ordering::Relaxed) != key {
+            self.unknown_long.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A request not in the table ran within the inline budget.
+    pub fn ran_inline(&self) {
+        self.unknown_long.store(0, Ordering::Relaxed);
+    }
+
+    /// The request with `key` ran within the inline budget in the lane: it is tried inline
+    /// next time.
+    pub fn ran_fast(&self, key: u64) {
+        let _ = self
+            .entry(key)
+            .compare_exchange(key, 0, Ordering::Relaxed, Ordering::Relaxed);
     }
 }
 
 /// A place in the slow lane, released when its job ends (or when dropped unused).
 pub struct Slot<'a> {
     lane: &'a SlowLane,
+    seats: Arc<AtomicUsize>,
     used: bool,
 }
 
@@ -109,9 +222,11 @@ impl Slot<'_> {
         self.used = true;
         let (reply, result) = tokio::sync::oneshot::channel();
         let in_flight = Arc::clone(&self.lane.in_flight);
+        let seats = Arc::clone(&self.seats);
         let job: Job = Box::new(move || {
             let value = job();
             // Released before replying, so the requester's next invocation finds it free.
+            seats.fetch_sub(1, Ordering::AcqRel);
             in_flight.fetch_sub(1, Ordering::AcqRel);
             // The requester may be gone (the viewer hung up); the result is not needed then.
             let _ = reply.send(value);
@@ -119,6 +234,7 @@ impl Slot<'_> {
         // Admission keeps at most `capacity` jobs queued or running, the channel's size, so
         // this never blocks; it fails only if every thread has died.
         if self.lane.jobs.try_send(job).is_err() {
+            self.seats.fetch_sub(1, Ordering::AcqRel);
             self.lane.in_flight.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
@@ -129,6 +245,7 @@ impl Slot<'_> {
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
         if !self.used {
+            self.seats.fetch_sub(1, Ordering::AcqRel);
             self.lane.in_flight.fetch_sub(1, Ordering::AcqRel);
         }
     }
