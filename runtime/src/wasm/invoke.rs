@@ -191,7 +191,14 @@ async fn run_unlogged(
     } else {
         None
     };
-    match attempt(engine, function, event, request_id, input.into_state(), Budget::Inline) {
+    match attempt(
+        engine,
+        function,
+        event,
+        request_id,
+        input.into_state(),
+        Budget::Inline,
+    ) {
         Attempt::Done(result, state) => {
             function.slow_requests.ran_inline();
             (result, state)
