@@ -297,3 +297,72 @@ async fn stale_while_revalidate_serves_at_once_and_revalidates_once_in_the_backg
     assert_eq!(origin.count(), 2);
     Ok(())
 }
+
+// --- interim responses ---------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn interim_responses_reach_the_viewer_and_are_never_stored() -> Result<()> {
+    use crate::harness::{RawAction, RawOrigin};
+    let origin = RawOrigin::start(|_| {
+        RawAction::Send(
+            b"HTTP/1.1 103 Early Hints\r\nlink: </s.css>; rel=preload\r\n\r\n\
+              HTTP/1.1 200 OK\r\ncache-control: max-age=3600\r\ncontent-length: 5\r\n\r\nfinal"
+                .to_vec(),
+        )
+    })
+    .await?;
+    let node = TestNode::start(&format!(
+        "[origins.app]\ntype = \"http\"\ntargets = [\"{}\"]\n\
+         [[behaviors]]\npath = \"*\"\norigin = \"app\"\n",
+        origin.url()
+    ))
+    .await?;
+    let get = || async {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut request = node.request("GET", "/page").body(Full::default())?;
+        let log = Arc::clone(&seen);
+        hyper::ext::on_informational(&mut request, move |interim| {
+            let link = interim.headers().get("link").cloned();
+            log.lock()
+                .expect("lock")
+                .push((interim.status().as_u16(), link));
+        });
+        let reply = node.send(request).await?;
+        let seen = seen.lock().expect("lock").clone();
+        anyhow::Ok((reply, seen))
+    };
+
+    let (first, interim) = get().await?;
+    assert_eq!(
+        (
+            first.status.as_u16(),
+            first.x_cache(),
+            first.text().as_str()
+        ),
+        (200, "Miss", "final")
+    );
+    assert_eq!(
+        interim,
+        vec![(103, Some("</s.css>; rel=preload".parse()?))],
+        "the origin's 103, ahead of the final response"
+    );
+    assert_eq!(
+        first.header("link"),
+        None,
+        "the hint is not the final response's"
+    );
+
+    let (second, interim) = get().await?;
+    assert_eq!(
+        (
+            second.status.as_u16(),
+            second.x_cache(),
+            second.text().as_str()
+        ),
+        (200, "Hit", "final"),
+        "the final response was stored"
+    );
+    assert!(interim.is_empty(), "a hit sends no interim response");
+    assert_eq!(origin.count(), 1);
+    Ok(())
+}

@@ -22,12 +22,13 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use http::request::Parts;
-use http::{Request, Response};
+use http::{Request, Response, Version};
 use http_body_util::BodyExt;
 
 use crate::body::EdgeBody;
 use crate::cache::FlightOutcome;
 use crate::error::Error;
+use crate::interim::InterimSink;
 use crate::Node;
 use cache_lookup::CacheDecision;
 use cache_store::Fetched;
@@ -89,6 +90,8 @@ pub struct RequestCtx {
     pub ttl_override: Option<u64>,
     /// What the debug headers will report; `None` unless the request asked for them.
     pub debug: Option<Box<debug::DebugInfo>>,
+    /// Where an origin's 1xx interim responses go (set by the listener for viewer requests).
+    pub interim: Option<InterimSink>,
 }
 
 impl RequestCtx {
@@ -107,6 +110,7 @@ impl RequestCtx {
             cache_key_parts: Vec::new(),
             ttl_override: None,
             debug: None,
+            interim: None,
         }
     }
 
@@ -205,6 +209,7 @@ async fn run(
     // Origin fetch (a dropped leader releases collapsed waiters if this fails). An origin that
     // fails while a stale copy may stand in gets the stale copy served instead (stale-if-error).
     let origin = origin_select::origin(node, ctx, behavior);
+    let forwarded = with_interim(ctx, &parts, forwarded);
     let fetched = origin_fetch::fetch(node, ctx, origin, forwarded).await;
     let response = match cache_store::stale_if_error(ctx, behavior, stale.as_deref(), fetched)? {
         Fetched::Response(response) => response,
@@ -255,11 +260,29 @@ async fn pass(
         }
     };
     let origin = origin_select::origin(node, ctx, behavior);
+    let forwarded = with_interim(ctx, parts, forwarded);
     let response = origin_fetch::fetch(node, ctx, origin, forwarded).await?;
     // A successful unsafe request changed what the origin holds: stored copies go.
     cache_store::invalidate_after_unsafe(node, ctx, parts, &response);
     let response = origin_response::run(node, ctx, parts, response).await?;
     viewer_response::run(node, ctx, parts, response).await
+}
+
+/// Lets the origin's 1xx interim responses reach the viewer, which must not get them over
+/// HTTP/1.0 (RFC 9110 §15.2).
+fn with_interim(
+    ctx: &RequestCtx,
+    parts: &Parts,
+    mut forwarded: origin_request::OriginRequest,
+) -> origin_request::OriginRequest {
+    if let Some(sink) = ctx
+        .interim
+        .as_ref()
+        .filter(|_| parts.version >= Version::HTTP_11)
+    {
+        forwarded.request.extensions_mut().insert(sink.clone());
+    }
+    forwarded
 }
 
 /// Starts the background revalidation of a stale object that was just served
