@@ -20,6 +20,7 @@ use http::HeaderMap;
 
 use super::policy::CacheControl;
 use super::store::CachedObject;
+use crate::config::CachePolicyConfig;
 
 /// How long past its freshness a stored response may be served stale, per occasion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,10 +38,15 @@ impl StaleWindows {
         if_error: Duration::ZERO,
     };
 
-    /// The windows a stored response's headers allow; `default_if_error` is the behavior's
-    /// `cache.stale_if_error`, used when the response names no `stale-if-error` of its own.
-    pub fn of(headers: &HeaderMap, default_if_error: Duration) -> Self {
-        let cc = CacheControl::parse(headers);
+    /// The windows a stored response's headers allow under a behavior's policy, whose
+    /// `stale_if_error` applies when the response names no `stale-if-error` of its own.
+    pub fn of(headers: &HeaderMap, policy: &CachePolicyConfig) -> Self {
+        StaleWindows::from_directives(&CacheControl::parse(headers), policy.stale_if_error)
+    }
+
+    /// The windows these response directives allow, with `default_if_error` standing in for
+    /// an absent `stale-if-error`.
+    pub fn from_directives(cc: &CacheControl, default_if_error: Duration) -> Self {
         if cc.must_revalidate || cc.proxy_revalidate || cc.no_cache {
             return StaleWindows::NONE;
         }
@@ -72,10 +78,14 @@ mod tests {
 
     const DAY: Duration = Duration::from_secs(24 * 3600);
 
-    fn windows(cache_control: &str) -> StaleWindows {
+    fn windows_with(cache_control: &str, default_if_error: Duration) -> StaleWindows {
         let mut headers = HeaderMap::new();
         headers.insert(CACHE_CONTROL, cache_control.parse().expect("value"));
-        StaleWindows::of(&headers, DAY)
+        StaleWindows::from_directives(&CacheControl::parse(&headers), default_if_error)
+    }
+
+    fn windows(cache_control: &str) -> StaleWindows {
+        windows_with(cache_control, DAY)
     }
 
     #[test]
@@ -119,7 +129,7 @@ mod tests {
             Duration::from_secs(30),
             "an explicit window beats s-maxage's implied proxy-revalidate"
         );
-        let off = StaleWindows::of(&HeaderMap::new(), Duration::ZERO);
+        let off = windows_with("max-age=2", Duration::ZERO);
         assert_eq!(off, StaleWindows::NONE, "stale_if_error = \"0s\"");
     }
 

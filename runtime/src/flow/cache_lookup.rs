@@ -70,8 +70,8 @@ async fn look(
         Lookup::Stale(object) => Some(object),
         Lookup::Miss => None,
     };
-    if let Some(object) = stale.as_ref().filter(|_| !is_head) {
-        let windows = StaleWindows::of(&object.headers, behavior.cache.stale_if_error);
+    if let Some(object) = stale.as_ref().filter(|o| !is_head && !o.is_fresh(now)) {
+        let windows = StaleWindows::of(&object.headers, &behavior.cache);
         if stale::within(object, windows.while_revalidate, now) {
             // RFC 5861 §3: serve the stale copy now and revalidate in the background, unless a
             // fetch for the key is already under way (then it will refresh the object).

@@ -53,7 +53,7 @@ pub fn stale_if_error<'a>(
 ) -> Result<Fetched<'a>, Error> {
     let now = Instant::now();
     let usable = stale.filter(|o| {
-        let windows = StaleWindows::of(&o.headers, behavior.cache.stale_if_error);
+        let windows = StaleWindows::of(&o.headers, &behavior.cache);
         stale::within(o, windows.if_error, now)
     });
     let failed = match &fetched {
@@ -470,7 +470,7 @@ mod stale_if_error_tests {
     fn the_default_window_is_a_day_past_freshness() {
         let copy = object("max-age=60");
         let default = behavior("{}");
-        let window = StaleWindows::of(&copy.headers, default.cache.stale_if_error).if_error;
+        let window = StaleWindows::of(&copy.headers, &default.cache).if_error;
         assert_eq!(window, crate::config::DEFAULT_STALE_IF_ERROR);
         // The bound, at a `now` in the future: going back a day from the present would need a
         // machine up for a day (the monotonic clock starts at boot).
