@@ -173,7 +173,9 @@ async fn run(
     };
     let (parts, body) = request.into_parts();
 
-    // Cache lookup: a fresh hit is answered at once; concurrent misses collapse into one fetch.
+    // Cache lookup: a fresh hit is answered at once, and so is a stale copy within its
+    // stale-while-revalidate window (revalidated in the background); concurrent misses
+    // collapse into one fetch.
     let (key, leader, stale) = match cache_lookup::lookup(node, behavior, ctx, &parts).await {
         CacheDecision::Hit(object) => {
             let response = respond::from_cache(ctx, &parts, &object, CachePhase::Hit);
