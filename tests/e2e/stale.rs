@@ -228,6 +228,47 @@ async fn stale_copy_is_never_served_when_the_response_demanded_revalidation() ->
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_origin_gets_no_stale_stand_in_against_must_revalidate() -> Result<()> {
+    let origin = Origin::start(|r| async move {
+        let cc = if r.uri == "/strict" {
+            "max-age=0, must-revalidate"
+        } else {
+            "max-age=0"
+        };
+        // `connection: close`: no pooled connection outlives the origin.
+        let headers = [
+            ("cache-control", cc),
+            ("etag", "\"v1\""),
+            ("connection", "close"),
+        ];
+        reply(200, &headers, "copy")
+    })
+    .await?;
+    let node = node_for(&origin, GET, "{}").await?;
+    assert_eq!(node.get("/strict").await?.text(), "copy");
+    assert_eq!(node.get("/lenient").await?.text(), "copy");
+    let addr = origin.addr;
+    drop(origin);
+    // Bounded wait until the stopped origin refuses connections.
+    let mut refusing = false;
+    for _ in 0..1000 {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            refusing = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    ensure!(refusing, "{addr} still accepts connections");
+    assert_eq!(node.get("/strict").await?.status.as_u16(), 502);
+    let lenient = node.get("/lenient").await?;
+    assert_eq!(
+        (lenient.status.as_u16(), lenient.text().as_str()),
+        (200, "copy")
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn stale_if_error_zero_turns_the_default_off_but_not_the_directive() -> Result<()> {
     let failing = Arc::new(AtomicBool::new(false));
     let origin = failing_origin(Arc::clone(&failing)).await?;
