@@ -14,7 +14,8 @@
 //!                                             cache store ──▶ [viewer-response] ──▶ viewer
 //! ```
 //!
-//! - listener: [`listener`] (accept, HTTP/1.1, graceful shutdown), access log in [`access_log`]
+//! - listener: [`listener`] (accept, HTTP/1.1, graceful shutdown), access log in [`access_log`],
+//!   origins' 1xx interim responses passed on beneath hyper: [`interim`]
 //! - the flow driver, phase by phase: [`flow::handle`]
 //!   - routing by behavior: [`flow::origin_select`]
 //!   - viewer-request: [`flow::viewer_request`]
@@ -41,6 +42,7 @@ pub mod demo;
 pub mod durable;
 pub mod error;
 pub mod flow;
+pub mod interim;
 pub mod kv;
 pub mod listener;
 pub mod metrics;

@@ -22,6 +22,7 @@ use crate::body::EdgeBody;
 use crate::config::Config;
 use crate::error::StartError;
 use crate::flow::{self, RequestCtx};
+use crate::interim::{InterimIo, InterimSink};
 use crate::{Edge, Node};
 
 /// How long in-flight requests may run after shutdown begins before their connections are cut.
@@ -189,10 +190,12 @@ async fn serve(listener: TcpListener, edge: Arc<Edge>, shutdown: impl Future<Out
                     // second waits for the viewer's delayed ACK (40 ms on Linux).
                     let _ = stream.set_nodelay(true);
                     let edge = Arc::clone(&edge);
+                    let (stream, interim) = InterimIo::new(stream);
                     let service = service_fn(move |request| {
                         // Each request runs on the version current when it arrives.
                         let node = edge.current();
-                        async move { Ok::<_, Infallible>(serve_request(&node, request, viewer).await) }
+                        let interim = interim.clone();
+                        async move { Ok::<_, Infallible>(serve_request(&node, request, viewer, interim).await) }
                     });
                     let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
                     tokio::spawn(async move {
@@ -222,8 +225,10 @@ async fn serve_request(
     node: &Node,
     request: Request<Incoming>,
     viewer: SocketAddr,
+    interim: InterimSink,
 ) -> Response<LoggedBody> {
     let mut ctx = RequestCtx::new(node.next_request_id(), viewer);
+    ctx.interim = Some(interim);
     let logged = access_log::enabled().then(|| {
         let path = request.uri().path_and_query().map_or_else(
             || request.uri().path().to_owned(),

@@ -18,7 +18,9 @@ use crate::origin::Origin;
 use crate::wasm::lifecycle::{self, LiveChange};
 use crate::wasm::{self, Function, FunctionEngine, Lifecycle, LifecycleError, Registry};
 
-/// One version of the node: what a request needs, fixed for its duration.
+/// One version of the node: what a request needs, fixed for its duration. Cloning shares every
+/// part (a background task keeps the version it started with).
+#[derive(Clone)]
 pub struct Node {
     /// The validated configuration.
     pub(crate) config: Arc<Config>,

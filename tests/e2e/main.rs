@@ -19,6 +19,7 @@ mod malformed;
 mod operations;
 mod privacy;
 mod routing;
+mod stale;
 mod static_origin;
 mod streaming;
 mod traversal;

@@ -1,10 +1,11 @@
-//! The edge cache: keys ([`key`]), freshness rules ([`policy`]), the object store ([`store`])
-//! and request collapsing ([`coalesce`]). The flow calls these from `cache_lookup` and
-//! `cache_store`; nothing here does I/O.
+//! The edge cache: keys ([`key`]), freshness rules ([`policy`]), serving stale ([`stale`]),
+//! the object store ([`store`]) and request collapsing ([`coalesce`]). The flow calls these
+//! from `cache_lookup` and `cache_store`; nothing here does I/O.
 
 pub mod coalesce;
 pub mod key;
 pub mod policy;
+pub mod stale;
 pub mod store;
 
 pub use coalesce::{Coalescer, FlightOutcome, Join, Leader};

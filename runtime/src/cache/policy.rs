@@ -30,6 +30,12 @@ pub struct CacheControl {
     pub max_age: Option<u64>,
     /// `s-maxage=N` (a shared cache prefers it over `max-age`)
     pub s_maxage: Option<u64>,
+    /// `proxy-revalidate` (`must-revalidate` for shared caches, RFC 9111 §5.2.2.8)
+    pub proxy_revalidate: bool,
+    /// `stale-while-revalidate=N` (RFC 5861 §3)
+    pub stale_while_revalidate: Option<u64>,
+    /// `stale-if-error=N` (RFC 5861 §4)
+    pub stale_if_error: Option<u64>,
 }
 
 impl CacheControl {
@@ -53,6 +59,9 @@ impl CacheControl {
                     "must-revalidate" => cc.must_revalidate = true,
                     "max-age" => cc.max_age = seconds(),
                     "s-maxage" => cc.s_maxage = seconds(),
+                    "proxy-revalidate" => cc.proxy_revalidate = true,
+                    "stale-while-revalidate" => cc.stale_while_revalidate = seconds(),
+                    "stale-if-error" => cc.stale_if_error = seconds(),
                     _ => {}
                 }
             }
@@ -184,6 +193,7 @@ mod tests {
             min_ttl: Duration::from_secs(min),
             default_ttl: Duration::from_secs(default),
             max_ttl: Duration::from_secs(max),
+            stale_if_error: crate::config::DEFAULT_STALE_IF_ERROR,
         }
     }
 

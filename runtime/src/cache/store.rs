@@ -1,7 +1,9 @@
 //! The in-memory object store: `quick_cache` weighted by bytes, bounded by `cache.max_size`,
 //! with `Vary` handled by one index entry per key and one entry per variant.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -13,6 +15,10 @@ use super::key::CacheKey;
 /// Weight charged for an entry on top of its body and headers: key, map and `Arc` overheads, so
 /// that a flood of tiny objects still counts against `max_size`.
 const ENTRY_OVERHEAD: u64 = 256;
+/// Paths invalidated by unsafe requests that are remembered before one sweep of the store
+/// removes their objects: a sweep walks every entry, so it is paid once per this many
+/// invalidations, and the list a lookup consults stays small.
+const MAX_INVALIDATED_PATHS: usize = 1024;
 
 /// A stored response, complete and immutable; hits share it by `Arc`.
 #[derive(Debug)]
@@ -121,6 +127,11 @@ impl quick_cache::Weighter<CacheKey, Entry> for ByteWeighter {
 /// The cache of one node.
 pub struct Store {
     entries: quick_cache::sync::Cache<CacheKey, Entry, ByteWeighter>,
+    /// Host and path invalidated by an unsafe request, and when: objects stored under them
+    /// before that instant are gone (every query and `Vary` variant; see [`Store::invalidate`]).
+    invalidated: Mutex<HashMap<String, Instant>>,
+    /// Whether `invalidated` has entries, so lookups skip its lock when it has none.
+    any_invalidated: AtomicBool,
 }
 
 impl Store {
@@ -147,7 +158,57 @@ impl Store {
             quick_cache::DefaultHashBuilder::default(),
             quick_cache::sync::DefaultLifecycle::default(),
         );
-        Store { entries }
+        Store {
+            entries,
+            invalidated: Mutex::default(),
+            any_invalidated: AtomicBool::new(false),
+        }
+    }
+
+    /// [`lookup`](Self::lookup), except that an object an unsafe request has invalidated since
+    /// it was stored is a miss.
+    pub fn lookup_current(&self, key: &CacheKey, request: &HeaderMap, now: Instant) -> Lookup {
+        let found = self.lookup(key, request, now);
+        if !self.any_invalidated.load(Ordering::Acquire) {
+            return found;
+        }
+        let object = match &found {
+            Lookup::Fresh(o) | Lookup::Stale(o) => o,
+            Lookup::Miss => return found,
+        };
+        let invalidated = self.invalidated.lock().unwrap_or_else(|p| p.into_inner());
+        match invalidated.get(key.host_path()) {
+            Some(at) if object.stored_at <= *at => Lookup::Miss,
+            _ => found,
+        }
+    }
+
+    /// Invalidates every object stored so far under `host_path` (lowercase host, then path):
+    /// all its query strings, request-header and cookie key parts, and `Vary` variants
+    /// (RFC 9111 §4.4). Objects under a key a function set outright are not reached.
+    ///
+    /// The path is remembered rather than searched for, since finding every key under it means
+    /// walking the whole store; once [`MAX_INVALIDATED_PATHS`] are remembered, one walk removes
+    /// their objects and the list starts over.
+    pub fn invalidate(&self, host_path: &str) {
+        let now = Instant::now();
+        let mut invalidated = self.invalidated.lock().unwrap_or_else(|p| p.into_inner());
+        invalidated.insert(host_path.to_owned(), now);
+        self.any_invalidated.store(true, Ordering::Release);
+        if invalidated.len() < MAX_INVALIDATED_PATHS {
+            return;
+        }
+        let swept = std::mem::take(&mut *invalidated);
+        self.entries
+            .retain(|key, entry| match swept.get(key.host_path()) {
+                None => true,
+                Some(at) => match entry {
+                    Entry::Object(object) => object.stored_at > *at,
+                    // The index goes too; a later store of the path writes it again.
+                    Entry::Vary(_) => false,
+                },
+            });
+        self.any_invalidated.store(false, Ordering::Release);
     }
 
     /// Finds the object for `key` and the request's headers (which pick a `Vary` variant).
@@ -358,5 +419,76 @@ mod tests {
         store.remove_matching(|hp| hp.starts_with("h/img/"));
         assert!(body(store.lookup(&key("/img/a"), &HeaderMap::new(), Instant::now())).is_none());
         assert!(body(store.lookup(&key("/css/b"), &HeaderMap::new(), Instant::now())).is_some());
+    }
+
+    fn keyed(path: &str, query_all: bool) -> CacheKey {
+        let (parts, ()) = http::Request::get(path)
+            .header("host", "h")
+            .body(())
+            .expect("valid")
+            .into_parts();
+        let config = crate::config::CacheKeyConfig {
+            query: if query_all {
+                crate::config::QueryKey::All
+            } else {
+                crate::config::QueryKey::None
+            },
+            ..Default::default()
+        };
+        CacheKey::build(&config, &parts)
+    }
+
+    #[test]
+    fn invalidation_reaches_every_variant_of_the_path_and_nothing_stored_later() {
+        let store = Store::new(1 << 20, 1 << 16);
+        let en = request(&[("accept-language", "en")]);
+        let vary = [("vary", "Accept-Language")];
+        store.insert(&keyed("/a?x=1", true), &en, object("a1", &vary, 60));
+        store.insert(&keyed("/a?x=2", true), &en, object("a2", &vary, 60));
+        store.insert(&keyed("/a", false), &HeaderMap::new(), object("a", &[], 60));
+        store.insert(
+            &keyed("/ab", false),
+            &HeaderMap::new(),
+            object("ab", &[], 60),
+        );
+        let found = |k: &CacheKey, r: &HeaderMap| body(store.lookup_current(k, r, Instant::now()));
+
+        store.invalidate("h/a");
+        assert!(found(&keyed("/a?x=1", true), &en).is_none());
+        assert!(found(&keyed("/a?x=2", true), &en).is_none());
+        assert!(found(&keyed("/a", false), &HeaderMap::new()).is_none());
+        assert_eq!(
+            found(&keyed("/ab", false), &HeaderMap::new()),
+            Some((true, Bytes::from("ab"))),
+            "another path"
+        );
+
+        store.insert(
+            &keyed("/a", false),
+            &HeaderMap::new(),
+            object("new", &[], 60),
+        );
+        assert_eq!(
+            found(&keyed("/a", false), &HeaderMap::new()),
+            Some((true, Bytes::from("new"))),
+            "stored after the invalidation"
+        );
+    }
+
+    #[test]
+    fn remembered_invalidations_are_swept_from_the_store() {
+        let store = Store::new(1 << 20, 1 << 16);
+        store.insert(&keyed("/a", false), &HeaderMap::new(), object("a", &[], 60));
+        store.insert(&keyed("/b", false), &HeaderMap::new(), object("b", &[], 60));
+        store.invalidate("h/a");
+        assert_eq!(store.len(), 2, "remembered, not yet swept");
+        for i in 1..MAX_INVALIDATED_PATHS {
+            store.invalidate(&format!("h/other/{i}"));
+        }
+        assert_eq!(store.len(), 1, "the sweep removed /a");
+        assert!(store.invalidated.lock().expect("lock").is_empty());
+        let found = |k: &CacheKey| body(store.lookup_current(k, &HeaderMap::new(), Instant::now()));
+        assert!(found(&keyed("/a", false)).is_none());
+        assert!(found(&keyed("/b", false)).is_some());
     }
 }

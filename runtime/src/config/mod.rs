@@ -62,6 +62,10 @@ pub const DEFAULT_MIN_TTL: Duration = Duration::ZERO;
 pub const DEFAULT_DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
 /// See [`DEFAULT_MIN_TTL`].
 pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+/// How long past its freshness a stale object may stand in for a failing origin when the
+/// behavior does not say (`cache.stale_if_error`): a day rides out an outage without serving
+/// very old content.
+pub const DEFAULT_STALE_IF_ERROR: Duration = Duration::from_secs(24 * 3600);
 
 /// The whole validated configuration of a node.
 #[derive(Debug, Clone)]
@@ -246,6 +250,9 @@ pub struct CachePolicyConfig {
     pub default_ttl: Duration,
     /// Upper bound on any lifetime.
     pub max_ttl: Duration,
+    /// How long past its freshness a stale object may stand in for a failing origin when the
+    /// response gives no `stale-if-error` of its own; zero turns the node's default off.
+    pub stale_if_error: Duration,
 }
 
 /// Which parts of a request make up its cache key, beyond host and path.
@@ -815,16 +822,8 @@ impl Validator<'_> {
             Some(list) => {
                 let mut methods = Vec::new();
                 for m in list.get_ref() {
-                    let method = Method::from_bytes(m.get_ref().as_bytes())
-                        .ok()
-                        .filter(|m| m.as_str().chars().all(|c| c.is_ascii_uppercase()))
-                        .ok_or_else(|| {
-                            self.invalid(
-                                m,
-                                &key("methods"),
-                                format!("{:?} is not an HTTP method name in capitals", m.get_ref()),
-                            )
-                        })?;
+                    let method = method(m.get_ref())
+                        .map_err(|reason| self.invalid(m, &key("methods"), reason))?;
                     methods.push(method);
                 }
                 if methods.is_empty() {
@@ -858,6 +857,7 @@ impl Validator<'_> {
                 min_ttl: DEFAULT_MIN_TTL,
                 default_ttl: DEFAULT_DEFAULT_TTL,
                 max_ttl: DEFAULT_MAX_TTL,
+                stale_if_error: DEFAULT_STALE_IF_ERROR,
             });
         };
         let span = raw.span();
@@ -893,10 +893,16 @@ impl Validator<'_> {
                 ));
             }
         }
+        let stale_if_error = self.duration(
+            raw.stale_if_error.as_ref(),
+            &format!("{key}.stale_if_error"),
+            DEFAULT_STALE_IF_ERROR,
+        )?;
         Ok(CachePolicyConfig {
             min_ttl,
             default_ttl,
             max_ttl,
+            stale_if_error,
         })
     }
 
@@ -1009,6 +1015,36 @@ fn default_compile_cache() -> Option<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
     Some(base.join("edge").join("compiled"))
+}
+
+/// A method name from `methods`: any RFC 9110 token (§9.1: `M-SEARCH`, `PROPFIND`, ...), so
+/// extension methods reach the origin. Method names are case-sensitive, so a lowercase spelling
+/// of a standard method (`"patch"`) would never match a real request: it is refused as a typo.
+fn method(name: &str) -> Result<Method, String> {
+    // `Method::from_bytes` accepts exactly the token characters (RFC 9110 §5.6.2).
+    let method = Method::from_bytes(name.as_bytes())
+        .map_err(|_| format!("{name:?} is not an HTTP method name (an RFC 9110 token)"))?;
+    let standard = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::CONNECT,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PATCH,
+    ];
+    if let Some(meant) = standard
+        .iter()
+        .find(|s| s.as_str() != name && s.as_str().eq_ignore_ascii_case(name))
+    {
+        return Err(format!(
+            "{name:?} is not {:?}: method names are case-sensitive",
+            meant.as_str()
+        ));
+    }
+    Ok(method)
 }
 
 #[cfg(test)]
@@ -1160,6 +1196,43 @@ cache_key = { query = "none" }
         assert!(e.contains("`behaviors[0].methods`"), "{e}");
         let e = err(&EXAMPLE.replace("query = \"all\"", "query = \"some\""));
         assert!(e.contains("`behaviors[0].cache_key.query`"), "{e}");
+    }
+
+    #[test]
+    fn extension_methods_are_any_token() {
+        let c: Config = EXAMPLE
+            .replace("\"PATCH\"", "\"M-SEARCH\", \"PROPFIND\", \"x.custom_1\"")
+            .parse()
+            .expect("tokens are method names");
+        let names: Vec<&str> = c.behaviors[0].methods.iter().map(|m| m.as_str()).collect();
+        assert!(
+            ["M-SEARCH", "PROPFIND", "x.custom_1"]
+                .iter()
+                .all(|m| names.contains(m)),
+            "{names:?}"
+        );
+        for bad in ["GE T", "GET/1", "", "Get"] {
+            let e = err(&EXAMPLE.replace("\"PATCH\"", &format!("{bad:?}")));
+            assert!(e.contains("`behaviors[0].methods`"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn stale_if_error_is_a_behavior_setting() {
+        let c: Config = EXAMPLE
+            .replace(
+                "max_ttl = \"60s\" }",
+                "max_ttl = \"60s\", stale_if_error = \"0s\" }",
+            )
+            .parse()
+            .expect("valid");
+        assert_eq!(c.behaviors[0].cache.stale_if_error, Duration::ZERO);
+        assert_eq!(c.behaviors[1].cache.stale_if_error, DEFAULT_STALE_IF_ERROR);
+        let e = err(&EXAMPLE.replace(
+            "max_ttl = \"60s\" }",
+            "max_ttl = \"60s\", stale_if_error = \"soon\" }",
+        ));
+        assert!(e.contains("`behaviors[0].cache.stale_if_error`"), "{e}");
     }
 
     #[test]

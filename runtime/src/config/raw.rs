@@ -128,7 +128,7 @@ pub struct RawBehavior {
     pub origin: Spanned<String>,
     /// `methods = ["GET", "HEAD"]`
     pub methods: Option<Spanned<Vec<Spanned<String>>>>,
-    /// `cache = { min_ttl = "0s", default_ttl = "1d", max_ttl = "365d" }`
+    /// `cache = { min_ttl = "0s", default_ttl = "1d", max_ttl = "365d", stale_if_error = "1d" }`
     pub cache: Option<Spanned<RawCachePolicy>>,
     /// `cache_key = { query = "all", headers = [..], cookies = [..] }`
     pub cache_key: Option<RawCacheKey>,
@@ -146,6 +146,9 @@ pub struct RawCachePolicy {
     pub default_ttl: Option<Spanned<String>>,
     /// `max_ttl = "365d"`
     pub max_ttl: Option<Spanned<String>>,
+    /// `stale_if_error = "1d"` (`"0s"`: never stand in for a failing origin unless the
+    /// response says `stale-if-error`)
+    pub stale_if_error: Option<Spanned<String>>,
 }
 
 /// `cache_key = { .. }` of a behavior.

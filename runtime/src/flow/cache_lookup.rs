@@ -8,6 +8,7 @@ use http::request::Parts;
 use http::Method;
 
 use super::RequestCtx;
+use crate::cache::stale::{self, StaleWindows};
 use crate::cache::{coalesce, CacheKey, CachedObject, FlightOutcome, Join, Leader, Lookup};
 use crate::config::BehaviorConfig;
 use crate::Node;
@@ -25,9 +26,28 @@ pub enum CacheDecision {
         /// A stale copy to revalidate.
         stale: Option<Arc<CachedObject>>,
     },
+    /// Serve this stale object at once (`stale-while-revalidate`); `revalidation` is set when
+    /// this request starts the object's one background revalidation.
+    Stale {
+        /// The stale copy to serve.
+        object: Arc<CachedObject>,
+        /// What the background revalidation needs, unless one is already under way.
+        revalidation: Option<Revalidation>,
+    },
     /// Forward to the origin and store nothing: not a cacheable method, a HEAD miss, or a
     /// collapsed request whose leader's response could not be shared.
     Pass,
+}
+
+/// A background revalidation of a stale object served meanwhile: it leads the key's flight, so
+/// there is one per object at a time.
+pub struct Revalidation {
+    /// The cache key.
+    pub key: CacheKey,
+    /// Tells requests that missed meanwhile the outcome.
+    pub leader: Leader,
+    /// The stale copy whose validators the origin gets.
+    pub stale: Arc<CachedObject>,
 }
 
 async fn look(
@@ -44,11 +64,31 @@ async fn look(
     if let Some(debug) = &mut ctx.debug {
         debug.cache_key = Some(key.as_str().to_owned());
     }
-    let stale = match node.store.lookup(&key, &parts.headers, Instant::now()) {
+    let now = Instant::now();
+    let stale = match node.store.lookup_current(&key, &parts.headers, now) {
         Lookup::Fresh(object) => return CacheDecision::Hit(object),
         Lookup::Stale(object) => Some(object),
         Lookup::Miss => None,
     };
+    if let Some(object) = stale.as_ref().filter(|o| !is_head && !o.is_fresh(now)) {
+        let windows = StaleWindows::of(&object.headers, &behavior.cache);
+        if stale::within(object, windows.while_revalidate, now) {
+            // RFC 5861 §3: serve the stale copy now and revalidate in the background, unless a
+            // fetch for the key is already under way (then it will refresh the object).
+            let revalidation = match node.coalescer.join(&key) {
+                Join::Leader(leader) => Some(Revalidation {
+                    key,
+                    leader,
+                    stale: Arc::clone(object),
+                }),
+                Join::Waiter(_) => None,
+            };
+            return CacheDecision::Stale {
+                object: Arc::clone(object),
+                revalidation,
+            };
+        }
+    }
     // A HEAD miss is forwarded as HEAD: fetching the whole body to fill the cache could cost
     // far more than the viewer asked for.
     if is_head {
@@ -57,7 +97,10 @@ async fn look(
     match node.coalescer.join(&key) {
         Join::Leader(leader) => {
             // The previous flight may have stored the object between our lookup and join.
-            if let Lookup::Fresh(object) = node.store.lookup(&key, &parts.headers, Instant::now()) {
+            if let Lookup::Fresh(object) =
+                node.store
+                    .lookup_current(&key, &parts.headers, Instant::now())
+            {
                 leader.finish(FlightOutcome::Stored(object.clone()));
                 return CacheDecision::Hit(object);
             }
@@ -67,7 +110,10 @@ async fn look(
             // Look up again rather than take the leader's object: under `Vary` the leader's
             // variant may not be this request's.
             FlightOutcome::Stored(_) => {
-                match node.store.lookup(&key, &parts.headers, Instant::now()) {
+                match node
+                    .store
+                    .lookup_current(&key, &parts.headers, Instant::now())
+                {
                     Lookup::Fresh(object) => CacheDecision::Hit(object),
                     _ => CacheDecision::Pass,
                 }

@@ -10,7 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{ACCEPT_RANGES, AUTHORIZATION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{
+    ACCEPT_RANGES, AUTHORIZATION, CONTENT_LENGTH, CONTENT_LOCATION, HOST, LOCATION,
+    TRANSFER_ENCODING,
+};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -18,6 +21,7 @@ use http_body_util::BodyExt;
 use super::RequestCtx;
 use crate::body::EdgeBody;
 use crate::cache::policy::{self, Storability};
+use crate::cache::stale::{self, StaleWindows};
 use crate::cache::{CacheKey, CachedObject, FlightOutcome, Leader, Store};
 use crate::config::BehaviorConfig;
 use crate::error::{Error, Side};
@@ -29,10 +33,6 @@ const TEE_DEPTH: usize = 16;
 /// cut and nothing is stored), so a stalled origin cannot pin a task and a buffer forever.
 pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// How long past its freshness a stale object may stand in for a failing origin
-/// (`stale-if-error`, RFC 5861): a day rides out an outage without serving very old content.
-pub const DEFAULT_STALE_IF_ERROR: Duration = Duration::from_secs(24 * 3600);
-
 /// The origin's answer, or the stale copy to serve in its place.
 pub enum Fetched<'a> {
     /// Go on with the origin's response.
@@ -41,25 +41,25 @@ pub enum Fetched<'a> {
     Stale(&'a CachedObject),
 }
 
-/// Whether `object` may still stand in for an origin failure at `now`: at most
-/// [`DEFAULT_STALE_IF_ERROR`] past its freshness.
-fn within_stale_if_error(object: &CachedObject, now: Instant) -> bool {
-    now.saturating_duration_since(object.stored_at) < object.ttl + DEFAULT_STALE_IF_ERROR
-}
-
-/// Serves a stale copy instead of an origin failure, while it is within
-/// [`DEFAULT_STALE_IF_ERROR`] of its freshness; otherwise passes the result through.
+/// Serves a stale copy instead of an origin failure while its stale-if-error window is open
+/// (the response's `stale-if-error`, else the behavior's `cache.stale_if_error`, and never for
+/// a response that demanded revalidation: see `cache::stale`); otherwise passes the result
+/// through.
 pub fn stale_if_error<'a>(
     ctx: &RequestCtx,
+    behavior: &BehaviorConfig,
     stale: Option<&'a CachedObject>,
     fetched: Result<Response<EdgeBody>, Error>,
 ) -> Result<Fetched<'a>, Error> {
     let now = Instant::now();
-    let usable = stale.filter(|o| within_stale_if_error(o, now));
+    let usable = stale.filter(|o| {
+        let windows = StaleWindows::of(&o.headers, &behavior.cache);
+        stale::within(o, windows.if_error, now)
+    });
     let failed = match &fetched {
         // The viewer's own broken request is not an origin failure to paper over.
         Err(e) => e.side() != Side::Viewer,
-        Ok(response) => matches!(response.status().as_u16(), 500 | 502 | 503 | 504),
+        Ok(response) => is_origin_failure(response.status()),
     };
     match (usable, failed) {
         (Some(object), true) => {
@@ -72,6 +72,79 @@ pub fn stale_if_error<'a>(
         }
         _ => fetched.map(Fetched::Response),
     }
+}
+
+/// The statuses that mean the origin failed rather than answered (RFC 5861 §4 names 500, 502,
+/// 503 and 504).
+pub fn is_origin_failure(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 500 | 502 | 503 | 504)
+}
+
+/// Invalidates what the cache holds for a URI an unsafe request has just changed (RFC 9111
+/// §4.4): after a 2xx or 3xx answer to any method but GET, HEAD, OPTIONS and TRACE (unknown
+/// methods count as unsafe), the request's path and the paths in `Location` and
+/// `Content-Location` when they are on the request's host (another host's objects are not
+/// this request's to remove). Every stored variant of those paths goes: all query strings,
+/// key parts and `Vary` variants.
+pub fn invalidate_after_unsafe(
+    node: &Node,
+    ctx: &RequestCtx,
+    parts: &Parts,
+    response: &Response<EdgeBody>,
+) {
+    let status = response.status();
+    if parts.method.is_safe() || !(status.is_success() || status.is_redirection()) {
+        return;
+    }
+    // The host as the cache key spells it (`cache::key`): the `Host` header, lowercase.
+    let Some(host) = parts
+        .headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .map(|h| h.to_ascii_lowercase())
+    else {
+        return;
+    };
+    let path = parts.uri.path();
+    let mut paths = vec![path.to_owned()];
+    for name in [LOCATION, CONTENT_LOCATION] {
+        let target = response.headers().get(&name).and_then(|v| v.to_str().ok());
+        if let Some(target) = target.and_then(|t| same_host_path(&host, path, t)) {
+            paths.push(target);
+        }
+    }
+    for path in paths {
+        tracing::debug!(request = ctx.id, method = %parts.method, %host, %path, "invalidated by an unsafe request");
+        node.store.invalidate(&format!("{host}{path}"));
+    }
+}
+
+/// The path a `Location` or `Content-Location` value names, resolved against the request's
+/// `base` path (RFC 3986 §5.2), when it is on `host`; `None` for another host.
+fn same_host_path(host: &str, base: &str, reference: &str) -> Option<String> {
+    let reference = reference.trim();
+    let reference = reference.split(['#', '?']).next().unwrap_or("");
+    let absolute = reference
+        .split_once("://")
+        .filter(|(scheme, _)| !scheme.is_empty() && !scheme.contains('/'))
+        .map(|(_, rest)| rest)
+        .or_else(|| reference.strip_prefix("//"));
+    if let Some(rest) = absolute {
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        if !authority.eq_ignore_ascii_case(host) {
+            return None;
+        }
+        return Some(if path.is_empty() { "/" } else { path }.to_owned());
+    }
+    if reference.starts_with('/') {
+        return Some(reference.to_owned());
+    }
+    if reference.is_empty() {
+        return Some(base.to_owned());
+    }
+    let directory = &base[..base.rfind('/').map_or(0, |i| i + 1)];
+    Some(format!("{directory}{reference}"))
 }
 
 /// Refreshes a stale object after the origin answered its revalidation with 304: the stored
@@ -297,14 +370,37 @@ fn tee(mut body: EdgeBody, pending: Pending, max: u64, length: Option<u64>) -> E
 }
 
 #[cfg(test)]
+mod invalidation_tests {
+    use super::same_host_path;
+
+    #[test]
+    fn locations_resolve_on_the_request_host_only() {
+        let resolve = |r: &str| same_host_path("h:8080", "/test/a/b", r);
+        assert_eq!(resolve("/x/y?q=1").as_deref(), Some("/x/y"));
+        assert_eq!(resolve("target").as_deref(), Some("/test/a/target"));
+        assert_eq!(resolve("").as_deref(), Some("/test/a/b"));
+        assert_eq!(resolve("http://H:8080/z#f").as_deref(), Some("/z"));
+        assert_eq!(resolve("https://h:8080").as_deref(), Some("/"));
+        assert_eq!(resolve("//h:8080/n").as_deref(), Some("/n"));
+        assert_eq!(resolve("http://other/z"), None, "another host");
+        assert_eq!(resolve("http://h:9090/z"), None, "another port");
+        assert_eq!(resolve("//evil/z"), None);
+    }
+}
+
+#[cfg(test)]
 mod stale_if_error_tests {
     use super::*;
+    use crate::config::Config;
+    use http::header::CACHE_CONTROL;
 
-    /// A 60 s object, stored now.
-    fn object() -> CachedObject {
+    /// A 60 s object with this `Cache-Control`, stored now.
+    fn object(cache_control: &str) -> CachedObject {
+        let mut headers = HeaderMap::new();
+        headers.insert(CACHE_CONTROL, cache_control.parse().expect("value"));
         CachedObject::new(
             StatusCode::OK,
-            HeaderMap::new(),
+            headers,
             Bytes::from_static(b"copy"),
             Duration::from_secs(60),
             0,
@@ -317,46 +413,83 @@ mod stale_if_error_tests {
         Ok(response)
     }
 
-    fn served_stale(object: &CachedObject, status: u16) -> bool {
+    /// A behavior with this `cache` table.
+    fn behavior(cache: &str) -> BehaviorConfig {
+        let config: Config = format!(
+            "[origins.o]\ntype = \"http\"\ntargets = [\"http://127.0.0.1:1\"]\n\
+             [[behaviors]]\npath = \"*\"\norigin = \"o\"\ncache = {cache}\n"
+        )
+        .parse()
+        .expect("valid config");
+        config.behaviors[0].clone()
+    }
+
+    fn served_stale(behavior: &BehaviorConfig, object: &CachedObject, status: u16) -> bool {
         let ctx = RequestCtx::new(1, "127.0.0.1:1".parse().expect("address"));
         matches!(
-            stale_if_error(&ctx, Some(object), answer(status)),
+            stale_if_error(&ctx, behavior, Some(object), answer(status)),
             Ok(Fetched::Stale(_))
         )
     }
 
     #[test]
-    fn stale_copy_stands_in_for_a_day_past_its_freshness() {
-        let copy = object();
+    fn stale_copy_stands_in_for_origin_failures_only() {
+        let default = behavior("{}");
+        let copy = object("max-age=60");
         for status in [500, 502, 503, 504] {
-            assert!(served_stale(&copy, status), "{status}");
+            assert!(served_stale(&default, &copy, status), "{status}");
         }
         for status in [200, 304, 404, 501] {
             assert!(
-                !served_stale(&copy, status),
+                !served_stale(&default, &copy, status),
                 "{status} is not an origin failure"
             );
         }
+    }
+
+    #[test]
+    fn the_behavior_and_the_response_set_the_window() {
+        let off = behavior("{ stale_if_error = \"0s\" }");
+        assert!(!served_stale(&off, &object("max-age=60"), 503), "0s: off");
+        assert!(
+            served_stale(&off, &object("max-age=60, stale-if-error=30"), 503),
+            "the response's own window still holds"
+        );
+        let default = behavior("{}");
+        for cc in [
+            "max-age=60, must-revalidate",
+            "max-age=60, proxy-revalidate",
+            "max-age=60, s-maxage=60",
+            "no-cache",
+        ] {
+            assert!(!served_stale(&default, &object(cc), 503), "{cc}");
+        }
+    }
+
+    #[test]
+    fn the_default_window_is_a_day_past_freshness() {
+        let copy = object("max-age=60");
+        let default = behavior("{}");
+        let window = StaleWindows::of(&copy.headers, &default.cache).if_error;
+        assert_eq!(window, crate::config::DEFAULT_STALE_IF_ERROR);
         // The bound, at a `now` in the future: going back a day from the present would need a
         // machine up for a day (the monotonic clock starts at boot).
         let stale_by = |past: Duration| copy.stored_at + copy.ttl + past;
-        assert!(
-            within_stale_if_error(&copy, stale_by(Duration::from_secs(3600))),
-            "an hour past its freshness"
-        );
-        assert!(
-            within_stale_if_error(
-                &copy,
-                stale_by(DEFAULT_STALE_IF_ERROR - Duration::from_secs(60))
-            ),
-            "just under a day"
-        );
-        assert!(
-            !within_stale_if_error(
-                &copy,
-                stale_by(DEFAULT_STALE_IF_ERROR + Duration::from_secs(60))
-            ),
-            "over a day: the failure goes through"
-        );
+        let day = crate::config::DEFAULT_STALE_IF_ERROR;
+        assert!(stale::within(
+            &copy,
+            window,
+            stale_by(Duration::from_secs(3600))
+        ));
+        assert!(stale::within(
+            &copy,
+            window,
+            stale_by(day - Duration::from_secs(60))
+        ));
+        assert!(!stale::within(
+            &copy,
+            window,
+            stale_by(day + Duration::from_secs(60))
+        ));
     }
 }

@@ -22,11 +22,13 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use http::request::Parts;
-use http::{Request, Response};
+use http::{Request, Response, Version};
+use http_body_util::BodyExt;
 
 use crate::body::EdgeBody;
 use crate::cache::FlightOutcome;
 use crate::error::Error;
+use crate::interim::InterimSink;
 use crate::Node;
 use cache_lookup::CacheDecision;
 use cache_store::Fetched;
@@ -88,6 +90,8 @@ pub struct RequestCtx {
     pub ttl_override: Option<u64>,
     /// What the debug headers will report; `None` unless the request asked for them.
     pub debug: Option<Box<debug::DebugInfo>>,
+    /// Where an origin's 1xx interim responses go (set by the listener for viewer requests).
+    pub interim: Option<InterimSink>,
 }
 
 impl RequestCtx {
@@ -106,6 +110,7 @@ impl RequestCtx {
             cache_key_parts: Vec::new(),
             ttl_override: None,
             debug: None,
+            interim: None,
         }
     }
 
@@ -168,9 +173,21 @@ async fn run(
     };
     let (parts, body) = request.into_parts();
 
-    // Cache lookup: a fresh hit is answered at once; concurrent misses collapse into one fetch.
+    // Cache lookup: a fresh hit is answered at once, and so is a stale copy within its
+    // stale-while-revalidate window (revalidated in the background); concurrent misses
+    // collapse into one fetch.
     let (key, leader, stale) = match cache_lookup::lookup(node, behavior, ctx, &parts).await {
         CacheDecision::Hit(object) => {
+            let response = respond::from_cache(ctx, &parts, &object, CachePhase::Hit);
+            return viewer_response::run(node, ctx, &parts, response).await;
+        }
+        CacheDecision::Stale {
+            object,
+            revalidation,
+        } => {
+            if let Some(revalidation) = revalidation {
+                spawn_revalidation(node, ctx, &parts, revalidation);
+            }
             let response = respond::from_cache(ctx, &parts, &object, CachePhase::Hit);
             return viewer_response::run(node, ctx, &parts, response).await;
         }
@@ -192,10 +209,11 @@ async fn run(
     };
 
     // Origin fetch (a dropped leader releases collapsed waiters if this fails). An origin that
-    // fails while a stale copy exists gets the stale copy served instead (stale-if-error).
+    // fails while a stale copy may stand in gets the stale copy served instead (stale-if-error).
     let origin = origin_select::origin(node, ctx, behavior);
+    let forwarded = with_interim(ctx, &parts, forwarded);
     let fetched = origin_fetch::fetch(node, ctx, origin, forwarded).await;
-    let response = match cache_store::stale_if_error(ctx, stale.as_deref(), fetched)? {
+    let response = match cache_store::stale_if_error(ctx, behavior, stale.as_deref(), fetched)? {
         Fetched::Response(response) => response,
         Fetched::Stale(object) => {
             let response = respond::from_cache(ctx, &parts, object, CachePhase::Hit);
@@ -244,7 +262,88 @@ async fn pass(
         }
     };
     let origin = origin_select::origin(node, ctx, behavior);
+    let forwarded = with_interim(ctx, parts, forwarded);
     let response = origin_fetch::fetch(node, ctx, origin, forwarded).await?;
+    // A successful unsafe request changed what the origin holds: stored copies go.
+    cache_store::invalidate_after_unsafe(node, ctx, parts, &response);
     let response = origin_response::run(node, ctx, parts, response).await?;
     viewer_response::run(node, ctx, parts, response).await
+}
+
+/// Lets the origin's 1xx interim responses reach the viewer, which must not get them over
+/// HTTP/1.0 (RFC 9110 §15.2).
+fn with_interim(
+    ctx: &RequestCtx,
+    parts: &Parts,
+    mut forwarded: origin_request::OriginRequest,
+) -> origin_request::OriginRequest {
+    if let Some(sink) = ctx
+        .interim
+        .as_ref()
+        .filter(|_| parts.version >= Version::HTTP_11)
+    {
+        forwarded.request.extensions_mut().insert(sink.clone());
+    }
+    forwarded
+}
+
+/// Starts the background revalidation of a stale object that was just served
+/// (`stale-while-revalidate`): the fill path of [`run`] without a viewer. It runs the
+/// origin-facing functions as a fill would, and leads the key's flight until it is done, so
+/// there is one per object at a time.
+fn spawn_revalidation(
+    node: &Node,
+    ctx: &RequestCtx,
+    parts: &Parts,
+    revalidation: cache_lookup::Revalidation,
+) {
+    let Some(index) = ctx.behavior else {
+        return;
+    };
+    let node = node.clone();
+    let parts = parts.clone();
+    let mut background = RequestCtx::new(ctx.id, ctx.viewer);
+    background.behavior = ctx.behavior;
+    background.origin_override = ctx.origin_override;
+    tokio::spawn(async move {
+        let behavior = &node.config.behaviors[index];
+        let id = background.id;
+        if let Err(error) = revalidate(&node, &mut background, behavior, &parts, revalidation).await
+        {
+            tracing::warn!(request = id, error = %error, "background revalidation failed; the stale copy stays");
+        }
+    });
+}
+
+async fn revalidate(
+    node: &Node,
+    ctx: &mut RequestCtx,
+    behavior: &crate::config::BehaviorConfig,
+    parts: &Parts,
+    revalidation: cache_lookup::Revalidation,
+) -> Result<(), Error> {
+    let cache_lookup::Revalidation { key, leader, stale } = revalidation;
+    let forwarded = origin_request::prepare(ctx, parts, EdgeBody::Empty, Some(Some(&stale)));
+    let forwarded = match origin_request::run(node, ctx, forwarded).await? {
+        Forward::Fetch(forwarded) => forwarded,
+        // A generated answer is for a viewer; there is none, and nothing to store.
+        Forward::Respond(_) => return Ok(()),
+    };
+    let origin = origin_select::origin(node, ctx, behavior);
+    let response = origin_fetch::fetch(node, ctx, origin, forwarded).await?;
+    // A failing origin leaves the stale copy in place (the dropped leader releases waiters).
+    if cache_store::is_origin_failure(response.status()) {
+        return Ok(());
+    }
+    let response = origin_response::run(node, ctx, parts, response).await?;
+    if let Some(refreshed) =
+        cache_store::refresh(node, behavior, &key, parts, Some(&stale), &response)
+    {
+        leader.finish(FlightOutcome::Stored(refreshed));
+        return Ok(());
+    }
+    let response = cache_store::store(node, behavior, ctx, key, Some(leader), parts, response);
+    // Reading the body to its end is what completes the stored object.
+    let _ = response.into_body().collect().await;
+    Ok(())
 }

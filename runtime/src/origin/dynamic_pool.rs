@@ -21,6 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use super::Error;
 use crate::body::EdgeBody;
 use crate::config::Target;
+use crate::interim::InterimSink;
 
 /// How long a failed target is skipped; long enough not to pay a failed connect per request,
 /// short enough that a restarted app is back in rotation quickly.
@@ -214,6 +215,14 @@ impl DynamicPool {
         *request.headers_mut() = parts.headers.clone();
         if let Ok(host) = HeaderValue::from_str(target.authority.as_str()) {
             request.headers_mut().insert(HOST, host);
+        }
+        // hyper's client hands 1xx interim responses to this callback and returns only the
+        // final response, which alone is stored.
+        if let Some(sink) = parts.extensions.get::<InterimSink>() {
+            let sink = sink.clone();
+            hyper::ext::on_informational(&mut request, move |interim| {
+                sink.forward(interim.status(), interim.headers());
+            });
         }
         request
     }
