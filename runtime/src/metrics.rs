@@ -94,6 +94,14 @@ struct FunctionLabels {
     event: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReplayLabels {
+    function: String,
+    event: &'static str,
+    /// `replayed` or `ran`.
+    result: &'static str,
+}
+
 fn latency_histogram() -> Histogram {
     // 50 µs to ~26 s: function calls at the low end, slow origins at the high end.
     Histogram::new(exponential_buckets(0.00005, 2.0, 20))
@@ -108,6 +116,9 @@ pub struct Metrics {
     invocations: Family<FunctionLabels, Counter>,
     errors: Family<FunctionLabels, Counter>,
     function_duration: Family<FunctionLabels, Histogram>,
+    replays: Family<ReplayLabels, Counter>,
+    recorded: Family<FunctionLabels, Counter>,
+    trees_dropped: Family<FunctionLabels, Counter>,
     hit_ratio: Gauge<f64, AtomicU64>,
     cache_objects: Gauge,
     cache_bytes: Gauge,
@@ -179,6 +190,24 @@ impl Metrics {
             "Edge function invocation time, instantiation included",
             function_duration.clone(),
         );
+        let replays = Family::<ReplayLabels, Counter>::default();
+        registry.register(
+            "function_replays",
+            "Edge function invocations by whether the recorded decision was replayed or the guest ran",
+            replays.clone(),
+        );
+        let recorded = Family::<FunctionLabels, Counter>::default();
+        registry.register(
+            "function_recorded",
+            "Fresh runs whose path was added to the function's decision tree",
+            recorded.clone(),
+        );
+        let trees_dropped = Family::<FunctionLabels, Counter>::default();
+        registry.register(
+            "function_trees_dropped",
+            "Decision trees dropped because they kept missing or outgrew replay_memory",
+            trees_dropped.clone(),
+        );
         let hit_ratio = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "cache_hit_ratio",
@@ -205,6 +234,9 @@ impl Metrics {
             invocations,
             errors,
             function_duration,
+            replays,
+            recorded,
+            trees_dropped,
             hit_ratio,
             cache_objects,
             cache_bytes,
@@ -245,6 +277,39 @@ impl Metrics {
         self.function_duration
             .get_or_create(&labels)
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records what decision replay did with an invocation (`wasm::replay`).
+    pub fn function_replay(
+        &self,
+        function: &str,
+        event: &'static str,
+        replay: crate::wasm::replay::Replay,
+        recorded: crate::wasm::replay::Recorded,
+    ) {
+        let result = match replay {
+            crate::wasm::replay::Replay::Replayed => "replayed",
+            crate::wasm::replay::Replay::Ran => "ran",
+        };
+        self.replays
+            .get_or_create(&ReplayLabels {
+                function: function.to_owned(),
+                event,
+                result,
+            })
+            .inc();
+        if recorded.added || recorded.dropped {
+            let labels = FunctionLabels {
+                function: function.to_owned(),
+                event,
+            };
+            if recorded.added {
+                self.recorded.get_or_create(&labels).inc();
+            }
+            if recorded.dropped {
+                self.trees_dropped.get_or_create(&labels).inc();
+            }
+        }
     }
 
     /// The text exposition, with cache gauges read from `store` now.
