@@ -200,15 +200,11 @@ async fn run(
 ) -> Invoked {
     let started = std::time::Instant::now();
     let invoked = invoke::run(engine, function, event, ctx.id, input).await;
-    node.metrics.function(
+    node.metrics.function_invocation(
         &function.name,
         event.export_name(),
         started.elapsed(),
         invoked.result.is_err(),
-    );
-    node.metrics.function_replay(
-        &function.name,
-        event.export_name(),
         invoked.replay,
         invoked.recorded,
     );
