@@ -51,6 +51,10 @@ impl Function {
         Function {
             name: Arc::from(config.name.as_str()),
             pre,
+            trees: config
+                .limits
+                .replay
+                .then(|| Trees::new(config.limits.replay_memory, events.len())),
             events,
             initialize: module.get_export_index("_initialize"),
             memory: module.get_export_index("memory"),
@@ -59,10 +63,6 @@ impl Function {
             hash,
             size,
             slow: AtomicBool::new(false),
-            trees: config
-                .limits
-                .replay
-                .then(|| Trees::new(config.limits.replay_memory)),
         }
     }
 

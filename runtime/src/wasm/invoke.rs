@@ -2,10 +2,11 @@
 //! its memory limit and CPU deadline, the entry point called once, everything dropped after.
 //! Nothing a guest does can panic the host; every failure is an [`Error`].
 //!
-//! [`run`] is what the node's flow calls: the invocation runs inline on the async worker and
-//! moves to the [`slow_lane`](super::slow_lane) if it runs past its first milliseconds.
-//! [`invoke`] runs one to completion on the calling thread (the admin `test` call,
-//! `edge test-function`, benchmarks).
+//! [`run`] is what the node's flow calls: the recorded decision is replayed when the function's
+//! decision tree has the path ([`replay`](super::replay)); otherwise the invocation runs inline
+//! on the async worker (recorded) and moves to the [`slow_lane`](super::slow_lane) if it runs
+//! past its first milliseconds. [`invoke`] runs one to completion on the calling thread (the
+//! admin `test` call, `edge test-function`), never replayed.
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;

@@ -237,11 +237,12 @@ pub struct Trees {
 }
 
 impl Trees {
-    /// Trees for a function that may use `memory` bytes for all of them.
-    pub fn new(memory: usize) -> Self {
+    /// Trees for a function that may use `memory` bytes for all of them, shared evenly by
+    /// the `events` it handles.
+    pub fn new(memory: usize, events: usize) -> Self {
         Trees {
             slots: Default::default(),
-            budget: memory / 4,
+            budget: memory / events.max(1),
         }
     }
 
@@ -633,6 +634,37 @@ mod tests {
         });
         assert!(dropped);
         assert_eq!(recorded, 0);
+    }
+
+    #[test]
+    fn a_tree_never_holds_more_than_replay_memory() {
+        let f = Fixture::new();
+        let config = FunctionConfig {
+            name: "t".into(),
+            module: "inline.wat".into(),
+            limits: FunctionLimits {
+                replay_memory: 2048,
+                ..FunctionLimits::default()
+            },
+        };
+        let wat = guest(&format!(
+            "(drop (call $get (i32.const 32) (i32.const 4) (i32.const 1024) (i32.const 256) (i32.const 1020)))
+             {COPY_TO_OUT}
+             (i32.const 0)"
+        ));
+        let function = Arc::new(f.engine.load(&config, wat.as_bytes()).expect("loads"));
+        let trees = function.trees.as_ref().expect("replay on");
+        let mut dropped = 0;
+        // Ten values, each repeated: most requests replay (the tree is not judged a failure),
+        // but the paths together need more than 2 KiB.
+        for i in 0..100 {
+            let value = format!("{:0>100}", i % 10);
+            let invoked = f.run(&function, &[("x-in", &value)], "127.0.0.1");
+            assert_eq!(values(&invoked, "x-out"), [value]);
+            dropped += usize::from(invoked.recorded.dropped);
+            assert!(trees.bytes(Event::ViewerRequest) <= 2048);
+        }
+        assert!(dropped > 0, "the tree outgrew its memory and started over");
     }
 
     #[test]
