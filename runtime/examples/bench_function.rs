@@ -477,7 +477,11 @@ fn breakdown(
             upto(Stage::Call)
         }),
         Samples::measure("viewer-request on one reused instance", w, n, || {
-            black_box(reused.call(request(headers)).expect("viewer-request runs"));
+            black_box(
+                reused
+                    .call(engine, request(headers))
+                    .expect("viewer-request runs"),
+            );
         }),
     ];
     println!("breakdown of a fresh run (each stage includes the ones above it):");

@@ -347,6 +347,8 @@ fn attempt(
     state: HostState,
     budget: Budget,
 ) -> Attempt {
+    // Before the store and its deadline: the epoch must be ticking when the guest starts.
+    let _running = engine.running();
     let mut store = Store::new(engine.engine(), state);
     store.limiter(|s| &mut s.limiter);
     let limit = function.limits.cpu;
@@ -627,6 +629,40 @@ mod tests {
         );
         assert_eq!(invoked.request.headers["x-a"], "1");
         assert!(invoked.output.lines().is_empty(), "no WASI call, no output");
+    }
+
+    #[test]
+    fn a_runaway_guest_is_stopped_after_the_epoch_ticker_has_parked() {
+        let engine = FunctionEngine::new(16 << 20, None).expect("engine");
+        let mut looping = config("loop");
+        looping.limits.cpu = Duration::from_millis(20);
+        let function = engine
+            .load(
+                &looping,
+                br#"(module (memory (export "memory") 1)
+                  (func (export "viewer-request") (result i32) (loop (br 0)) (i32.const 0)))"#,
+            )
+            .expect("loads");
+        // No guest has run: the ticker parks after its idle ticks (bounded wait).
+        let parked = (0..500).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            engine.ticker_parked()
+        });
+        assert!(parked, "the ticker parks while no guest runs");
+        // On another thread, so that a guest nothing stops fails the test instead of hanging it.
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let invoked = invoke(&engine, &function, Event::ViewerRequest, 1, input());
+            let _ = done.send(invoked.result);
+        });
+        let result = result
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the guest is stopped within seconds, not left spinning");
+        assert!(
+            matches!(result, Err(Error::CpuLimit { .. })),
+            "the guest woke the ticker and was stopped at its limit: {:?}",
+            result.err()
+        );
     }
 
     #[test]

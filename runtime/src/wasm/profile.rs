@@ -63,6 +63,7 @@ pub fn run_until(
         drop(std::hint::black_box(state));
         return Ok(None);
     }
+    let _running = engine.running();
     let mut store = store(engine, state);
     if stage == Stage::Store {
         return Ok(None);
@@ -107,7 +108,8 @@ impl Reused {
     }
 
     /// Calls the entry point again, on `request`.
-    pub fn call(&mut self, request: RequestView) -> wasmtime::Result<i32> {
+    pub fn call(&mut self, engine: &FunctionEngine, request: RequestView) -> wasmtime::Result<i32> {
+        let _running = engine.running();
         self.store.data_mut().request = Tracked::new(request);
         // The deadline counts from when it is set; a long-lived store needs it per call.
         self.store.set_epoch_deadline(DEADLINE_TICKS);
