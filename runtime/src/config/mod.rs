@@ -1312,6 +1312,28 @@ cache_key = { query = "none" }
             "{e}"
         );
     }
+
+    #[test]
+    fn replay_is_on_by_default_and_set_per_function() {
+        let limits = |extra: &str| -> FunctionLimits {
+            let config: Config =
+                format!("{EXAMPLE}\n[functions.f]\nmodule = \"Cargo.toml\"\n{extra}")
+                    .parse()
+                    .expect("valid config");
+            let f = config.functions.iter().find(|f| f.name == "f").expect("f");
+            f.limits.clone()
+        };
+        let default = limits("");
+        assert!(default.replay);
+        assert_eq!(default.replay_memory, DEFAULT_REPLAY_MEMORY as usize);
+        let set = limits("replay = false\nreplay_memory = \"64 KiB\"\n");
+        assert!(!set.replay);
+        assert_eq!(set.replay_memory, 64 * 1024);
+        let e = err(&format!(
+            "{EXAMPLE}\n[functions.f]\nmodule = \"Cargo.toml\"\nreplay_memory = \"lots\"\n"
+        ));
+        assert!(e.contains("`functions.f.replay_memory`"), "{e}");
+    }
 }
 
 #[cfg(test)]
