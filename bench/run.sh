@@ -661,7 +661,18 @@ if [[ -n "${RPS[edge+router-1k]:-}" ]]; then
         added="$(sed -n 's/^router adds \([0-9.]*\) µs at p50.*: \(.*\)$/\2 (\1 µs)/p' \
             "$WORK/micro-backtrace-$backtrace.txt")"
         echo "Bar: router adds ≤ 15 µs per request at p50 (RUST_BACKTRACE=$backtrace) — ${added:-not found in the output}"
+        # Decision replay (runtime/src/wasm/replay.rs): "replayed router adds X µs at p50 (...); bar ≤ 1 µs: MET"
+        # and "never-repeating inputs with replay on cost X (...); bar ≤ 1.10x: MET".
+        replayed="$(sed -n 's/^replayed router adds \([0-9.]*\) µs at p50.*: \(.*\)$/\2 (\1 µs)/p' \
+            "$WORK/micro-backtrace-$backtrace.txt")"
+        echo "Bar: replayed router adds ≤ 1 µs at p50 (RUST_BACKTRACE=$backtrace) — ${replayed:-not found in the output}"
+        never="$(sed -n 's/^never-repeating inputs with replay on cost \([0-9.]*x\) .*: \(.*\)$/\2 (\1)/p' \
+            "$WORK/micro-backtrace-$backtrace.txt")"
+        echo "Bar: never-repeating inputs cost ≤ 1.10× with replay on (RUST_BACKTRACE=$backtrace) — ${never:-not found in the output}"
     done
+    verdict="$(awk -v a="${RPS[edge+router-1k]}" -v b="${RPS[edge-1k]}" \
+        'BEGIN { r = a / b; printf "%s (%.2f×)", (r >= 0.9 ? "MET" : "NOT MET"), r }')"
+    echo "Bar: edge+router 1 KiB hit ≥ 0.9× edge req/s with decision replay — $verdict"
     isolated="$(sed -n 's/^bar: .*: \(.*\)$/\1/p' "$WORK/isolation.txt")"
     echo "Bar: function-less p50 ≤ 2 ms while 8 clients flood a spinning function — ${isolated:-not found in the output}"
 else

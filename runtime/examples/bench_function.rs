@@ -16,11 +16,18 @@
 //! A baseline loop does step 1 and drops the request; the difference of the two at p50 is what
 //! the function adds per request (the bar: 15 µs). In the node the request already exists
 //! (hyper parsed it), so step 1 is not a cost of the function; it is in both loops only so that
-//! they differ by exactly the function's work.
+//! they differ by exactly the function's work. That loop runs the router with decision replay
+//! off (`replay = false`: the guest runs every time); a second loop runs it as the node does by
+//! default, where every request after the first is replayed from the recorded decision
+//! (`wasm::replay`; the bar: ≤ 1 µs over the baseline at p50). A third pair of loops sends
+//! requests whose inputs never repeat (a new query string each time, which the router reads),
+//! with replay on and off, interleaved call by call: replay may cost at most 10 % more there
+//! (the bar; the mean of the fastest 99 % of each, since on a shared machine the slowest calls
+//! are preemptions by other processes).
 //!
-//! A breakdown then times the parts separately on the same engine (`HostState::new` alone,
-//! `Store::new` alone, `Store::new` + instantiate, + `_initialize`, + the entry point), with the
-//! same pre-linked module built from the engine's own linker setup, to show where the time goes.
+//! A breakdown then times the parts of a fresh run separately (`wasm::profile`: host state
+//! alone, + `Store::new`, + instantiate, + `_initialize`, + the entry point), to show where the
+//! time goes.
 //!
 //! Usage: `bench_function [ROUTER.wasm] [--iterations N] [--warmup N]`; the module defaults to
 //! `target/wasm32-wasip1/wasm/router.wasm` (build it with
@@ -38,14 +45,13 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use clap::Parser;
 use edge_runtime::wasm::invoke::{self, Decision, Input};
-use edge_runtime::wasm::slow_lane::INLINE_TICKS;
-use edge_runtime::wasm::state::{HostState, RequestView, Tracked};
-use edge_runtime::wasm::FunctionEngine;
+use edge_runtime::wasm::profile::{self, Reused, Stage};
+use edge_runtime::wasm::replay::Replay;
+use edge_runtime::wasm::{Function, FunctionEngine, RequestView};
 use edge_runtime::Config;
 use edge_sdk::abi::Event;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Uri};
-use wasmtime::{InstancePre, Linker, Module, Store};
 
 /// Command-line arguments.
 #[derive(Parser, Debug)]
@@ -151,6 +157,48 @@ impl Samples {
         Samples { name, ns }
     }
 
+    /// Runs two loops interleaved, call by call (`f(0)`, `f(1)`, `f(0)`, ...), so that a
+    /// disturbance on a busy machine hits both alike: one set of samples per loop.
+    fn measure_interleaved(
+        names: [&'static str; 2],
+        warmup: usize,
+        iterations: usize,
+        mut f: impl FnMut(usize),
+    ) -> [Self; 2] {
+        for i in 0..warmup * 2 {
+            f(i % 2);
+        }
+        let mut ns = [
+            Vec::with_capacity(iterations),
+            Vec::with_capacity(iterations),
+        ];
+        for i in 0..iterations * 2 {
+            let start = Instant::now();
+            f(i % 2);
+            ns[i % 2].push(start.elapsed().as_nanos() as u64);
+        }
+        let [mut a, mut b] = ns;
+        a.sort_unstable();
+        b.sort_unstable();
+        [
+            Samples {
+                name: names[0],
+                ns: a,
+            },
+            Samples {
+                name: names[1],
+                ns: b,
+            },
+        ]
+    }
+
+    /// The mean in µs of the fastest 99 % of the samples: the slowest are preemptions by other
+    /// processes, which on a shared machine would decide a plain mean.
+    fn trimmed_mean(&self) -> f64 {
+        let kept = &self.ns[..(self.ns.len() * 99).div_ceil(100)];
+        kept.iter().sum::<u64>() as f64 / kept.len() as f64 / 1000.0
+    }
+
     /// The `p`-th percentile in µs (nearest rank).
     fn percentile(&self, p: f64) -> f64 {
         let rank = ((p / 100.0) * self.ns.len() as f64).ceil() as usize;
@@ -194,13 +242,20 @@ fn main() -> Result<()> {
         FunctionEngine::new(function_config.limits.memory, None)
             .context("cannot create the function engine")?,
     );
-    let function = Arc::new(
-        engine
-            .load(function_config, &bytes)
-            .context("cannot load the router module")?,
-    );
+    let load = |replay: bool| -> Result<Arc<Function>> {
+        let mut function_config = function_config.clone();
+        function_config.limits.replay = replay;
+        Ok(Arc::new(
+            engine
+                .load(&function_config, &bytes)
+                .context("cannot load the router module")?,
+        ))
+    };
+    // Two versions of the same module: one never replays, one replays as the node does.
+    let fresh = load(false)?;
+    let replayed = load(true)?;
     ensure!(
-        function.handles(Event::ViewerRequest),
+        fresh.handles(Event::ViewerRequest),
         "{} has no viewer-request entry point",
         args.module.display()
     );
@@ -223,10 +278,10 @@ fn main() -> Result<()> {
         response: None,
         kv: None,
     };
-    let run_once = |id: u64| -> Result<RequestView> {
+    let run_once = |function: &Arc<Function>, id: u64| -> Result<(RequestView, Replay)> {
         let (invoked, _) = finish(invoke::run(
             &engine,
-            &function,
+            function,
             Event::ViewerRequest,
             id,
             input(request(&headers)),
@@ -242,18 +297,26 @@ fn main() -> Result<()> {
             invoked.origin,
             invoked.logs
         );
-        Ok(invoked.request)
+        Ok((invoked.request, invoked.replay))
     };
-    let changed = run_once(0)?;
+    let (changed, _) = run_once(&fresh, 0)?;
     ensure!(
         changed.uri == PATH,
         "the router rewrote {PATH} to {}",
         changed.uri
     );
+    // The first run records the decision; the second must replay it, with the same result.
+    run_once(&replayed, 0)?;
+    let (again, how) = run_once(&replayed, 0)?;
+    ensure!(
+        how == Replay::Replayed && again.uri == PATH,
+        "the second run was not replayed ({how:?}) or changed the request ({})",
+        again.uri
+    );
 
     println!(
         "router ({} bytes, {}) for GET {PATH} with {} headers; {} iterations after {} warm-up, single thread; RUST_BACKTRACE={}",
-        function.size,
+        fresh.size,
         args.module.display(),
         HEADERS.len(),
         args.iterations,
@@ -269,35 +332,66 @@ fn main() -> Result<()> {
     );
     let mut id = 0u64;
     let mut moved = 0usize;
+    let mut replays = 0usize;
+    // What `run_request_event` does: move the request in, invoke, take it back out.
+    let mut through = |function: &Arc<Function>, view: RequestView| {
+        id += 1;
+        let (invoked, went_slow) = finish(invoke::run(
+            &engine,
+            function,
+            Event::ViewerRequest,
+            id,
+            input(view),
+        ));
+        moved += usize::from(went_slow);
+        replays += usize::from(invoked.replay == Replay::Replayed);
+        let decision = black_box(invoked.result).expect("checked by the first run");
+        let request = invoked.request;
+        black_box((
+            decision,
+            request.method,
+            request.uri,
+            request.headers,
+            invoked.origin,
+        ));
+    };
     let with_router = Samples::measure(
-        "request through the router (as the node)",
+        "router, guest runs (replay = false)",
         args.warmup,
         args.iterations,
-        || {
-            id += 1;
-            // What `run_request_event` does: move the request in, invoke, take it back out.
-            let view = request(&headers);
-            let (invoked, went_slow) = finish(invoke::run(
-                &engine,
-                &function,
-                Event::ViewerRequest,
-                id,
-                input(view),
-            ));
-            moved += usize::from(went_slow);
-            let decision = black_box(invoked.result).expect("checked by the first run");
-            let request = invoked.request;
-            black_box((
-                decision,
-                request.method,
-                request.uri,
-                request.headers,
-                invoked.origin,
-            ));
+        || through(&fresh, request(&headers)),
+    );
+    let with_replay = Samples::measure(
+        "router, replayed (the node's default)",
+        args.warmup,
+        args.iterations,
+        || through(&replayed, request(&headers)),
+    );
+    // Inputs that never repeat: a query string the router reads, new for every request.
+    let mut n = 0u64;
+    let mut unique = || {
+        n += 1;
+        let mut view = request(&headers);
+        view.uri = format!("{PATH}?v={n}").parse().expect("a valid URI");
+        view
+    };
+    let [never_off, never_on] = Samples::measure_interleaved(
+        [
+            "never-repeating inputs, replay = false",
+            "never-repeating inputs, replay on",
+        ],
+        args.warmup,
+        args.iterations,
+        |which| {
+            let view = unique();
+            through(if which == 0 { &fresh } else { &replayed }, view)
         },
     );
     baseline.print();
     with_router.print();
+    with_replay.print();
+    never_off.print();
+    never_on.print();
     if moved > 0 {
         println!(
             "  ({moved} of the router's runs went past the inline deadline to the slow lane: the CPU was taken by another process)"
@@ -309,18 +403,21 @@ fn main() -> Result<()> {
         with_router.mean() - baseline.mean(),
         if added <= 15.0 { "MET" } else { "NOT MET" }
     );
+    let replay_added = with_replay.percentile(50.0) - baseline.percentile(50.0);
+    println!(
+        "replayed router adds {replay_added:.2} µs at p50 (mean {:.2} µs; {replays} replays in all loops); bar ≤ 1 µs: {}",
+        with_replay.mean() - baseline.mean(),
+        if replay_added <= 1.0 { "MET" } else { "NOT MET" }
+    );
+    let never = never_on.trimmed_mean() / never_off.trimmed_mean();
+    println!(
+        "never-repeating inputs with replay on cost {never:.3}x replay off (mean of the fastest 99 %, interleaved; p50 {:.3}x); bar ≤ 1.10x: {}",
+        never_on.percentile(50.0) / never_off.percentile(50.0),
+        if never <= 1.10 { "MET" } else { "NOT MET" }
+    );
 
-    breakdown(
-        &args,
-        &engine,
-        &bytes,
-        &config,
-        &headers,
-        client_ip,
-        function_config,
-    )
+    breakdown(&args, &engine, &fresh, &config, &headers, client_ip)
 }
-
 /// Runs `future` to its end on this thread: its output, and whether it was not ready at the
 /// first poll (the invocation ran past the inline deadline, e.g. because another process took
 /// the CPU, and went to the slow lane; there is no async runtime here, so wait for it).
@@ -340,122 +437,54 @@ fn finish<F: Future>(future: F) -> (F::Output, bool) {
     }
 }
 
-/// Times the parts of one invocation separately. The runtime keeps the function's
-/// `InstancePre` private, so this builds an equivalent one: the same engine, a linker with the
-/// same host calls (`abi::add_to_linker`), the same module. The limits and epoch deadline are
-/// set as an inline invocation sets them.
+/// Times the parts of one fresh run separately (`wasm::profile`).
 fn breakdown(
     args: &Args,
     engine: &FunctionEngine,
-    bytes: &[u8],
+    function: &Function,
     config: &Arc<Config>,
     headers: &[(HeaderName, HeaderValue)],
     client_ip: IpAddr,
-    function_config: &edge_runtime::config::FunctionConfig,
 ) -> Result<()> {
-    let mut linker = Linker::new(engine.engine());
-    edge_runtime::wasm::abi::add_to_linker(&mut linker)
-        .map_err(|e| anyhow!("cannot link the host calls: {e:#}"))?;
-    let wasm = wat::parse_bytes(bytes).context("the module is not WebAssembly")?;
-    let module = Module::new(engine.engine(), &wasm)
-        .map_err(|e| anyhow!("the module does not compile: {e:#}"))?;
-    let pre: InstancePre<HostState> = linker
-        .instantiate_pre(&module)
-        .map_err(|e| anyhow!("the module does not link: {e:#}"))?;
-    let has_initialize = module.get_export("_initialize").is_some();
-    let limits = &function_config.limits;
-    let new_state = || {
-        let mut state = HostState::new(Arc::clone(config), request(headers), client_ip, None);
-        state.event = Event::ViewerRequest;
-        state.limiter.limit = limits.memory;
-        state
+    let input = || Input {
+        config: Arc::clone(config),
+        request: request(headers),
+        client_ip,
+        response: None,
+        kv: None,
     };
-    let deadline = INLINE_TICKS;
-    let new_store = |state: HostState| {
-        let mut store = Store::new(engine.engine(), state);
-        store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(deadline);
-        store
+    let event = Event::ViewerRequest;
+    let upto = |stage| {
+        black_box(
+            profile::run_until(engine, function, event, input(), stage).expect("the router runs"),
+        );
     };
-    // Stages of one invocation; each includes the ones before it.
-    #[derive(Clone, Copy, PartialEq, PartialOrd)]
-    enum Upto {
-        Instantiate,
-        Initialize,
-        Call,
-    }
-    let run = |upto: Upto| {
-        let mut store = new_store(new_state());
-        let instance = pre.instantiate(&mut store).expect("instantiates");
-        store.data_mut().memory = instance.get_memory(&mut store, "memory");
-        if upto >= Upto::Initialize && has_initialize {
-            instance
-                .get_typed_func::<(), ()>(&mut store, "_initialize")
-                .expect("checked at load")
-                .call(&mut store, ())
-                .expect("_initialize runs");
-        }
-        if upto >= Upto::Call {
-            let result = instance
-                .get_typed_func::<(), i32>(&mut store, "viewer-request")
-                .expect("checked at load")
-                .call(&mut store, ())
-                .expect("viewer-request runs");
-            black_box(result);
-        }
-        black_box(store.into_data());
-    };
-    // A single instance reused for every call: not the node's model (state would leak between
-    // requests), only to separate the guest's own run time from instance setup.
-    let mut reused = new_store(new_state());
-    let instance = pre
-        .instantiate(&mut reused)
+    let mut reused = Reused::new(engine, function, event, input())
         .map_err(|e| anyhow!("cannot instantiate: {e:#}"))?;
-    reused.data_mut().memory = instance.get_memory(&mut reused, "memory");
-    if has_initialize {
-        instance
-            .get_typed_func::<(), ()>(&mut reused, "_initialize")
-            .and_then(|f| f.call(&mut reused, ()))
-            .map_err(|e| anyhow!("_initialize failed: {e:#}"))?;
-    }
-    let entry = instance
-        .get_typed_func::<(), i32>(&mut reused, "viewer-request")
-        .map_err(|e| anyhow!("no viewer-request export: {e:#}"))?;
-
     let (w, n) = (args.warmup, args.iterations);
     let stages = [
-        Samples::measure("HostState::new (incl. RequestView), drop", w, n, || {
-            black_box(new_state());
+        Samples::measure("host state (incl. RequestView), drop", w, n, || {
+            upto(Stage::State)
         }),
-        Samples::measure("  + Store::new, drop", w, n, || {
-            black_box(new_store(new_state()).into_data());
-        }),
+        Samples::measure("  + Store::new, drop", w, n, || upto(Stage::Store)),
         Samples::measure("  + instantiate (InstancePre, pooling)", w, n, || {
-            run(Upto::Instantiate)
+            upto(Stage::Instantiate)
         }),
-        Samples::measure(
-            if has_initialize {
-                "  + _initialize"
-            } else {
-                "  + _initialize (module has none)"
-            },
-            w,
-            n,
-            || run(Upto::Initialize),
-        ),
-        Samples::measure("  + viewer-request call (= invoke)", w, n, || {
-            run(Upto::Call)
+        Samples::measure("  + _initialize (if exported)", w, n, || {
+            upto(Stage::Initialize)
+        }),
+        Samples::measure("  + viewer-request call (= a fresh run)", w, n, || {
+            upto(Stage::Call)
         }),
         Samples::measure("viewer-request on one reused instance", w, n, || {
-            reused.data_mut().request = Tracked::new(request(headers));
-            // The deadline counts from when it is set; a long-lived store needs it per call.
-            reused.set_epoch_deadline(deadline);
-            black_box(entry.call(&mut reused, ()).expect("viewer-request runs"));
+            black_box(
+                reused
+                    .call(engine, request(headers))
+                    .expect("viewer-request runs"),
+            );
         }),
     ];
-    println!(
-        "breakdown (each stage includes the ones above it; same engine, an equivalent InstancePre; module exports _initialize: {has_initialize}):"
-    );
+    println!("breakdown of a fresh run (each stage includes the ones above it):");
     for stage in &stages {
         stage.print();
     }

@@ -18,6 +18,7 @@ mod kv;
 mod malformed;
 mod operations;
 mod privacy;
+mod replay;
 mod routing;
 mod stale;
 mod static_origin;

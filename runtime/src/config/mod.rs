@@ -43,6 +43,9 @@ pub const DEFAULT_FUNCTION_CPU: Duration = Duration::from_millis(5);
 pub const DEFAULT_MAX_MODULE_SIZE: u64 = 8 * 1024 * 1024;
 /// Largest response body a function may read or write.
 pub const DEFAULT_BODY_LIMIT: u64 = 1024 * 1024;
+/// Memory a function's decision trees may hold (`replay_memory`): a path of a router costs a
+/// few hundred bytes, so this keeps thousands of distinct requests, small beside the cache.
+pub const DEFAULT_REPLAY_MEMORY: u64 = 4 * 1024 * 1024;
 
 /// Request line plus headers a viewer may send: nginx's `large_client_header_buffers` (4 × 8k),
 /// room for big cookies and tokens, yet a connection cannot make the node buffer much.
@@ -137,7 +140,7 @@ pub struct FunctionConfig {
     pub limits: FunctionLimits,
 }
 
-/// A function's resource limits.
+/// A function's resource limits, and its decision replay settings (`wasm::replay`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FunctionLimits {
     /// Linear memory, bytes.
@@ -148,6 +151,10 @@ pub struct FunctionLimits {
     pub max_module_size: usize,
     /// Largest body read or written, bytes.
     pub body_limit: usize,
+    /// Whether invocations are recorded and replayed (`replay`, on by default).
+    pub replay: bool,
+    /// Memory the function's decision trees may hold, bytes (`replay_memory`).
+    pub replay_memory: usize,
 }
 
 impl Default for FunctionLimits {
@@ -157,6 +164,8 @@ impl Default for FunctionLimits {
             cpu: DEFAULT_FUNCTION_CPU,
             max_module_size: DEFAULT_MAX_MODULE_SIZE as usize,
             body_limit: DEFAULT_BODY_LIMIT as usize,
+            replay: true,
+            replay_memory: DEFAULT_REPLAY_MEMORY as usize,
         }
     }
 }
@@ -733,6 +742,11 @@ impl Validator<'_> {
                 defaults.max_module_size,
             )?,
             body_limit: size(&raw.body_limit, "body_limit", defaults.body_limit)?,
+            replay: raw
+                .replay
+                .as_ref()
+                .map_or(defaults.replay, |r| *r.get_ref()),
+            replay_memory: size(&raw.replay_memory, "replay_memory", defaults.replay_memory)?,
         };
         if limits.cpu.is_zero() {
             let at = raw
@@ -1370,6 +1384,28 @@ cache_key = { query = "none" }
             e.contains("`functions.f.cpu_limit`: must be more than zero"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn replay_is_on_by_default_and_set_per_function() {
+        let limits = |extra: &str| -> FunctionLimits {
+            let config: Config =
+                format!("{EXAMPLE}\n[functions.f]\nmodule = \"Cargo.toml\"\n{extra}")
+                    .parse()
+                    .expect("valid config");
+            let f = config.functions.iter().find(|f| f.name == "f").expect("f");
+            f.limits.clone()
+        };
+        let default = limits("");
+        assert!(default.replay);
+        assert_eq!(default.replay_memory, DEFAULT_REPLAY_MEMORY as usize);
+        let set = limits("replay = false\nreplay_memory = \"64 KiB\"\n");
+        assert!(!set.replay);
+        assert_eq!(set.replay_memory, 64 * 1024);
+        let e = err(&format!(
+            "{EXAMPLE}\n[functions.f]\nmodule = \"Cargo.toml\"\nreplay_memory = \"lots\"\n"
+        ));
+        assert!(e.contains("`functions.f.replay_memory`"), "{e}");
     }
 }
 

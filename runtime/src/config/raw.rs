@@ -70,6 +70,10 @@ pub struct RawFunction {
     pub max_module_size: Option<Spanned<String>>,
     /// `body_limit = "1 MiB"`
     pub body_limit: Option<Spanned<String>>,
+    /// `replay = false`: always run the guest, never replay a recorded decision
+    pub replay: Option<Spanned<bool>>,
+    /// `replay_memory = "4 MiB"`: memory for the function's recorded decisions
+    pub replay_memory: Option<Spanned<String>>,
 }
 
 /// `[server]`

@@ -1,6 +1,7 @@
 //! The debug view of a request: when it carries the configured `[server] debug_header`, the
 //! response tells how the node handled it: `X-Edge-Behavior`, `X-Edge-Origin`,
-//! `X-Edge-Cache-Key`, `X-Edge-Functions` (what each function changed), `X-Edge-Error` (the
+//! `X-Edge-Cache-Key`, `X-Edge-Functions` (what each function changed, and whether it ran or
+//! was replayed), `X-Edge-Error` (the
 //! full error behind an error response) and `Server-Timing` per stage. Nothing is recorded for other requests.
 //!
 //! It exposes routing internals to whoever sends the header: enable it for development and
@@ -44,11 +45,13 @@ impl DebugInfo {
         self.last = now;
     }
 
-    /// Records what a function changed (`changes` empty: nothing).
+    /// Records what a function changed (`changes` empty: nothing), and whether its guest ran
+    /// or its recorded decision was replayed (`wasm::replay`).
     pub fn function_changed(
         &mut self,
         event: edge_sdk::abi::Event,
         function: &str,
+        replay: crate::wasm::replay::Replay,
         changes: &[String],
     ) {
         let summary = if changes.is_empty() {
@@ -56,8 +59,14 @@ impl DebugInfo {
         } else {
             changes.join(", ")
         };
-        self.functions
-            .push(format!("{}={function}: {summary}", event.export_name()));
+        let how = match replay {
+            crate::wasm::replay::Replay::Ran => "ran",
+            crate::wasm::replay::Replay::Replayed => "replayed",
+        };
+        self.functions.push(format!(
+            "{}={function}: {summary} ({how})",
+            event.export_name()
+        ));
     }
 
     /// Writes the debug headers.

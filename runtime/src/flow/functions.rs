@@ -17,8 +17,7 @@ use crate::body::EdgeBody;
 use crate::error::Error;
 use crate::flow::cache_store::DEFAULT_BODY_IDLE_TIMEOUT;
 use crate::wasm::invoke::{self, Decision, Input, Invoked};
-use crate::wasm::state::{BodyView, RequestView, ResponseView};
-use crate::wasm::Function;
+use crate::wasm::{BodyView, Function, RequestView, ResponseView};
 use crate::Node;
 
 /// What a request-event function decided.
@@ -94,10 +93,10 @@ pub async fn run_request_event(
                 .iter()
                 .map(|p| format!("cache key +{p}")),
         );
-        if let (Decision::Respond, Some(r)) = (decision, &invoked.response) {
+        if let Decision::Respond(r) = &decision {
             changes.push(format!("responded {}", r.status.as_u16()));
         }
-        debug.function_changed(event, &function.name, &changes);
+        debug.function_changed(event, &function.name, invoked.replay, &changes);
     }
     parts.method = invoked.request.method;
     parts.uri = invoked.request.uri;
@@ -112,11 +111,8 @@ pub async fn run_request_event(
     let request = Request::from_parts(parts, body);
     match decision {
         Decision::Continue => Ok(HookOutcome::Continue(request)),
-        Decision::Respond => {
+        Decision::Respond(generated) => {
             ctx.cache = CachePhase::Generated;
-            let generated = invoked
-                .response
-                .expect("invoke checks that Respond comes with a response");
             Ok(HookOutcome::Respond {
                 request,
                 response: into_response(generated, None),
@@ -188,7 +184,7 @@ pub async fn run_response_event(
         if let Some(ttl) = invoked.ttl {
             changes.push(format!("ttl {ttl}s"));
         }
-        debug.function_changed(event, &function.name, &changes);
+        debug.function_changed(event, &function.name, invoked.replay, &changes);
     }
     Ok(into_response(changed, rest))
 }
@@ -204,11 +200,13 @@ async fn run(
 ) -> Invoked {
     let started = std::time::Instant::now();
     let invoked = invoke::run(engine, function, event, ctx.id, input).await;
-    node.metrics.function(
+    node.metrics.function_invocation(
         &function.name,
         event.export_name(),
         started.elapsed(),
         invoked.result.is_err(),
+        invoked.replay,
+        invoked.recorded,
     );
     ctx.mark(event.export_name());
     invoked

@@ -1,5 +1,5 @@
 //! A loaded function: its pre-linked module, the events it handles, its limits, and what the
-//! node learned about it while running it (whether it runs long).
+//! node learned about it while running it (whether it runs long, its decision trees).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
@@ -7,6 +7,7 @@ use std::sync::Arc;
 use edge_sdk::abi::Event;
 use wasmtime::{InstancePre, Module, ModuleExport};
 
+use super::replay::Trees;
 use super::slow_lane::SlowRequests;
 use super::state::HostState;
 use crate::config::{FunctionConfig, FunctionLimits};
@@ -16,7 +17,7 @@ pub struct Function {
     /// Its name.
     pub name: Arc<str>,
     /// Pre-linked module: instantiation skips import resolution.
-    pub(crate) pre: InstancePre<HostState>,
+    pub(super) pre: InstancePre<HostState>,
     /// Events it exports an entry point for.
     pub events: Vec<Event>,
     /// `_initialize`, if exported, looked up once: a name lookup per call costs measurable time.
@@ -40,10 +41,12 @@ pub struct Function {
     pub(crate) slow_requests: SlowRequests,
     /// Places it holds in the slow lane.
     pub(crate) lane_seats: Arc<AtomicUsize>,
+    /// Its decision trees (`wasm::replay`); `None` with `replay = false`.
+    pub(super) trees: Option<Trees>,
 }
 
 impl Function {
-    pub(crate) fn new(
+    pub(super) fn new(
         config: &FunctionConfig,
         pre: InstancePre<HostState>,
         events: Vec<Event>,
@@ -54,6 +57,10 @@ impl Function {
         Function {
             name: Arc::from(config.name.as_str()),
             pre,
+            trees: config
+                .limits
+                .replay
+                .then(|| Trees::new(config.limits.replay_memory, events.len())),
             events,
             initialize: module.get_export_index("_initialize"),
             memory: module.get_export_index("memory"),

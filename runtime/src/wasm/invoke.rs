@@ -2,10 +2,11 @@
 //! its memory limit and CPU deadline, the entry point called once, everything dropped after.
 //! Nothing a guest does can panic the host; every failure is an [`Error`].
 //!
-//! [`run`] is what the node's flow calls: the invocation runs inline on the async worker and
-//! moves to the [`slow_lane`](super::slow_lane) if it runs past its first milliseconds.
-//! [`invoke`] runs one to completion on the calling thread (the admin `test` call,
-//! `edge test-function`, benchmarks).
+//! [`run`] is what the node's flow calls: the recorded decision is replayed when the function's
+//! decision tree has the path ([`replay`](super::replay)); otherwise the invocation runs inline
+//! on the async worker (recorded) and moves to the [`slow_lane`](super::slow_lane) if it runs
+//! past its first milliseconds. [`invoke`] runs one to completion on the calling thread (the
+//! admin `test` call, `edge test-function`), never replayed.
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -17,25 +18,26 @@ use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
 
 use super::engine::FunctionEngine;
 use super::function::Function;
+use super::replay::{End, Recorded, Replay, Walk};
 use super::slow_lane::{SlowRequests, INLINE_CPU, INLINE_TICKS};
-use super::state::{HostState, MemoryLimiter, RequestView, ResponseView};
+use super::state::{HostState, RequestView, ResponseView};
 use super::wasi::Output;
 use super::Error;
 use crate::config::Config;
 use crate::kv::KvStores;
 
 /// What the entry point decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Decision {
     /// Go on (result 0).
     Continue,
-    /// Answer with the generated response (result 1, request events).
-    Respond,
+    /// Answer with this generated response (result 1, request events).
+    Respond(ResponseView),
 }
 
-/// What an invocation starts from: everything its `HostState` is built of. An inline attempt
-/// that runs too long gives it back as it was ([`Tracked`](super::state::Tracked)), to start
-/// over in the slow lane.
+/// What an invocation starts from. An inline attempt that runs too long, or a replay that
+/// meets a result its tree has not seen, gives it back as it was
+/// ([`Tracked`](super::state::Tracked)), to start over.
 pub struct Input {
     /// The config, to resolve `origin_set` names.
     pub config: Arc<Config>,
@@ -50,12 +52,23 @@ pub struct Input {
 }
 
 impl Input {
-    fn into_state(self) -> HostState {
-        let state = HostState::new(self.config, self.request, self.client_ip, self.response);
-        match self.kv {
-            Some(kv) => state.with_kv(kv),
-            None => state,
+    /// The state of one invocation of `function` at `event`, recording its host calls if
+    /// `record`.
+    fn into_state(self, function: &Function, event: Event, record: bool) -> HostState {
+        let mut state = HostState::new(
+            event,
+            Arc::clone(&function.name),
+            &function.limits,
+            self.config,
+            self.request,
+            self.client_ip,
+            self.response,
+            self.kv,
+        );
+        if record {
+            state.steps = Some(Vec::new());
         }
+        state
     }
 
     /// The input `state` was built from, whatever the function changed since.
@@ -73,12 +86,13 @@ impl Input {
 /// What an invocation did: its decision, and everything it changed, for the caller to take
 /// what belongs to its event. Its log lines and output are already in the node's log.
 pub struct Invoked {
-    /// What the function decided, or why it failed.
+    /// What the function decided (with the generated response), or why it failed.
     pub result: Result<Decision, Error>,
     /// The request as the function left it.
     pub request: RequestView,
-    /// The response as the function left it (response events), or the response it generated
-    /// (request events; `Some` with [`Decision::Respond`]).
+    /// The response as the function left it, in response events. In request events, a
+    /// response built without returning 1 (a generated response that is sent is in
+    /// [`Decision::Respond`] instead).
     pub response: Option<ResponseView>,
     /// Origin chosen with `origin_set` (an index into the config's origins).
     pub origin: Option<usize>,
@@ -92,12 +106,48 @@ pub struct Invoked {
     pub logs: Vec<(i32, String)>,
     /// What it wrote to stdout and stderr (capped; a panic's message is in `result` instead).
     pub output: Output,
-    /// Largest linear memory size granted, in bytes.
+    /// Largest linear memory size granted, in bytes (0 when replayed: no instance).
     pub peak_memory: usize,
+    /// Whether it was replayed or ran.
+    pub replay: Replay,
+    /// What recording its run did to the function's decision tree.
+    pub recorded: Recorded,
+    /// Why a run like this one cannot be replayed, if it cannot: `None` for one that can.
+    pub not_replayable: Option<String>,
 }
 
 impl Invoked {
-    fn new(result: Result<Decision, Error>, state: HostState) -> Self {
+    fn new(
+        function: &Function,
+        result: Result<End, Error>,
+        mut state: HostState,
+        replay: Replay,
+        recorded: Recorded,
+    ) -> Self {
+        let not_replayable = match (&result, state.unreplayable) {
+            _ if function.trees.is_none() => {
+                Some("replay is off for this function (replay = false)".to_owned())
+            }
+            (Err(error), _) if error.is_limit() => Some(format!("it hit a limit: {error}")),
+            (Err(error), _) => Some(format!("it failed: {error}")),
+            (Ok(_), Some(reason)) => Some(reason.to_owned()),
+            (Ok(_), None) => None,
+        };
+        let result = result.and_then(|end| match end {
+            End::Continue => Ok(Decision::Continue),
+            // A fresh run is checked to have built one (`attempt`); a replay follows its path.
+            End::Respond => {
+                state
+                    .response
+                    .take()
+                    .map(Decision::Respond)
+                    .ok_or_else(|| Error::Failed {
+                        function: function.name.to_string(),
+                        event: state.event.export_name(),
+                        reason: "returned 1 (respond) without building a response".into(),
+                    })
+            }
+        });
         Invoked {
             result,
             request: state.request.into_inner(),
@@ -109,6 +159,9 @@ impl Invoked {
             logs: state.logs,
             output: state.output,
             peak_memory: state.limiter.peak,
+            replay,
+            recorded,
+            not_replayable,
         }
     }
 }
@@ -128,15 +181,17 @@ enum Budget {
 #[allow(clippy::large_enum_variant)]
 enum Attempt {
     /// It ran to an end (success or failure); logs and output already emitted.
-    Done(Result<Decision, Error>, HostState),
+    Done(Result<End, Error>, HostState),
     /// It ran past the inline budget; everything it did is dropped, and what it started from
     /// is given back.
     TooLongForInline(Input),
 }
 
-/// Runs `function` for `event` as the node does: inline on the calling async worker, or, if it
-/// runs past [`INLINE_TICKS`] (or did recently), from scratch on the engine's slow lane.
-/// A failure is logged here, once, with the function, event, request id, reason and backtrace.
+/// Runs `function` for `event` as the node does: replayed from its decision tree
+/// (`wasm::replay`) when the tree has the path, else the guest runs (and is recorded): inline
+/// on the calling async worker, or, if it runs past [`INLINE_TICKS`] (or did recently), from
+/// scratch on the engine's slow lane. A failure is logged here, once, with the function,
+/// event, request id, reason and backtrace.
 pub async fn run(
     engine: &Arc<FunctionEngine>,
     function: &Arc<Function>,
@@ -144,11 +199,37 @@ pub async fn run(
     request_id: u64,
     input: Input,
 ) -> Invoked {
-    let (result, state) = run_unlogged(engine, function, event, request_id, input).await;
+    let (input, record) = match &function.trees {
+        Some(trees) if trees.begin(event) => {
+            let mut state = input.into_state(function, event, false);
+            match trees.walk(event, &mut state) {
+                Walk::End(end) => {
+                    let recorded = Recorded {
+                        added: false,
+                        dropped: trees.judge(event),
+                    };
+                    emit_logs(&mut state, event.export_name(), request_id);
+                    return Invoked::new(function, Ok(end), state, Replay::Replayed, recorded);
+                }
+                // Nothing of the walk is kept: the input as it came.
+                Walk::Miss => (Input::from_state(state), true),
+            }
+        }
+        _ => (input, false),
+    };
+    let (result, mut state) =
+        run_unlogged(engine, function, event, request_id, input, record).await;
     if let Err(error) = &result {
         log_failure(error, request_id);
     }
-    Invoked::new(result, state)
+    let mut recorded = Recorded::default();
+    if let Some(trees) = function.trees.as_ref().filter(|_| record) {
+        if let (Ok(end), Some(steps)) = (&result, state.steps.take()) {
+            recorded = trees.record(event, &function.name, steps, *end);
+        }
+        recorded.dropped |= trees.judge(event);
+    }
+    Invoked::new(function, result, state, Replay::Ran, recorded)
 }
 
 async fn run_unlogged(
@@ -157,19 +238,20 @@ async fn run_unlogged(
     event: Event,
     request_id: u64,
     input: Input,
-) -> (Result<Decision, Error>, HostState) {
+    record: bool,
+) -> (Result<End, Error>, HostState) {
     // The common case: no handoff, and no copy of the input (cloning a browser's request up
     // front, to be able to start over, cost 0.5 µs of the router's 7; `Tracked` copies only
     // what a function changes, and only when it changes it).
     if !function.slow.load(Ordering::Relaxed) {
-        let state = input.into_state();
+        let state = input.into_state(function, event, record);
         return match attempt(engine, function, event, request_id, state, Budget::Inline) {
             Attempt::Done(result, state) => (result, state),
             Attempt::TooLongForInline(input) => {
                 let key = SlowRequests::key(&input.request.method, &input.request.uri);
                 function.slow_requests.ran_long(key);
                 function.slow.store(true, Ordering::Relaxed);
-                in_slow_lane(engine, function, event, request_id, input, key).await
+                in_slow_lane(engine, function, event, request_id, input, record, key).await
             }
         };
     }
@@ -180,32 +262,28 @@ async fn run_unlogged(
     // node (`SlowLane::try_inline`), so such a flood costs the workers one attempt at a time.
     let key = SlowRequests::key(&input.request.method, &input.request.uri);
     if function.slow_requests.contains(key) {
-        return in_slow_lane(engine, function, event, request_id, input, key).await;
+        return in_slow_lane(engine, function, event, request_id, input, record, key).await;
     }
     let lane = engine.slow_lane().ok();
     let _try = if function.slow_requests.mostly_slow() {
         match lane.and_then(|lane| lane.try_inline()) {
             Some(permission) => Some(permission),
-            None => return in_slow_lane(engine, function, event, request_id, input, key).await,
+            None => {
+                return in_slow_lane(engine, function, event, request_id, input, record, key).await
+            }
         }
     } else {
         None
     };
-    match attempt(
-        engine,
-        function,
-        event,
-        request_id,
-        input.into_state(),
-        Budget::Inline,
-    ) {
+    let state = input.into_state(function, event, record);
+    match attempt(engine, function, event, request_id, state, Budget::Inline) {
         Attempt::Done(result, state) => {
             function.slow_requests.ran_inline();
             (result, state)
         }
         Attempt::TooLongForInline(input) => {
             function.slow_requests.ran_long(key);
-            in_slow_lane(engine, function, event, request_id, input, key).await
+            in_slow_lane(engine, function, event, request_id, input, record, key).await
         }
     }
 }
@@ -218,8 +296,9 @@ async fn in_slow_lane(
     event: Event,
     request_id: u64,
     input: Input,
+    record: bool,
     key: u64,
-) -> (Result<Decision, Error>, HostState) {
+) -> (Result<End, Error>, HostState) {
     let busy = |slots| Error::Busy {
         function: function.name.to_string(),
         event: event.export_name(),
@@ -229,11 +308,14 @@ async fn in_slow_lane(
         Ok(lane) => lane,
         Err(error) => {
             tracing::error!(%error, "cannot start the slow lane");
-            return (Err(busy(0)), input.into_state());
+            return (Err(busy(0)), input.into_state(function, event, false));
         }
     };
     let Some(slot) = lane.reserve(&function.lane_seats) else {
-        return (Err(busy(lane.share())), input.into_state());
+        return (
+            Err(busy(lane.share())),
+            input.into_state(function, event, false),
+        );
     };
     let (engine2, function2) = (Arc::clone(engine), Arc::clone(function));
     let (config, client_ip) = (Arc::clone(&input.config), input.client_ip);
@@ -245,7 +327,7 @@ async fn in_slow_lane(
                 &function2,
                 event,
                 request_id,
-                input.into_state(),
+                input.into_state(&function2, event, record),
                 Budget::CpuTime,
             );
             // Fast this time (only some runs of it take long): tried inline next time.
@@ -262,20 +344,29 @@ async fn in_slow_lane(
         // Neither happens (the slow lane's budget is CPU time, and its jobs do not panic),
         // but a worker must not panic if it did.
         Some(Attempt::TooLongForInline(_)) | None => {
-            let request = RequestView {
-                method: http::Method::GET,
-                uri: http::Uri::from_static("/"),
-                headers: http::HeaderMap::new(),
+            let input = Input {
+                config,
+                request: RequestView {
+                    method: http::Method::GET,
+                    uri: http::Uri::from_static("/"),
+                    headers: http::HeaderMap::new(),
+                },
+                client_ip,
+                response: None,
+                kv: None,
             };
-            let state = HostState::new(config, request, client_ip, None);
-            (Err(busy(lane.capacity())), state)
+            (
+                Err(busy(lane.capacity())),
+                input.into_state(function, event, false),
+            )
         }
     }
 }
 
 /// Runs `function` for `event` on `input` to the end on the calling thread, its CPU limit
-/// counted in this thread's CPU time (the admin `test` call, `edge test-function`). Not for
-/// async workers: use [`run`].
+/// counted in this thread's CPU time (the admin `test` call, `edge test-function`). The guest
+/// always runs (nothing is replayed or recorded); [`Invoked::not_replayable`] says whether the
+/// node could replay such an invocation. Not for async workers: use [`run`].
 pub fn invoke(
     engine: &FunctionEngine,
     function: &Function,
@@ -283,13 +374,13 @@ pub fn invoke(
     request_id: u64,
     input: Input,
 ) -> Invoked {
-    let state = input.into_state();
+    let state = input.into_state(function, event, false);
     let Attempt::Done(result, state) =
         attempt(engine, function, event, request_id, state, Budget::CpuTime)
     else {
         unreachable!("only an inline budget is abandoned")
     };
-    Invoked::new(result, state)
+    Invoked::new(function, result, state, Replay::Ran, Recorded::default())
 }
 
 fn attempt(
@@ -297,17 +388,11 @@ fn attempt(
     function: &Function,
     event: Event,
     request_id: u64,
-    mut state: HostState,
+    state: HostState,
     budget: Budget,
 ) -> Attempt {
-    state.event = event;
-    state.function = function.name.clone();
-    state.body_limit = function.limits.body_limit;
-    state.limiter = MemoryLimiter {
-        limit: function.limits.memory,
-        hit: false,
-        peak: 0,
-    };
+    // Before the store and its deadline: the epoch must be ticking when the guest starts.
+    let _running = engine.running();
     let mut store = Store::new(engine.engine(), state);
     store.limiter(|s| &mut s.limiter);
     let limit = function.limits.cpu;
@@ -392,7 +477,7 @@ fn attempt(
     let name = || function.name.to_string();
     let event_name = event.export_name();
     let decision = match result {
-        Ok(outcome::CONTINUE) => Ok(Decision::Continue),
+        Ok(outcome::CONTINUE) => Ok(End::Continue),
         Ok(outcome::RESPOND) if !event.is_request() => Err(Error::Failed {
             function: name(),
             event: event_name,
@@ -403,7 +488,7 @@ fn attempt(
             event: event_name,
             reason: "returned 1 (respond) without building a response".into(),
         }),
-        Ok(outcome::RESPOND) => Ok(Decision::Respond),
+        Ok(outcome::RESPOND) => Ok(End::Respond),
         // The function's first warning or error is usually the cause (a host call the node
         // refused, naming the call, its argument and the rule): put it beside the bare result,
         // so `edge test-function`, the admin test and the log line say why, not only "2".
@@ -574,7 +659,7 @@ mod tests {
             .load(&config("logger"), LOGGER.as_bytes())
             .expect("loads");
         let invoked = invoke(&engine, &function, Event::ViewerRequest, 1, input());
-        assert_eq!(invoked.result.expect("runs"), Decision::Continue);
+        assert!(matches!(invoked.result.expect("runs"), Decision::Continue));
         assert_eq!(
             invoked.logs,
             vec![
@@ -588,6 +673,40 @@ mod tests {
         );
         assert_eq!(invoked.request.headers["x-a"], "1");
         assert!(invoked.output.lines().is_empty(), "no WASI call, no output");
+    }
+
+    #[test]
+    fn a_runaway_guest_is_stopped_after_the_epoch_ticker_has_parked() {
+        let engine = FunctionEngine::new(16 << 20, None).expect("engine");
+        let mut looping = config("loop");
+        looping.limits.cpu = Duration::from_millis(20);
+        let function = engine
+            .load(
+                &looping,
+                br#"(module (memory (export "memory") 1)
+                  (func (export "viewer-request") (result i32) (loop (br 0)) (i32.const 0)))"#,
+            )
+            .expect("loads");
+        // No guest has run: the ticker parks after its idle ticks (bounded wait).
+        let parked = (0..500).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            engine.ticker_parked()
+        });
+        assert!(parked, "the ticker parks while no guest runs");
+        // On another thread, so that a guest nothing stops fails the test instead of hanging it.
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let invoked = invoke(&engine, &function, Event::ViewerRequest, 1, input());
+            let _ = done.send(invoked.result);
+        });
+        let result = result
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the guest is stopped within seconds, not left spinning");
+        assert!(
+            matches!(result, Err(Error::CpuLimit { .. })),
+            "the guest woke the ticker and was stopped at its limit: {:?}",
+            result.err()
+        );
     }
 
     #[test]
@@ -624,14 +743,14 @@ mod tests {
             "loaded from the cache, not recompiled"
         );
         let invoked = invoke(&engine, &again, Event::ViewerRequest, 2, input());
-        assert_eq!(invoked.result.expect("runs"), Decision::Continue);
+        assert!(matches!(invoked.result.expect("runs"), Decision::Continue));
         // A corrupt cache file is ignored and replaced, not trusted.
         std::fs::write(&path, b"garbage").expect("write");
         let recompiled = engine
             .load(&config("logger"), LOGGER.as_bytes())
             .expect("recompiles");
         let invoked = invoke(&engine, &recompiled, Event::ViewerRequest, 3, input());
-        assert_eq!(invoked.result.expect("runs"), Decision::Continue);
+        assert!(matches!(invoked.result.expect("runs"), Decision::Continue));
         let replaced = std::fs::read(&path).expect("cached file");
         assert!(
             replaced != b"garbage" && replaced.len() > 100,

@@ -9,17 +9,24 @@
 //!   CPU limits; traps become errors, never panics.
 //! - [`slow_lane`]: the low-priority threads where invocations that run long go, so that they
 //!   never hold up an async worker.
-//! - [`state`]: `HostState`, what an invocation can touch; [`abi`]: the host calls;
-//!   [`wasi`]: WASI preview 1 as functions see it (stdout and stderr to the log).
+//! - [`replay`]: decision replay, which applies an invocation's recorded host calls instead of
+//!   running the guest when a request's reads give results seen before.
+//! - `state`: `HostState`, what an invocation can touch (private to this module); `op`: each
+//!   host call as data, applied to it; `abi`: the host calls; [`wasi`]: WASI preview 1 as
+//!   functions see it (stdout and stderr to the log).
+//! - [`profile`]: an invocation taken apart into its stages, for the micro-benchmark.
 
-pub mod abi;
+mod abi;
 pub mod engine;
 pub mod function;
 pub mod invoke;
 pub mod lifecycle;
+mod op;
+pub mod profile;
 pub mod registry;
+pub mod replay;
 pub mod slow_lane;
-pub mod state;
+mod state;
 pub mod test_event;
 pub mod wasi;
 
@@ -32,6 +39,7 @@ pub use engine::FunctionEngine;
 pub use function::Function;
 pub use lifecycle::{Lifecycle, LifecycleError, Stage};
 pub use registry::{BehaviorFunctions, Registry};
+pub use state::{BodyView, RequestView, ResponseView};
 
 /// A function that could not be loaded or did not run to completion.
 #[derive(Debug, thiserror::Error)]

@@ -13,8 +13,7 @@ use http::{HeaderMap, Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use super::invoke::{invoke, Decision, Input};
-use super::state::{BodyView, RequestView, ResponseView};
-use super::{Function, FunctionEngine};
+use super::{BodyView, Function, FunctionEngine, RequestView, ResponseView};
 use crate::config::Config;
 use crate::kv::KvStores;
 
@@ -101,6 +100,11 @@ pub struct TestResult {
     pub peak_memory_bytes: usize,
     /// Share of the CPU time limit used, in percent.
     pub compute_utilization: f64,
+    /// Whether the node could replay an invocation like this one from its recorded decision
+    /// instead of running the guest (`wasm::replay`).
+    pub replayable: bool,
+    /// Why not, when it could not: the clock or randomness read, the failure, `replay = false`.
+    pub not_replayable: Option<String>,
 }
 
 /// One log line.
@@ -201,12 +205,12 @@ pub fn run(
     let started = Instant::now();
     let state = invoke(engine, function, kind, 0, input);
     let elapsed = started.elapsed();
-    let (action, error) = match &state.result {
-        Ok(Decision::Continue) => ("continue", None),
-        Ok(Decision::Respond) => ("respond", None),
-        Err(e) => ("error", Some(e.to_string())),
+    let (action, error, generated) = match &state.result {
+        Ok(Decision::Continue) => ("continue", None, None),
+        Ok(Decision::Respond(r)) => ("respond", None, Some(r)),
+        Err(e) => ("error", Some(e.to_string()), None),
     };
-    let response = state.response.as_ref().map(|r| TestResponse {
+    let response = generated.or(state.response.as_ref()).map(|r| TestResponse {
         status: r.status.as_u16(),
         headers: header_list(&r.headers),
         body: match &r.body {
@@ -259,5 +263,7 @@ pub fn run(
             * 100.0)
             .round()
             / 100.0,
+        replayable: state.not_replayable.is_none(),
+        not_replayable: state.not_replayable.clone(),
     })
 }

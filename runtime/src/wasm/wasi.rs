@@ -9,14 +9,17 @@
 //! appends to the invocation's [`Output`] and `fd_fdstat_get` describes the three standard
 //! streams; everything else answers an errno (`BADF`: a function has no files, no preopened
 //! directories and no stdin; `NOTSUP` for `poll_oneoff`), so a guest gets an error it can
-//! handle and the node never blocks or panics. The calls that stay with wasmtime-wasi (clocks,
-//! random, args and environment, which are empty, `proc_exit`, `sched_yield`) are plain
-//! synchronous code.
+//! handle and the node never blocks or panics. `clock_time_get` and `random_get` are replaced
+//! too, to mark the invocation as one that decision replay (`wasm::replay`) must never record:
+//! their results are not a function of the request. The calls that stay with wasmtime-wasi
+//! (args and environment, which are empty, `clock_res_get`, `proc_exit`, `sched_yield`) are
+//! plain synchronous code whose results depend on nothing but their arguments.
 
 use edge_sdk::abi::limits::{MAX_LOG_LINE, MAX_LOG_LINES};
 use wasmtime::{Caller, Engine, Extern, Linker, Store, Val};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
+use super::op::Op;
 use super::state::HostState;
 
 /// The WASI module name.
@@ -57,6 +60,7 @@ mod errno {
     pub const SUCCESS: i32 = 0;
     pub const BADF: i32 = 8;
     pub const FAULT: i32 = 21;
+    pub const INVAL: i32 = 28;
     pub const NOTSUP: i32 = 58;
 }
 
@@ -186,7 +190,7 @@ impl Output {
 
 /// Defines WASI preview 1 in `linker`: wasmtime-wasi's synchronous implementation with the
 /// calls in [`BLOCKING`] replaced (see the module docs).
-pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p1::add_to_linker_sync(linker, HostState::wasi)?;
     // The replacements take their types from wasmtime-wasi's own definitions, so a guest that
     // links against them links against these.
@@ -213,8 +217,73 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             }
         }
     }
+    linker.func_wrap(WASI, "clock_time_get", clock_time_get)?;
+    linker.func_wrap(WASI, "random_get", random_get)?;
     linker.allow_shadowing(false);
     Ok(())
+}
+
+/// `clock_time_get(id, precision, out) -> errno`, as wasmtime-wasi answers it (realtime and
+/// monotonic; the CPU-time clocks are `BADF`), marking the invocation as not replayable.
+fn clock_time_get(mut caller: Caller<'_, HostState>, id: i32, _precision: i64, out: i32) -> i32 {
+    caller
+        .data_mut()
+        .not_replayable("it read the clock (clock_time_get)");
+    let now = match id {
+        0 => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+        1 => {
+            static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+            START
+                .get_or_init(std::time::Instant::now)
+                .elapsed()
+                .as_nanos() as u64
+        }
+        2 | 3 => return errno::BADF,
+        _ => return errno::INVAL,
+    };
+    let Some((memory, _)) = memory(&mut caller) else {
+        return errno::FAULT;
+    };
+    let at = out as u32 as usize;
+    match memory.get_mut(at..at.saturating_add(8)) {
+        Some(slot) => {
+            slot.copy_from_slice(&now.to_le_bytes());
+            errno::SUCCESS
+        }
+        None => errno::FAULT,
+    }
+}
+
+/// `random_get(buf, len) -> errno`: bytes from the kernel's random source, marking the
+/// invocation as not replayable.
+fn random_get(mut caller: Caller<'_, HostState>, buf: i32, len: i32) -> i32 {
+    caller
+        .data_mut()
+        .not_replayable("it read randomness (random_get)");
+    let Some((memory, _)) = memory(&mut caller) else {
+        return errno::FAULT;
+    };
+    let at = buf as u32 as usize;
+    let Some(slot) = memory.get_mut(at..at.saturating_add(len as u32 as usize)) else {
+        return errno::FAULT;
+    };
+    let mut filled = 0;
+    while filled < slot.len() {
+        let rest = &mut slot[filled..];
+        #[allow(unsafe_code)]
+        // SAFETY: `rest` is valid, writable memory of `rest.len()` bytes for the whole call.
+        let got = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if got < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return errno::FAULT;
+        }
+        filled += got as usize;
+    }
+    errno::SUCCESS
 }
 
 /// The types wasmtime-wasi gives the calls in [`BLOCKING`].
@@ -269,20 +338,25 @@ fn fd_write(
     let Some((memory, state)) = memory(&mut caller) else {
         return errno::FAULT;
     };
+    let fault = |state: &mut HostState| {
+        state.not_replayable("a host call was given memory outside the guest's");
+        errno::FAULT
+    };
     let mut total: u32 = 0;
     for i in 0..iovs_len as u32 {
         let Some(at) = (iovs as u32).checked_add(i.saturating_mul(8)) else {
-            return errno::FAULT;
+            return fault(state);
         };
         let (Some(ptr), Some(len)) = (read_u32(memory, at), read_u32(memory, at.wrapping_add(4)))
         else {
-            return errno::FAULT;
+            return fault(state);
         };
         let Some(data) = memory.get(ptr as usize..(ptr as usize).saturating_add(len as usize))
         else {
-            return errno::FAULT;
+            return fault(state);
         };
-        state.output.write(stream, data);
+        // An op, so that a replay writes the same lines (`wasm::replay`).
+        state.perform(Op::Output(stream, Box::from(data)));
         total = total.saturating_add(len);
     }
     let at = nwritten as u32 as usize;
@@ -291,7 +365,7 @@ fn fd_write(
             out.copy_from_slice(&total.to_le_bytes());
             errno::SUCCESS
         }
-        None => errno::FAULT,
+        None => fault(state),
     }
 }
 

@@ -2,10 +2,10 @@
 //! (origin-response). Limits and validation: `edge_sdk::host::cache_key`.
 
 use edge_sdk::abi::{calls, HostCall, IMPORT_MODULE};
-use edge_sdk::host::{self, cache_key};
 use wasmtime::{Caller, Linker};
 
-use super::memory::{bytes, call};
+use super::memory::{call, nothing, owned};
+use crate::wasm::op::Op;
 use crate::wasm::state::HostState;
 
 type C<'a> = Caller<'a, HostState>;
@@ -17,10 +17,12 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         IMPORT_MODULE,
         KEY_SET.name,
         |mut c: C<'_>, ptr: i32, len: i32| {
-            call(&mut c, KEY_SET, |m, s| {
-                s.cache_key = Some(cache_key::text(KEY_SET, bytes(KEY_SET, m, ptr, len)?)?);
-                Ok(())
-            })
+            call(
+                &mut c,
+                KEY_SET,
+                |m| Ok(Op::CacheKeySet(owned(KEY_SET, m, ptr, len)?)),
+                nothing,
+            )
         },
     )?;
     const KEY_ADD: &HostCall = &calls::CACHE_KEY_ADD;
@@ -28,21 +30,17 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         IMPORT_MODULE,
         KEY_ADD.name,
         |mut c: C<'_>, ptr: i32, len: i32| {
-            call(&mut c, KEY_ADD, |m, s| {
-                cache_key::add_part(
-                    KEY_ADD,
-                    &mut s.cache_key_parts,
-                    bytes(KEY_ADD, m, ptr, len)?,
-                )
-            })
+            call(
+                &mut c,
+                KEY_ADD,
+                |m| Ok(Op::CacheKeyAdd(owned(KEY_ADD, m, ptr, len)?)),
+                nothing,
+            )
         },
     )?;
     const SET_TTL: &HostCall = &calls::CACHE_SET_TTL;
     linker.func_wrap(IMPORT_MODULE, SET_TTL.name, |mut c: C<'_>, seconds: i64| {
-        call(&mut c, SET_TTL, |_, s| {
-            s.ttl = Some(host::parse_ttl(SET_TTL, seconds)?);
-            Ok(())
-        })
+        call(&mut c, SET_TTL, |_| Ok(Op::SetTtl(seconds)), nothing)
     })?;
     Ok(())
 }

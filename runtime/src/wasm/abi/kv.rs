@@ -1,10 +1,10 @@
 //! `kv_get`: read the node's key-value stores.
 
-use edge_sdk::abi::{calls, status, HostCall, IMPORT_MODULE};
-use edge_sdk::host::{self, Refusal};
+use edge_sdk::abi::{calls, HostCall, IMPORT_MODULE};
 use wasmtime::{Caller, Linker};
 
-use super::memory::{bytes, call, write_out};
+use super::memory::{call, deliver_out, owned};
+use crate::wasm::op::Op;
 use crate::wasm::state::HostState;
 
 /// Adds the `kv_*` calls.
@@ -21,15 +21,17 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
          buf: i32,
          len: i32,
          out: i32| {
-            call(&mut c, GET, |m, s| {
-                let store = host::text(GET, bytes(GET, m, store, store_len)?)?;
-                let key = host::text(GET, bytes(GET, m, key, key_len)?)?;
-                // A missing store reads like a missing key: an expected answer, not a mistake.
-                let value = s
-                    .kv_get(store, key)
-                    .ok_or(Refusal::quiet(status::NOT_FOUND))?;
-                write_out(GET, m, buf, len, out, &value)
-            })
+            call(
+                &mut c,
+                GET,
+                |m| {
+                    Ok(Op::KvGet(
+                        owned(GET, m, store, store_len)?,
+                        owned(GET, m, key, key_len)?,
+                    ))
+                },
+                |m, v| deliver_out(GET, m, buf, len, out, v),
+            )
         },
     )?;
     Ok(())

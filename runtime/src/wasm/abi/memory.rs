@@ -6,28 +6,57 @@ use edge_sdk::abi::{status, HostCall};
 use edge_sdk::host::{self, Refusal};
 use wasmtime::Caller;
 
+use crate::wasm::op::{Op, Value};
 use crate::wasm::state::HostState;
 
-/// Runs a host call body with the guest's memory and the host state, after the per-event
-/// permission check (ABI.md's table). A refusal becomes the call's status; when it carries a
+/// Runs one host call: the per-event permission check (ABI.md's table), then `decode` reads
+/// the call's arguments out of guest memory into an [`Op`], the op is applied to the host
+/// state (and recorded, when the invocation is), and `deliver` writes the value it gives the
+/// guest back into guest memory. A refusal becomes the call's status; when it carries a
 /// message (a guest mistake, not an expected answer), that message also goes to the
 /// invocation's log at warn level, so the author learns which call failed and why.
 pub fn call(
     caller: &mut Caller<'_, HostState>,
     call: &'static HostCall,
-    body: impl FnOnce(&mut [u8], &mut HostState) -> Result<(), Refusal>,
+    decode: impl FnOnce(&[u8]) -> Result<Op, Refusal>,
+    deliver: impl FnOnce(&mut [u8], &Value) -> Result<(), Refusal>,
 ) -> i32 {
-    let result = host::check_allowed(call, caller.data().event).and_then(|()| {
-        let memory = caller.data().memory.ok_or_else(|| host::bad_memory(call))?;
-        let (data, state) = memory.data_and_store_mut(&mut *caller);
-        body(data, state)
-    });
-    match result {
-        Ok(()) => status::OK,
-        Err(refusal) => {
-            host::record_refusal(&mut caller.data_mut().logs, &refusal);
-            refusal.status
-        }
+    if !call.is_allowed(caller.data().event) {
+        return caller.data_mut().perform(Op::NotAllowed(call));
+    }
+    let Some(memory) = caller.data().memory else {
+        return caller.data_mut().guest_fault(host::bad_memory(call));
+    };
+    let (data, state) = memory.data_and_store_mut(&mut *caller);
+    match decode(data) {
+        Ok(op) => state.perform_and_deliver(op, |value| deliver(data, value)),
+        Err(refusal) => state.guest_fault(refusal),
+    }
+}
+
+/// No value to deliver: a change.
+pub fn nothing(_: &mut [u8], _: &Value) -> Result<(), Refusal> {
+    Ok(())
+}
+
+/// Copies guest bytes out of memory, for an [`Op`].
+pub fn owned(call: &HostCall, data: &[u8], ptr: i32, len: i32) -> Result<Box<[u8]>, Refusal> {
+    bytes(call, data, ptr, len).map(Box::from)
+}
+
+/// Delivers a bytes value through the output-buffer convention ([`write_out`]).
+pub fn deliver_out(
+    call: &HostCall,
+    data: &mut [u8],
+    buf_ptr: i32,
+    buf_len: i32,
+    out_ptr: i32,
+    value: &Value,
+) -> Result<(), Refusal> {
+    match value {
+        Value::Bytes(b) => write_out(call, data, buf_ptr, buf_len, out_ptr, b),
+        Value::U32(n) => write_u32(call, data, out_ptr, *n),
+        Value::None => Ok(()),
     }
 }
 

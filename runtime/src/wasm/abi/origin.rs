@@ -1,10 +1,10 @@
 //! `origin_set`: pick the origin by its config name.
 
 use edge_sdk::abi::{calls, HostCall, IMPORT_MODULE};
-use edge_sdk::host;
 use wasmtime::{Caller, Linker};
 
-use super::memory::{bytes, call};
+use super::memory::{call, nothing, owned};
+use crate::wasm::op::Op;
 use crate::wasm::state::HostState;
 
 /// Adds the `origin_*` calls.
@@ -14,12 +14,12 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         IMPORT_MODULE,
         SET.name,
         |mut c: Caller<'_, HostState>, ptr: i32, len: i32| {
-            call(&mut c, SET, |m, s| {
-                let name = bytes(SET, m, ptr, len)?;
-                let known = s.config.origins.iter().map(|o| o.name.as_str());
-                s.origin = Some(host::find_origin(SET, name, known)?);
-                Ok(())
-            })
+            call(
+                &mut c,
+                SET,
+                |m| Ok(Op::OriginSet(owned(SET, m, ptr, len)?)),
+                nothing,
+            )
         },
     )?;
     Ok(())

@@ -1,54 +1,47 @@
 //! `request_*` host calls.
 
-use edge_sdk::abi::{calls, IMPORT_MODULE};
-use edge_sdk::host;
+use edge_sdk::abi::{calls, HostCall, IMPORT_MODULE};
 use wasmtime::{Caller, Linker};
 
 use super::fields::{self, HeaderCalls};
-use super::memory::{bytes, call, write_out};
+use super::memory::{call, deliver_out, nothing, owned};
+use crate::wasm::op::{Message, Op};
 use crate::wasm::state::HostState;
 
 type C<'a> = Caller<'a, HostState>;
 
 /// Adds the `request_*` calls.
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    const GET_METHOD: &edge_sdk::abi::HostCall = &calls::REQUEST_GET_METHOD;
-    linker.func_wrap(
-        IMPORT_MODULE,
-        GET_METHOD.name,
-        |mut c: C<'_>, buf: i32, len: i32, out: i32| {
-            call(&mut c, GET_METHOD, |m, s| {
-                write_out(
-                    GET_METHOD,
-                    m,
-                    buf,
-                    len,
-                    out,
-                    s.request.method.as_str().as_bytes(),
+    for (host_call, op) in [
+        (&calls::REQUEST_GET_METHOD, Op::GetMethod),
+        (&calls::REQUEST_GET_URI, Op::GetUri),
+        (&calls::REQUEST_GET_CLIENT_IP, Op::GetClientIp),
+    ] {
+        let host_call: &'static HostCall = host_call;
+        linker.func_wrap(
+            IMPORT_MODULE,
+            host_call.name,
+            move |mut c: C<'_>, buf: i32, len: i32, out: i32| {
+                call(
+                    &mut c,
+                    host_call,
+                    |_| Ok(op.clone()),
+                    |m, v| deliver_out(host_call, m, buf, len, out, v),
                 )
-            })
-        },
-    )?;
-    const GET_URI: &edge_sdk::abi::HostCall = &calls::REQUEST_GET_URI;
-    linker.func_wrap(
-        IMPORT_MODULE,
-        GET_URI.name,
-        |mut c: C<'_>, buf: i32, len: i32, out: i32| {
-            call(&mut c, GET_URI, |m, s| {
-                let uri = s.request.uri.path_and_query().map_or("/", |pq| pq.as_str());
-                write_out(GET_URI, m, buf, len, out, uri.as_bytes())
-            })
-        },
-    )?;
-    const SET_URI: &edge_sdk::abi::HostCall = &calls::REQUEST_SET_URI;
+            },
+        )?;
+    }
+    const SET_URI: &HostCall = &calls::REQUEST_SET_URI;
     linker.func_wrap(
         IMPORT_MODULE,
         SET_URI.name,
         |mut c: C<'_>, ptr: i32, len: i32| {
-            call(&mut c, SET_URI, |m, s| {
-                s.request.uri = host::parse_uri(SET_URI, bytes(SET_URI, m, ptr, len)?)?;
-                Ok(())
-            })
+            call(
+                &mut c,
+                SET_URI,
+                |m| Ok(Op::SetUri(owned(SET_URI, m, ptr, len)?)),
+                nothing,
+            )
         },
     )?;
     fields::add_to_linker(
@@ -61,25 +54,7 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 &calls::REQUEST_APPEND_HEADER,
                 &calls::REQUEST_REMOVE_HEADER,
             ],
-            read: |s| Some(&s.request.headers),
-            write: |s| &mut s.request.headers,
-        },
-    )?;
-    const CLIENT_IP: &edge_sdk::abi::HostCall = &calls::REQUEST_GET_CLIENT_IP;
-    linker.func_wrap(
-        IMPORT_MODULE,
-        CLIENT_IP.name,
-        |mut c: C<'_>, buf: i32, len: i32, out: i32| {
-            call(&mut c, CLIENT_IP, |m, s| {
-                write_out(
-                    CLIENT_IP,
-                    m,
-                    buf,
-                    len,
-                    out,
-                    s.client_ip.to_string().as_bytes(),
-                )
-            })
+            message: Message::Request,
         },
     )?;
     Ok(())
