@@ -1,12 +1,14 @@
 //! Benchmark origin and "plain hyper" baseline for `bench/run.sh`.
 //!
-//! A minimal hyper 1.x HTTP/1.1 server that serves two fixed, cacheable objects from memory:
-//! `GET /1k` (1024 bytes) and `GET /100k` (102400 bytes); anything else is a 404. It has two
-//! roles in the benchmark:
+//! A minimal hyper 1.x HTTP/1.1 server that serves fixed objects from memory: two cacheable ones,
+//! `GET /1k` (1024 bytes) and `GET /100k` (102400 bytes); `GET /pass/1k`, the same 1024 bytes
+//! with `Cache-Control: no-store` (an API answer: every request goes through to the origin); and
+//! `GET /obj/N` for any `N`, distinct cacheable URLs with the 1 KiB body (many small objects).
+//! Anything else is a 404. It has two roles in the benchmark:
 //!
 //! - pinned to one core, it is the ceiling: the fastest a hyper-based server on this machine can
 //!   answer with a fixed `Full<Bytes>` body, which the edge node's cache hit is compared to;
-//! - unpinned, it is the origin behind the edge node and nginx.
+//! - it is the origin behind the edge node and nginx.
 //!
 //! It runs a tokio `current_thread` runtime (the script pins it to one core, so more threads would
 //! only add contention), sets `TCP_NODELAY` on every accepted socket (without it a response split
@@ -80,6 +82,18 @@ fn object_response(body: &Bytes, etag: &'static str) -> Response<Full<Bytes>> {
     resp
 }
 
+/// What an API answers: not to be stored by any cache, so a proxy passes every request through.
+fn uncacheable_response(body: &Bytes) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body.clone()));
+    let headers = resp.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
 fn not_found() -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from_static(b"not found\n")));
     *resp.status_mut() = StatusCode::NOT_FOUND;
@@ -96,6 +110,8 @@ fn handle(objects: &Objects, req: &Request<Incoming>) -> Result<Response<Full<By
     Ok(match req.uri().path() {
         "/1k" => object_response(&objects.small, "\"bench-1k-v1\""),
         "/100k" => object_response(&objects.large, "\"bench-100k-v1\""),
+        "/pass/1k" => uncacheable_response(&objects.small),
+        path if path.starts_with("/obj/") => object_response(&objects.small, "\"bench-obj-v1\""),
         _ => not_found(),
     })
 }

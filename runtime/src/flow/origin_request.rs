@@ -12,7 +12,7 @@ use http::header::{
     RANGE,
 };
 use http::request::Parts;
-use http::{HeaderValue, Request, Version};
+use http::{HeaderValue, Request, Uri, Version};
 use http_body::Body;
 
 use super::functions::{self, HookOutcome};
@@ -45,13 +45,12 @@ pub fn prepare(
     let replayable = parts.method.is_idempotent() && body.is_end_stream();
     let mut request = Request::new(body);
     *request.method_mut() = parts.method.clone();
+    // The viewer's path and query, shared rather than parsed again.
     *request.uri_mut() = parts
         .uri
         .path_and_query()
-        .map(|pq| pq.as_str())
-        .unwrap_or("/")
-        .parse()
-        .unwrap_or_default();
+        .cloned()
+        .map_or_else(|| Uri::from_static("/"), Uri::from);
     *request.version_mut() = Version::HTTP_11;
     let headers = request.headers_mut();
     *headers = parts.headers.clone();

@@ -115,10 +115,13 @@ fn is_valid_host(value: &[u8]) -> bool {
 fn remove_dot_segments(path: &str) -> Result<Option<String>, Error> {
     let is_dot = |s: &str| s == "." || s.eq_ignore_ascii_case("%2e");
     let is_dot_dot = |s: &str| {
-        matches!(
-            s.to_ascii_lowercase().as_str(),
-            ".." | ".%2e" | "%2e." | "%2e%2e"
-        )
+        // Checked before lowercasing, which allocates: most segments are not short dot forms.
+        (2..=6).contains(&s.len())
+            && (s.starts_with('.') || s.starts_with('%'))
+            && matches!(
+                s.to_ascii_lowercase().as_str(),
+                ".." | ".%2e" | "%2e." | "%2e%2e"
+            )
     };
     if !path.split('/').any(|s| is_dot(s) || is_dot_dot(s)) {
         return Ok(None);

@@ -32,6 +32,8 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 struct TargetState {
     target: Target,
+    /// `Host` for requests to this target, built once.
+    host: Option<HeaderValue>,
     /// Milliseconds since `DynamicPool::epoch` until which the target is skipped.
     down_until_ms: AtomicU64,
 }
@@ -76,6 +78,7 @@ impl DynamicPool {
             targets: targets
                 .into_iter()
                 .map(|target| TargetState {
+                    host: HeaderValue::from_str(target.authority.as_str()).ok(),
                     target,
                     down_until_ms: AtomicU64::new(0),
                 })
@@ -95,7 +98,7 @@ impl DynamicPool {
         request: Request<EdgeBody>,
         replayable: bool,
     ) -> Result<Response<EdgeBody>, Error> {
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         let mut body = Some(body);
         let n = self.targets.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
@@ -104,18 +107,30 @@ impl DynamicPool {
         let ring = || (0..n).map(move |i| (start + i) % n);
         // The order is fixed before the first attempt: a lazy "up, then down" chain re-read the
         // down marks that failed attempts had just set, and tried every target twice.
-        let order: Vec<usize> = ring()
-            .filter(is_up)
-            .chain(ring().filter(|i| !is_up(i)))
-            .collect();
+        let many: Vec<usize>;
+        let order: &[usize] = if n == 1 {
+            &[0]
+        } else {
+            many = ring()
+                .filter(is_up)
+                .chain(ring().filter(|i| !is_up(i)))
+                .collect();
+            &many
+        };
 
         let mut failures = Vec::new();
-        for index in order {
+        for (attempt, &index) in order.iter().enumerate() {
             let Some(attempt_body) = body.take() else {
                 break;
             };
             let state = &self.targets[index];
-            let request = self.target_request(&parts, &state.target, attempt_body);
+            // The headers are copied only for an attempt that another may follow.
+            let headers = if replayable && attempt + 1 < order.len() {
+                parts.headers.clone()
+            } else {
+                std::mem::take(&mut parts.headers)
+            };
+            let request = self.target_request(&parts, state, headers, attempt_body);
             match self.attempt(state, request).await {
                 Ok(mut response) => {
                     state.down_until_ms.store(0, Ordering::Relaxed);
@@ -148,25 +163,25 @@ impl DynamicPool {
         state: &TargetState,
         request: Request<EdgeBody>,
     ) -> Result<Response<hyper::body::Incoming>, AttemptError> {
-        let target = state.target.authority.to_string();
+        let target = || state.target.authority.to_string();
         match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
             Ok(Ok(response)) => Ok(response),
             Err(_elapsed) => Err(AttemptError::Other(Error::ResponseTimeout {
                 origin: self.name.clone(),
-                target,
+                target: target(),
                 timeout: self.response_timeout,
             })),
             Ok(Err(e)) if e.is_connect() => {
                 if is_timed_out(&e) {
                     Err(AttemptError::Connect(Error::ConnectTimeout {
                         origin: self.name.clone(),
-                        target,
+                        target: target(),
                         timeout: self.connect_timeout,
                     }))
                 } else {
                     Err(AttemptError::Connect(Error::Refused {
                         origin: self.name.clone(),
-                        target,
+                        target: target(),
                         source: e.into(),
                     }))
                 }
@@ -181,7 +196,7 @@ impl DynamicPool {
             }
             Ok(Err(e)) => Err(AttemptError::Other(Error::Exchange {
                 origin: self.name.clone(),
-                target,
+                target: target(),
                 source: e.into(),
             })),
         }
@@ -192,7 +207,8 @@ impl DynamicPool {
     fn target_request(
         &self,
         parts: &http::request::Parts,
-        target: &Target,
+        state: &TargetState,
+        headers: HeaderMap,
         body: EdgeBody,
     ) -> Request<EdgeBody> {
         // Only origin-form paths reach here (`viewer_request::normalize` refuses others), but a
@@ -203,18 +219,18 @@ impl DynamicPool {
             .filter(|pq| pq.as_str().starts_with('/'))
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let uri = Uri::builder()
-            .scheme(target.scheme.clone())
-            .authority(target.authority.clone())
-            .path_and_query(path)
-            .build()
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(state.target.scheme.clone());
+        uri.authority = Some(state.target.authority.clone());
+        uri.path_and_query = Some(path);
+        let uri = Uri::from_parts(uri)
             .expect("a config-validated scheme and authority with an origin-form path form a URI");
         let mut request = Request::new(body);
         *request.method_mut() = parts.method.clone();
         *request.uri_mut() = uri;
-        *request.headers_mut() = parts.headers.clone();
-        if let Ok(host) = HeaderValue::from_str(target.authority.as_str()) {
-            request.headers_mut().insert(HOST, host);
+        *request.headers_mut() = headers;
+        if let Some(host) = &state.host {
+            request.headers_mut().insert(HOST, host.clone());
         }
         // hyper's client hands 1xx interim responses to this callback and returns only the
         // final response, which alone is stored.
