@@ -1,15 +1,21 @@
 //! Cache lookup: builds the key, finds a fresh object, or arranges the one fetch that
 //! concurrent misses for the key share. Only GET and HEAD use the cache.
+//!
+//! The viewer's own `Cache-Control` is read here (RFC 9111 §5.2.1), as far as the behavior's
+//! `viewer_cache_control` allows: by default only `only-if-cached`, which cannot cost the
+//! origin anything.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::request::Parts;
-use http::Method;
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
-use super::RequestCtx;
+use super::{CachePhase, RequestCtx};
+use crate::body::EdgeBody;
 use crate::cache::{coalesce, CacheKey, CachedObject, FlightOutcome, Join, Leader, Lookup};
-use crate::config::BehaviorConfig;
+use crate::config::{BehaviorConfig, ViewerCacheControl};
 use crate::Node;
 
 /// What the flow does next.
@@ -25,9 +31,82 @@ pub enum CacheDecision {
         /// A stale copy to revalidate.
         stale: Option<Arc<CachedObject>>,
     },
-    /// Forward to the origin and store nothing: not a cacheable method, a HEAD miss, or a
-    /// collapsed request whose leader's response could not be shared.
+    /// Forward to the origin and store nothing: not a cacheable method, a HEAD miss, a
+    /// collapsed request whose leader's response could not be shared, or a viewer's `no-store`.
     Pass,
+    /// Answer with this response at once: `only-if-cached` with no fresh copy (504).
+    Respond(Response<EdgeBody>),
+}
+
+/// The request `Cache-Control` directives the cache may obey (RFC 9111 §5.2.1).
+#[derive(Debug, Default)]
+struct ViewerDirectives {
+    no_cache: bool,
+    no_store: bool,
+    only_if_cached: bool,
+    max_age: Option<u64>,
+    min_fresh: Option<u64>,
+}
+
+impl ViewerDirectives {
+    /// The directives of `headers` that `policy` lets the viewer use.
+    fn read(headers: &HeaderMap, policy: ViewerCacheControl) -> Self {
+        let mut directives = ViewerDirectives::default();
+        for line in headers.get_all(CACHE_CONTROL) {
+            let Ok(line) = line.to_str() else { continue };
+            for directive in line.split(',') {
+                let (name, value) = match directive.split_once('=') {
+                    Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
+                    None => (directive.trim(), None),
+                };
+                let seconds = || value.and_then(|v| v.parse::<u64>().ok());
+                match name.to_ascii_lowercase().as_str() {
+                    "only-if-cached" => directives.only_if_cached = true,
+                    _ if policy == ViewerCacheControl::Ignore => {}
+                    "no-cache" => directives.no_cache = true,
+                    "no-store" => directives.no_store = true,
+                    // A malformed value is ignored rather than read as 0: it must not turn
+                    // every request into an origin fetch.
+                    "max-age" => directives.max_age = seconds().or(directives.max_age),
+                    "min-fresh" => directives.min_fresh = seconds().or(directives.min_fresh),
+                    _ => {}
+                }
+            }
+        }
+        directives
+    }
+
+    /// Whether a fresh `object` may answer this request as it is, without revalidation.
+    fn accepts(&self, object: &CachedObject, now: Instant) -> bool {
+        if self.no_cache {
+            return false;
+        }
+        if self.max_age.is_some_and(|max| object.age(now) > max) {
+            return false;
+        }
+        let left = object
+            .ttl
+            .saturating_sub(now.saturating_duration_since(object.stored_at));
+        !self
+            .min_fresh
+            .is_some_and(|min| left < Duration::from_secs(min))
+    }
+}
+
+/// RFC 9111 §5.2.1.7: `only-if-cached` without a usable stored response gets 504.
+fn gateway_timeout(ctx: &mut RequestCtx) -> CacheDecision {
+    const BODY: &str = "504 Gateway Timeout\n";
+    ctx.cache = CachePhase::Error;
+    let mut response = Response::new(EdgeBody::full(BODY));
+    *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(BODY.len()));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    CacheDecision::Respond(response)
 }
 
 async fn look(
@@ -44,11 +123,20 @@ async fn look(
     if let Some(debug) = &mut ctx.debug {
         debug.cache_key = Some(key.as_str().to_owned());
     }
-    let stale = match node.store.lookup(&key, &parts.headers, Instant::now()) {
-        Lookup::Fresh(object) => return CacheDecision::Hit(object),
-        Lookup::Stale(object) => Some(object),
+    let viewer = ViewerDirectives::read(&parts.headers, behavior.cache.viewer_cache_control);
+    let now = Instant::now();
+    let stale = match node.store.lookup(&key, &parts.headers, now) {
+        Lookup::Fresh(object) if viewer.accepts(&object, now) => return CacheDecision::Hit(object),
+        // Too old for this viewer: revalidated like a stale copy.
+        Lookup::Fresh(object) | Lookup::Stale(object) => Some(object),
         Lookup::Miss => None,
     };
+    if viewer.only_if_cached {
+        return gateway_timeout(ctx);
+    }
+    if viewer.no_store {
+        return CacheDecision::Pass;
+    }
     // A HEAD miss is forwarded as HEAD: fetching the whole body to fill the cache could cost
     // far more than the viewer asked for.
     if is_head {
@@ -57,9 +145,12 @@ async fn look(
     match node.coalescer.join(&key) {
         Join::Leader(leader) => {
             // The previous flight may have stored the object between our lookup and join.
-            if let Lookup::Fresh(object) = node.store.lookup(&key, &parts.headers, Instant::now()) {
-                leader.finish(FlightOutcome::Stored(object.clone()));
-                return CacheDecision::Hit(object);
+            let now = Instant::now();
+            if let Lookup::Fresh(object) = node.store.lookup(&key, &parts.headers, now) {
+                if viewer.accepts(&object, now) {
+                    leader.finish(FlightOutcome::Stored(object.clone()));
+                    return CacheDecision::Hit(object);
+                }
             }
             CacheDecision::Fetch { key, leader, stale }
         }
