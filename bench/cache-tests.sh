@@ -130,7 +130,7 @@ targets = ["http://@ORIGIN@"]
 path = "*"
 origin = "suite"
 methods = ["GET", "HEAD", "OPTIONS", "PUT", "POST", "PATCH", "DELETE", "M-SEARCH"]
-cache = { default_ttl = "0s" }
+cache = { default_ttl = "0s", targeted_cache_control = ["CDN-Cache-Control", "Surrogate-Control"] }
 cache_key = { query = "all" }
 '
 # END cache-tests config

@@ -81,12 +81,17 @@ impl ViewerDirectives {
         if self.no_cache {
             return false;
         }
-        if self.max_age.is_some_and(|max| object.age(now) > max) {
+        // The exact age, not the whole seconds of `Age`: `max-age=0` must refuse an object
+        // stored a moment ago.
+        let resident = now.saturating_duration_since(object.stored_at);
+        let age = Duration::from_secs(object.initial_age) + resident;
+        if self
+            .max_age
+            .is_some_and(|max| age > Duration::from_secs(max))
+        {
             return false;
         }
-        let left = object
-            .ttl
-            .saturating_sub(now.saturating_duration_since(object.stored_at));
+        let left = object.ttl.saturating_sub(resident);
         !self
             .min_fresh
             .is_some_and(|min| left < Duration::from_secs(min))
@@ -124,6 +129,9 @@ async fn look(
         debug.cache_key = Some(key.as_str().to_owned());
     }
     let viewer = ViewerDirectives::read(&parts.headers, behavior.cache.viewer_cache_control);
+    if viewer.no_store && !viewer.only_if_cached {
+        return CacheDecision::Pass;
+    }
     let now = Instant::now();
     let stale = match node.store.lookup(&key, &parts.headers, now) {
         Lookup::Fresh(object) if viewer.accepts(&object, now) => return CacheDecision::Hit(object),
@@ -134,9 +142,7 @@ async fn look(
     if viewer.only_if_cached {
         return gateway_timeout(ctx);
     }
-    if viewer.no_store {
-        return CacheDecision::Pass;
-    }
+
     // A HEAD miss is forwarded as HEAD: fetching the whole body to fill the cache could cost
     // far more than the viewer asked for.
     if is_head {
