@@ -1232,6 +1232,67 @@ cache_key = { query = "none" }
     }
 
     #[test]
+    fn freshness_settings_parse_with_defaults_and_checks() {
+        let c: Config = EXAMPLE.parse().expect("example is valid");
+        let api = &c.behaviors[0].cache;
+        assert_eq!(api.heuristic_ttl, None);
+        assert_eq!(
+            api.targeted_cache_control,
+            vec![HeaderName::from_static("cdn-cache-control")]
+        );
+        assert!(!api.strip_set_cookie);
+        assert_eq!(api.viewer_cache_control, ViewerCacheControl::Ignore);
+
+        let set = |extra: &str| {
+            EXAMPLE.replace(
+                r#"cache = { default_ttl = "0s", max_ttl = "60s" }"#,
+                &format!(r#"cache = {{ default_ttl = "0s", max_ttl = "60s", {extra} }}"#),
+            )
+        };
+        let c: Config = set(r#"heuristic_ttl = "10%", targeted_cache_control = ["Edge-Cache-Control", "CDN-Cache-Control"], strip_set_cookie = true, viewer_cache_control = "honor""#)
+            .parse()
+            .expect("all set");
+        let api = &c.behaviors[0].cache;
+        assert_eq!(api.heuristic_ttl, Some(10));
+        assert_eq!(
+            api.targeted_cache_control,
+            vec![
+                HeaderName::from_static("edge-cache-control"),
+                HeaderName::from_static("cdn-cache-control")
+            ]
+        );
+        assert!(api.strip_set_cookie);
+        assert_eq!(api.viewer_cache_control, ViewerCacheControl::Honor);
+        let c: Config = set(r#"targeted_cache_control = "Edge-Cache-Control""#)
+            .parse()
+            .expect("one name");
+        assert_eq!(c.behaviors[0].cache.targeted_cache_control.len(), 1);
+        let c: Config = set("targeted_cache_control = []").parse().expect("none");
+        assert!(c.behaviors[0].cache.targeted_cache_control.is_empty());
+
+        for (extra, message) in [
+            (
+                r#"heuristic_ttl = "10""#,
+                "behaviors[0].cache.heuristic_ttl`",
+            ),
+            (r#"heuristic_ttl = "0%""#, "1% to 100%"),
+            (r#"heuristic_ttl = "101%""#, "1% to 100%"),
+            (
+                r#"targeted_cache_control = "bad name""#,
+                "not a valid header name",
+            ),
+            ("targeted_cache_control = 5", "a header name or a list"),
+            (
+                r#"viewer_cache_control = "honour""#,
+                "expected \"ignore\" or \"honor\"",
+            ),
+        ] {
+            let e = err(&set(extra));
+            assert!(e.contains(message), "{extra}: {e}");
+        }
+    }
+
+    #[test]
     fn targets_must_be_plain_http() {
         let e = err(&EXAMPLE.replace("http://127.0.0.1:3001", "https://127.0.0.1:3001"));
         assert!(

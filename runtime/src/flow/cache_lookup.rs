@@ -92,9 +92,8 @@ impl ViewerDirectives {
             return false;
         }
         let left = object.ttl.saturating_sub(resident);
-        !self
-            .min_fresh
-            .is_some_and(|min| left < Duration::from_secs(min))
+        self.min_fresh
+            .is_none_or(|min| left >= Duration::from_secs(min))
     }
 }
 
