@@ -201,3 +201,56 @@ fn key(node: &Node, behavior: &BehaviorConfig, ctx: &RequestCtx, parts: &Parts) 
     }
     key
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn request(cc: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(CACHE_CONTROL, cc.parse().expect("value"));
+        headers
+    }
+
+    /// A 100 s object the origin said was already 10 s old.
+    fn object() -> CachedObject {
+        CachedObject::new(
+            StatusCode::OK,
+            HeaderMap::new(),
+            Bytes::from_static(b"x"),
+            Duration::from_secs(100),
+            10,
+        )
+    }
+
+    #[test]
+    fn ignore_keeps_only_only_if_cached() {
+        let d = ViewerDirectives::read(
+            &request("no-cache, no-store, max-age=0, min-fresh=5, only-if-cached"),
+            ViewerCacheControl::Ignore,
+        );
+        assert!(d.only_if_cached && !d.no_cache && !d.no_store);
+        assert_eq!((d.max_age, d.min_fresh), (None, None));
+        assert!(d.accepts(&object(), Instant::now()));
+    }
+
+    #[test]
+    fn honor_checks_age_and_remaining_freshness() {
+        let o = object();
+        let now = o.stored_at + Duration::from_secs(30);
+        let accepts = |cc: &str| {
+            ViewerDirectives::read(&request(cc), ViewerCacheControl::Honor).accepts(&o, now)
+        };
+        assert!(accepts("max-age=41"), "40 s old");
+        assert!(!accepts("max-age=39"));
+        assert!(accepts("min-fresh=70"), "70 s left");
+        assert!(!accepts("min-fresh=71"));
+        assert!(!accepts("no-cache"));
+        assert!(
+            accepts("max-age=abc"),
+            "a malformed value is ignored, not read as 0"
+        );
+        assert!(accepts("public"));
+    }
+}
