@@ -6,7 +6,9 @@
 #
 # Run from the repo root:   bash bench/cache-tests.sh
 # Environment:
-#   EDGE_BIN=/path/to/edge   test this binary instead of building `edge` in release mode
+#   EDGE_BIN=/path/to/edge   test this binary instead of building `edge` in release mode (the
+#                            build uses your RUSTFLAGS; with other flags than the target dir was
+#                            built with, cargo rebuilds everything, wasmtime included)
 #   TEST_ID=freshness-none   run one test and print its requests and responses (the suite's CLI
 #                            debug output) instead of the summary
 #   RESULTS=/path/out.json   also keep the suite's raw results (JSON) there
