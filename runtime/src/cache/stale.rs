@@ -41,7 +41,9 @@ impl StaleWindows {
     /// The windows a stored response's headers allow under a behavior's policy, whose
     /// `stale_if_error` applies when the response names no `stale-if-error` of its own.
     pub fn of(headers: &HeaderMap, policy: &CachePolicyConfig) -> Self {
-        StaleWindows::from_directives(&CacheControl::parse(headers), policy.stale_if_error)
+        // The targeted field (`CDN-Cache-Control`), when present, governs the windows too.
+        let cc = crate::cache::policy::directives(headers, policy).cc;
+        StaleWindows::from_directives(&cc, policy.stale_if_error)
     }
 
     /// The windows these response directives allow, with `default_if_error` standing in for

@@ -69,6 +69,9 @@ pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 /// behavior does not say (`cache.stale_if_error`): a day rides out an outage without serving
 /// very old content.
 pub const DEFAULT_STALE_IF_ERROR: Duration = Duration::from_secs(24 * 3600);
+/// The targeted field a behavior obeys when `cache.targeted_cache_control` is absent: the
+/// one RFC 9213 defines for every CDN.
+pub const DEFAULT_TARGETED_CACHE_CONTROL: &str = "cdn-cache-control";
 
 /// The whole validated configuration of a node.
 #[derive(Debug, Clone)]
@@ -262,6 +265,28 @@ pub struct CachePolicyConfig {
     /// How long past its freshness a stale object may stand in for a failing origin when the
     /// response gives no `stale-if-error` of its own; zero turns the node's default off.
     pub stale_if_error: Duration,
+    /// `heuristic_ttl`: percent of the time since `Last-Modified` used as the lifetime when the
+    /// origin gives none; `None` uses `default_ttl`.
+    pub heuristic_ttl: Option<u32>,
+    /// `targeted_cache_control`: fields that replace `Cache-Control` for this node, first
+    /// present wins (RFC 9213).
+    pub targeted_cache_control: Vec<HeaderName>,
+    /// `strip_set_cookie`: store responses carrying `Set-Cookie`, without it.
+    pub strip_set_cookie: bool,
+    /// `viewer_cache_control`: which request `Cache-Control` directives the cache obeys.
+    pub viewer_cache_control: ViewerCacheControl,
+}
+
+/// `cache.viewer_cache_control` of a behavior: what a viewer's request `Cache-Control` may do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ViewerCacheControl {
+    /// Only `only-if-cached` is obeyed (it can only spare the origin); `no-cache`, `no-store`,
+    /// `max-age` and `min-fresh` are ignored, so viewers cannot push traffic to the origin.
+    #[default]
+    Ignore,
+    /// `no-cache`, `max-age`, `min-fresh` (revalidate), `no-store` (bypass) and
+    /// `only-if-cached` (504 unless a fresh copy is stored) are obeyed (RFC 9111 §5.2.1).
+    Honor,
 }
 
 /// Which parts of a request make up its cache key, beyond host and path.
@@ -872,6 +897,12 @@ impl Validator<'_> {
                 default_ttl: DEFAULT_DEFAULT_TTL,
                 max_ttl: DEFAULT_MAX_TTL,
                 stale_if_error: DEFAULT_STALE_IF_ERROR,
+                heuristic_ttl: None,
+                targeted_cache_control: vec![HeaderName::from_static(
+                    DEFAULT_TARGETED_CACHE_CONTROL,
+                )],
+                strip_set_cookie: false,
+                viewer_cache_control: ViewerCacheControl::default(),
             });
         };
         let span = raw.span();
@@ -912,12 +943,78 @@ impl Validator<'_> {
             &format!("{key}.stale_if_error"),
             DEFAULT_STALE_IF_ERROR,
         )?;
+        let heuristic_ttl = match &raw.heuristic_ttl {
+            None => None,
+            Some(v) => Some(
+                v.get_ref()
+                    .trim()
+                    .strip_suffix('%')
+                    .and_then(|p| p.trim_end().parse::<u32>().ok())
+                    .filter(|p| (1..=100).contains(p))
+                    .ok_or_else(|| {
+                        self.invalid(
+                            v,
+                            &format!("{key}.heuristic_ttl"),
+                            format!("{:?} is not a share like \"10%\" (1% to 100%)", v.get_ref()),
+                        )
+                    })?,
+            ),
+        };
+        let targeted_cache_control = match &raw.targeted_cache_control {
+            None => vec![HeaderName::from_static(DEFAULT_TARGETED_CACHE_CONTROL)],
+            Some(v) => self.header_names(v, &format!("{key}.targeted_cache_control"))?,
+        };
+        let viewer_cache_control = match &raw.viewer_cache_control {
+            None => ViewerCacheControl::default(),
+            Some(v) => match v.get_ref().as_str() {
+                "ignore" => ViewerCacheControl::Ignore,
+                "honor" => ViewerCacheControl::Honor,
+                other => {
+                    return Err(self.invalid(
+                        v,
+                        &format!("{key}.viewer_cache_control"),
+                        format!("{other:?}: expected \"ignore\" or \"honor\""),
+                    ))
+                }
+            },
+        };
         Ok(CachePolicyConfig {
             min_ttl,
             default_ttl,
             max_ttl,
             stale_if_error,
+            heuristic_ttl,
+            targeted_cache_control,
+            strip_set_cookie: raw.strip_set_cookie.as_ref().is_some_and(|b| *b.get_ref()),
+            viewer_cache_control,
         })
+    }
+
+    /// A header name or a list of them (`"X"` or `["X", "Y"]`); an empty list means none.
+    fn header_names(
+        &self,
+        raw: &Spanned<toml::Value>,
+        key: &str,
+    ) -> Result<Vec<HeaderName>, Error> {
+        let bad = |message: String| self.error(raw.span(), key, message);
+        let names: Vec<&str> = match raw.get_ref() {
+            toml::Value::String(s) => vec![s.as_str()],
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|i| {
+                    i.as_str()
+                        .ok_or_else(|| bad("expected a header name or a list of them".into()))
+                })
+                .collect::<Result<_, _>>()?,
+            _ => return Err(bad("expected a header name or a list of them".into())),
+        };
+        names
+            .into_iter()
+            .map(|n| {
+                HeaderName::from_bytes(n.as_bytes())
+                    .map_err(|_| bad(format!("{n:?} is not a valid header name")))
+            })
+            .collect()
     }
 
     fn cache_key(&self, raw: Option<&RawCacheKey>, key: &str) -> Result<CacheKeyConfig, Error> {
@@ -1182,6 +1279,67 @@ cache_key = { query = "none" }
         assert!(e.contains("default_ttl`: must lie between"), "{e}");
         let e = err(&EXAMPLE.replace("min_ttl = \"0s\"", "min_ttl = \"500d\""));
         assert!(e.contains("min_ttl must not exceed max_ttl"), "{e}");
+    }
+
+    #[test]
+    fn freshness_settings_parse_with_defaults_and_checks() {
+        let c: Config = EXAMPLE.parse().expect("example is valid");
+        let api = &c.behaviors[0].cache;
+        assert_eq!(api.heuristic_ttl, None);
+        assert_eq!(
+            api.targeted_cache_control,
+            vec![HeaderName::from_static("cdn-cache-control")]
+        );
+        assert!(!api.strip_set_cookie);
+        assert_eq!(api.viewer_cache_control, ViewerCacheControl::Ignore);
+
+        let set = |extra: &str| {
+            EXAMPLE.replace(
+                r#"cache = { default_ttl = "0s", max_ttl = "60s" }"#,
+                &format!(r#"cache = {{ default_ttl = "0s", max_ttl = "60s", {extra} }}"#),
+            )
+        };
+        let c: Config = set(r#"heuristic_ttl = "10%", targeted_cache_control = ["Edge-Cache-Control", "CDN-Cache-Control"], strip_set_cookie = true, viewer_cache_control = "honor""#)
+            .parse()
+            .expect("all set");
+        let api = &c.behaviors[0].cache;
+        assert_eq!(api.heuristic_ttl, Some(10));
+        assert_eq!(
+            api.targeted_cache_control,
+            vec![
+                HeaderName::from_static("edge-cache-control"),
+                HeaderName::from_static("cdn-cache-control")
+            ]
+        );
+        assert!(api.strip_set_cookie);
+        assert_eq!(api.viewer_cache_control, ViewerCacheControl::Honor);
+        let c: Config = set(r#"targeted_cache_control = "Edge-Cache-Control""#)
+            .parse()
+            .expect("one name");
+        assert_eq!(c.behaviors[0].cache.targeted_cache_control.len(), 1);
+        let c: Config = set("targeted_cache_control = []").parse().expect("none");
+        assert!(c.behaviors[0].cache.targeted_cache_control.is_empty());
+
+        for (extra, message) in [
+            (
+                r#"heuristic_ttl = "10""#,
+                "behaviors[0].cache.heuristic_ttl`",
+            ),
+            (r#"heuristic_ttl = "0%""#, "1% to 100%"),
+            (r#"heuristic_ttl = "101%""#, "1% to 100%"),
+            (
+                r#"targeted_cache_control = "bad name""#,
+                "not a valid header name",
+            ),
+            ("targeted_cache_control = 5", "a header name or a list"),
+            (
+                r#"viewer_cache_control = "honour""#,
+                "expected \"ignore\" or \"honor\"",
+            ),
+        ] {
+            let e = err(&set(extra));
+            assert!(e.contains(message), "{extra}: {e}");
+        }
     }
 
     #[test]

@@ -153,6 +153,14 @@ pub struct RawCachePolicy {
     /// `stale_if_error = "1d"` (`"0s"`: never stand in for a failing origin unless the
     /// response says `stale-if-error`)
     pub stale_if_error: Option<Spanned<String>>,
+    /// `heuristic_ttl = "10%"`: share of the time since `Last-Modified` (RFC 9111 §4.2.2)
+    pub heuristic_ttl: Option<Spanned<String>>,
+    /// `targeted_cache_control = "CDN-Cache-Control"` or a list, in order of precedence
+    pub targeted_cache_control: Option<Spanned<toml::Value>>,
+    /// `strip_set_cookie = true`: store responses with `Set-Cookie`, without it
+    pub strip_set_cookie: Option<Spanned<bool>>,
+    /// `viewer_cache_control = "ignore" | "honor"`: request `Cache-Control` directives
+    pub viewer_cache_control: Option<Spanned<String>>,
 }
 
 /// `cache_key = { .. }` of a behavior.

@@ -1,16 +1,22 @@
 //! Cache lookup: builds the key, finds a fresh object, or arranges the one fetch that
 //! concurrent misses for the key share. Only GET and HEAD use the cache.
+//!
+//! The viewer's own `Cache-Control` is read here (RFC 9111 §5.2.1), as far as the behavior's
+//! `viewer_cache_control` allows: by default only `only-if-cached`, which cannot cost the
+//! origin anything.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::request::Parts;
-use http::Method;
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
-use super::RequestCtx;
+use super::{CachePhase, RequestCtx};
+use crate::body::EdgeBody;
 use crate::cache::stale::{self, StaleWindows};
 use crate::cache::{coalesce, CacheKey, CachedObject, FlightOutcome, Join, Leader, Lookup};
-use crate::config::BehaviorConfig;
+use crate::config::{BehaviorConfig, ViewerCacheControl};
 use crate::Node;
 
 /// What the flow does next.
@@ -34,9 +40,92 @@ pub enum CacheDecision {
         /// What the background revalidation needs, unless one is already under way.
         revalidation: Option<Revalidation>,
     },
-    /// Forward to the origin and store nothing: not a cacheable method, a HEAD miss, or a
-    /// collapsed request whose leader's response could not be shared.
+    /// Forward to the origin and store nothing: not a cacheable method, a HEAD miss, a
+    /// collapsed request whose leader's response could not be shared, or a viewer's `no-store`.
     Pass,
+    /// Answer with this response at once: `only-if-cached` with no fresh copy (504).
+    Respond(Response<EdgeBody>),
+}
+
+/// The request `Cache-Control` directives the cache may obey (RFC 9111 §5.2.1).
+#[derive(Debug, Default)]
+struct ViewerDirectives {
+    no_cache: bool,
+    no_store: bool,
+    only_if_cached: bool,
+    max_age: Option<u64>,
+    min_fresh: Option<u64>,
+}
+
+impl ViewerDirectives {
+    /// The directives of `headers` that `policy` lets the viewer use.
+    fn read(headers: &HeaderMap, policy: ViewerCacheControl) -> Self {
+        let mut directives = ViewerDirectives::default();
+        for line in headers.get_all(CACHE_CONTROL) {
+            let Ok(line) = line.to_str() else { continue };
+            for directive in line.split(',') {
+                let (name, value) = match directive.split_once('=') {
+                    Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
+                    None => (directive.trim(), None),
+                };
+                let seconds = || value.and_then(|v| v.parse::<u64>().ok());
+                match name.to_ascii_lowercase().as_str() {
+                    "only-if-cached" => directives.only_if_cached = true,
+                    _ if policy == ViewerCacheControl::Ignore => {}
+                    "no-cache" => directives.no_cache = true,
+                    "no-store" => directives.no_store = true,
+                    // A malformed value is ignored rather than read as 0: it must not turn
+                    // every request into an origin fetch.
+                    "max-age" => directives.max_age = seconds().or(directives.max_age),
+                    "min-fresh" => directives.min_fresh = seconds().or(directives.min_fresh),
+                    _ => {}
+                }
+            }
+        }
+        directives
+    }
+
+    /// Whether the viewer lets a stale copy answer while it is revalidated
+    /// (`stale-while-revalidate`): not when it asked for revalidation or a bound on age.
+    fn tolerates_stale(&self) -> bool {
+        !self.no_cache && self.max_age.is_none() && self.min_fresh.is_none()
+    }
+
+    /// Whether a fresh `object` may answer this request as it is, without revalidation.
+    fn accepts(&self, object: &CachedObject, now: Instant) -> bool {
+        if self.no_cache {
+            return false;
+        }
+        // The exact age, not the whole seconds of `Age`: `max-age=0` must refuse an object
+        // stored a moment ago.
+        let resident = now.saturating_duration_since(object.stored_at);
+        let age = Duration::from_secs(object.initial_age) + resident;
+        if self
+            .max_age
+            .is_some_and(|max| age > Duration::from_secs(max))
+        {
+            return false;
+        }
+        let left = object.ttl.saturating_sub(resident);
+        self.min_fresh
+            .is_none_or(|min| left >= Duration::from_secs(min))
+    }
+}
+
+/// RFC 9111 §5.2.1.7: `only-if-cached` without a usable stored response gets 504.
+fn gateway_timeout(ctx: &mut RequestCtx) -> CacheDecision {
+    const BODY: &str = "504 Gateway Timeout\n";
+    ctx.cache = CachePhase::Error;
+    let mut response = Response::new(EdgeBody::full(BODY));
+    *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(BODY.len()));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    CacheDecision::Respond(response)
 }
 
 /// A background revalidation of a stale object served meanwhile: it leads the key's flight, so
@@ -64,13 +153,24 @@ async fn look(
     if let Some(debug) = &mut ctx.debug {
         debug.cache_key = Some(key.as_str().to_owned());
     }
+    let viewer = ViewerDirectives::read(&parts.headers, behavior.cache.viewer_cache_control);
+    if viewer.no_store && !viewer.only_if_cached {
+        return CacheDecision::Pass;
+    }
     let now = Instant::now();
     let stale = match node.store.lookup_current(&key, &parts.headers, now) {
-        Lookup::Fresh(object) => return CacheDecision::Hit(object),
-        Lookup::Stale(object) => Some(object),
+        Lookup::Fresh(object) if viewer.accepts(&object, now) => return CacheDecision::Hit(object),
+        // Too old for this viewer: revalidated like a stale copy.
+        Lookup::Fresh(object) | Lookup::Stale(object) => Some(object),
         Lookup::Miss => None,
     };
-    if let Some(object) = stale.as_ref().filter(|o| !is_head && !o.is_fresh(now)) {
+    if viewer.only_if_cached {
+        return gateway_timeout(ctx);
+    }
+    let swr_candidate = stale
+        .as_ref()
+        .filter(|o| !is_head && !o.is_fresh(now) && viewer.tolerates_stale());
+    if let Some(object) = swr_candidate {
         let windows = StaleWindows::of(&object.headers, &behavior.cache);
         if stale::within(object, windows.while_revalidate, now) {
             // RFC 5861 §3: serve the stale copy now and revalidate in the background, unless a
@@ -97,12 +197,12 @@ async fn look(
     match node.coalescer.join(&key) {
         Join::Leader(leader) => {
             // The previous flight may have stored the object between our lookup and join.
-            if let Lookup::Fresh(object) =
-                node.store
-                    .lookup_current(&key, &parts.headers, Instant::now())
-            {
-                leader.finish(FlightOutcome::Stored(object.clone()));
-                return CacheDecision::Hit(object);
+            let now = Instant::now();
+            if let Lookup::Fresh(object) = node.store.lookup_current(&key, &parts.headers, now) {
+                if viewer.accepts(&object, now) {
+                    leader.finish(FlightOutcome::Stored(object.clone()));
+                    return CacheDecision::Hit(object);
+                }
             }
             CacheDecision::Fetch { key, leader, stale }
         }
@@ -150,4 +250,57 @@ fn key(node: &Node, behavior: &BehaviorConfig, ctx: &RequestCtx, parts: &Parts) 
         key = key.variant(&format!("origin={}", node.config.origins[origin].name));
     }
     key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn request(cc: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(CACHE_CONTROL, cc.parse().expect("value"));
+        headers
+    }
+
+    /// A 100 s object the origin said was already 10 s old.
+    fn object() -> CachedObject {
+        CachedObject::new(
+            StatusCode::OK,
+            HeaderMap::new(),
+            Bytes::from_static(b"x"),
+            Duration::from_secs(100),
+            10,
+        )
+    }
+
+    #[test]
+    fn ignore_keeps_only_only_if_cached() {
+        let d = ViewerDirectives::read(
+            &request("no-cache, no-store, max-age=0, min-fresh=5, only-if-cached"),
+            ViewerCacheControl::Ignore,
+        );
+        assert!(d.only_if_cached && !d.no_cache && !d.no_store);
+        assert_eq!((d.max_age, d.min_fresh), (None, None));
+        assert!(d.accepts(&object(), Instant::now()));
+    }
+
+    #[test]
+    fn honor_checks_age_and_remaining_freshness() {
+        let o = object();
+        let now = o.stored_at + Duration::from_secs(30);
+        let accepts = |cc: &str| {
+            ViewerDirectives::read(&request(cc), ViewerCacheControl::Honor).accepts(&o, now)
+        };
+        assert!(accepts("max-age=41"), "40 s old");
+        assert!(!accepts("max-age=39"));
+        assert!(accepts("min-fresh=70"), "70 s left");
+        assert!(!accepts("min-fresh=71"));
+        assert!(!accepts("no-cache"));
+        assert!(
+            accepts("max-age=abc"),
+            "a malformed value is ignored, not read as 0"
+        );
+        assert!(accepts("public"));
+    }
 }

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{
-    ACCEPT_RANGES, AUTHORIZATION, CONTENT_LENGTH, CONTENT_LOCATION, HOST, LOCATION,
-    TRANSFER_ENCODING,
+    ACCEPT_RANGES, AUTHORIZATION, CONTENT_LENGTH, CONTENT_LOCATION, HOST, LOCATION, SET_COOKIE,
 };
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
@@ -164,7 +163,7 @@ pub fn refresh(
     }
     let mut headers = stale.headers.clone();
     for name in response.headers().keys() {
-        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+        if policy::kept_on_refresh(name) {
             continue;
         }
         headers.remove(name);
@@ -192,7 +191,21 @@ pub fn refresh(
         age,
     ));
     if matches!(storability, Storability::Store { .. }) {
-        node.store.insert(key, &parts.headers, object.clone());
+        // A `Set-Cookie` on the 304 is for this viewer only (`strip_set_cookie`).
+        let stored = if object.headers.contains_key(SET_COOKIE) {
+            let mut headers = object.headers.clone();
+            headers.remove(SET_COOKIE);
+            Arc::new(CachedObject::new(
+                object.status,
+                headers,
+                object.body.clone(),
+                ttl,
+                age,
+            ))
+        } else {
+            object.clone()
+        };
+        node.store.insert(key, &parts.headers, stored);
     }
     Some(object)
 }
@@ -261,6 +274,9 @@ pub fn store(
         status: head.status,
         headers: {
             let mut headers = head.headers.clone();
+            // Stored only when the behavior strips it (`strip_set_cookie`): the cookie goes to
+            // the viewer whose request fetched the object, never to the next ones.
+            headers.remove(SET_COOKIE);
             // Hits answer single byte ranges from the stored body (`range`).
             if head.status == StatusCode::OK {
                 headers

@@ -196,6 +196,9 @@ async fn run(
             let forwarded = origin_request::prepare(ctx, &parts, body, None);
             return pass(node, ctx, behavior, &parts, forwarded).await;
         }
+        CacheDecision::Respond(response) => {
+            return viewer_response::run(node, ctx, &parts, response).await;
+        }
     };
 
     // origin-request: the request as the origin will see it (revalidating a stale copy if any);
