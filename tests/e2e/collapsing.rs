@@ -87,3 +87,33 @@ async fn uncacheable_response_is_forwarded_for_each_waiter() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_uncacheable_key_is_not_queued_behind_a_leader() -> Result<()> {
+    // The origin counts how many requests it holds at once.
+    let in_flight = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let most = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (now, peak) = (in_flight.clone(), most.clone());
+    let origin = Origin::start(move |_| {
+        let (now, peak) = (now.clone(), peak.clone());
+        async move {
+            use std::sync::atomic::Ordering;
+            let held = now.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(held, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            now.fetch_sub(1, Ordering::SeqCst);
+            reply(200, &[("cache-control", "private")], "for one viewer")
+        }
+    })
+    .await?;
+    let node = node_for(&origin).await?;
+    // The first answer shows the key is uncacheable; the next five go to the origin together
+    // instead of four of them waiting for a leader whose answer they cannot use.
+    assert_eq!(fire(&node, 1).await?[0].0, 200);
+    most.store(0, std::sync::atomic::Ordering::SeqCst);
+    let results = fire(&node, 5).await?;
+    assert!(results.iter().all(|(s, _, _)| *s == 200), "{results:?}");
+    assert_eq!(origin.count(), 6);
+    assert_eq!(most.load(std::sync::atomic::Ordering::SeqCst), 5);
+    Ok(())
+}

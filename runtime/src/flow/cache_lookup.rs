@@ -218,7 +218,9 @@ async fn look(
                     _ => CacheDecision::Pass,
                 }
             }
-            FlightOutcome::Forward | FlightOutcome::Pending => CacheDecision::Pass,
+            FlightOutcome::Forward | FlightOutcome::Uncacheable | FlightOutcome::Pending => {
+                CacheDecision::Pass
+            }
         },
     }
 }

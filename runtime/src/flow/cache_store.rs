@@ -244,7 +244,13 @@ pub fn store(
         Ok(ttl) => ttl,
         Err(reason) => {
             tracing::debug!(request = ctx.id, reason, "response not stored");
-            leader.finish(FlightOutcome::Forward);
+            // A failing origin's 5xx says nothing of what the key's next answer will be: its
+            // misses keep collapsing, so a recovering origin is not met by every viewer at once.
+            leader.finish(if response.status().is_server_error() {
+                FlightOutcome::Forward
+            } else {
+                FlightOutcome::Uncacheable
+            });
             return response;
         }
     };
@@ -261,7 +267,7 @@ pub fn store(
             max,
             "object over max_object_size passed through"
         );
-        leader.finish(FlightOutcome::Forward);
+        leader.finish(FlightOutcome::Uncacheable);
         return response;
     }
     let age = policy::age(response.headers());
