@@ -270,16 +270,21 @@ wait_quiet() {
 # /proc/PID/stat) per request answered.
 run_wrk() {
     local server="$1" obj="$2" url="$3" run="$4" out rps p50 p99 bad errs requests cpu
-    local pid="${SERVER_PID[$server]}" m0 m1 s0 s1 times wall wrk_j others clean note=""
+    local pid="${SERVER_PID[$server]}" m0 m1 s0 s1 o0=0 o1=0 times wall wrk_j others clean note=""
+    # A pass-through row's origin works for the run too: its CPU is the benchmark's, not noise.
+    local origin_pid=""
+    [[ "$obj" == pass && -n "${ORIGIN_PID:-}" && "$pid" != "$ORIGIN_PID" ]] && origin_pid="$ORIGIN_PID"
     out="$WORK/wrk-$server-$obj-$run.txt"
     read -r m0 _ < <(machine_jiffies)
     s0="$(tree_jiffies "$pid")"
+    [[ -z "$origin_pid" ]] || o0="$(tree_jiffies "$origin_pid")"
     # `time` gives wrk's own CPU use; the rest of the machine's busy time, less the server's, is
     # somebody else's.
     times="$( { TIMEFORMAT='%R %U %S'; time taskset -c "$WRK_CPU" wrk "${WRK_ARGS[@]}" "${@:5}" "$url" >"$out" 2>&1; } 2>&1 )" \
         || { cat "$out" >&2; die "wrk failed"; }
     read -r m1 _ < <(machine_jiffies)
     s1="$(tree_jiffies "$pid")"
+    [[ -z "$origin_pid" ]] || o1="$(tree_jiffies "$origin_pid")"
     rps="$(awk '/^Requests\/sec:/ {print $2}' "$out")"
     p50="$(awk '$1 == "50%" {print $2}' "$out")"
     p99="$(awk '$1 == "99%" {print $2}' "$out")"
@@ -295,7 +300,7 @@ run_wrk() {
     read -r wall wrk_j < <(awk -v t="$times" -v hz="$CLK_TCK" \
         'BEGIN { split(t, a, " "); print a[1], (a[2] + a[3]) * hz }')
     # Percent of one core used by other processes during the run.
-    others="$(awk -v m="$((m1 - m0))" -v s="$((s1 - s0))" -v w="$wrk_j" -v wall="$wall" -v hz="$CLK_TCK" \
+    others="$(awk -v m="$((m1 - m0))" -v s="$((s1 - s0 + o1 - o0))" -v w="$wrk_j" -v wall="$wall" -v hz="$CLK_TCK" \
         'BEGIN { x = (m - s - w) / (wall * hz) * 100; printf "%.0f", (x < 0 ? 0 : x) }')"
     clean=1
     if ((others > NOISE_LIMIT)); then
@@ -792,6 +797,7 @@ if ((${#NOISY_CELLS[@]})); then
 fi
 if [[ -n "${RPS[edge+router-1k]:-}" && -n "${RPS[edge-1k]:-}" ]]; then
     for obj in "${OBJECTS[@]}"; do
+        [[ -n "${RPS[edge+router-$obj]:-}" && -n "${RPS[edge-$obj]:-}" ]] || continue
         printf 'edge+router / edge, %s: %s\n' "${OBJECT_LABEL[$obj]}" \
             "$(awk -v a="${RPS[edge+router-$obj]}" -v b="${RPS[edge-$obj]}" 'BEGIN { printf "%.2f×", a / b }')"
     done
