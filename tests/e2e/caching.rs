@@ -13,21 +13,7 @@ use crate::harness::{reply, Origin, TestNode};
 
 /// A node with one behavior `*` in front of `origin`, with this `cache` and `cache_key` table.
 async fn node_for(origin: &Origin, cache: &str, cache_key: &str) -> Result<TestNode> {
-    TestNode::start(&format!(
-        r#"
-[origins.app]
-type = "http"
-targets = ["{}"]
-
-[[behaviors]]
-path = "*"
-origin = "app"
-cache = {cache}
-cache_key = {cache_key}
-"#,
-        origin.url()
-    ))
-    .await
+    TestNode::in_front_of(origin, &format!("cache = {cache}\ncache_key = {cache_key}")).await
 }
 
 const LONG: &str = r#"{ min_ttl = "0s", default_ttl = "1d", max_ttl = "365d" }"#;

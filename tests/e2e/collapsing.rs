@@ -16,11 +16,7 @@ async fn slow_origin(cache_control: &'static str) -> Result<Origin> {
 }
 
 async fn node_for(origin: &Origin) -> Result<TestNode> {
-    TestNode::start(&format!(
-        "[origins.app]\ntype = \"http\"\ntargets = [\"{}\"]\n[[behaviors]]\npath = \"*\"\norigin = \"app\"\n",
-        origin.url()
-    ))
-    .await
+    TestNode::in_front_of(origin, "").await
 }
 
 async fn fire(node: &TestNode, n: usize) -> Result<Vec<(u16, String, String)>> {

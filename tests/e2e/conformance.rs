@@ -64,20 +64,7 @@ fn cache_tests_config_in_script_is_the_one_in_readme() -> Result<()> {
 
 /// A node with one behavior `*` in front of `origin` with this `cache` table.
 async fn node_for(origin: &Origin, cache: &str) -> Result<TestNode> {
-    TestNode::start(&format!(
-        r#"
-[origins.app]
-type = "http"
-targets = ["{}"]
-
-[[behaviors]]
-path = "*"
-origin = "app"
-cache = {cache}
-"#,
-        origin.url()
-    ))
-    .await
+    TestNode::in_front_of(origin, &format!("cache = {cache}")).await
 }
 
 /// The suite's setting: nothing is cached without an explicit lifetime.

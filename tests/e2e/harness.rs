@@ -235,6 +235,16 @@ impl Reply {
 }
 
 impl TestNode {
+    /// Starts a node whose one behavior `*` sends everything to `origin` (named `app`), with
+    /// `behavior` as further lines of that behavior's table (`cache = { ... }`, ...).
+    pub async fn in_front_of(origin: &Origin, behavior: &str) -> Result<TestNode> {
+        TestNode::start(&format!(
+            "[origins.app]\ntype = \"http\"\ntargets = [\"{}\"]\n\n[[behaviors]]\npath = \"*\"\norigin = \"app\"\n{behavior}\n",
+            origin.url()
+        ))
+        .await
+    }
+
     /// Starts a node on port 0 with this config (its `[server]` table is added here).
     pub async fn start(toml: &str) -> Result<TestNode> {
         let config: Config = format!("[server]\nlisten = \"127.0.0.1:0\"\n{toml}").parse()?;

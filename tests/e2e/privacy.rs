@@ -8,19 +8,10 @@ use crate::harness::{reply, Modules, Origin, Reply, TestNode};
 
 /// A node caching everything from `origin` for a day unless the origin says otherwise.
 async fn node_for(origin: &Origin) -> Result<TestNode> {
-    TestNode::start(&format!(
-        r#"
-[origins.app]
-type = "http"
-targets = ["{}"]
-
-[[behaviors]]
-path = "*"
-origin = "app"
-cache = {{ min_ttl = "0s", default_ttl = "1d", max_ttl = "365d" }}
-"#,
-        origin.url()
-    ))
+    TestNode::in_front_of(
+        origin,
+        r#"cache = { min_ttl = "0s", default_ttl = "1d", max_ttl = "365d" }"#,
+    )
     .await
 }
 

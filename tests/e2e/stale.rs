@@ -15,21 +15,10 @@ use crate::harness::{reply, Origin, TestNode};
 /// A node with one behavior `*` in front of `origin`, allowing `methods`, with this `cache`
 /// table and every query parameter in the key.
 async fn node_for(origin: &Origin, methods: &str, cache: &str) -> Result<TestNode> {
-    TestNode::start(&format!(
-        r#"
-[origins.app]
-type = "http"
-targets = ["{}"]
-
-[[behaviors]]
-path = "*"
-origin = "app"
-methods = {methods}
-cache = {cache}
-cache_key = {{ query = "all" }}
-"#,
-        origin.url()
-    ))
+    TestNode::in_front_of(
+        origin,
+        &format!("methods = {methods}\ncache = {cache}\ncache_key = {{ query = \"all\" }}"),
+    )
     .await
 }
 
