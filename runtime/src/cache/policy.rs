@@ -51,32 +51,39 @@ impl CacheControl {
     /// malformed `max-age` counts as 0 (§4.2.1: treat invalid freshness as stale).
     pub fn parse(headers: &HeaderMap) -> Self {
         let mut cc = CacheControl::default();
-        for line in headers.get_all(CACHE_CONTROL) {
-            let Ok(line) = line.to_str() else { continue };
-            for directive in line.split(',') {
-                let (name, value) = match directive.split_once('=') {
-                    Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
-                    None => (directive.trim(), None),
-                };
-                let seconds = || value.and_then(|v| v.parse::<u64>().ok()).or(Some(0));
-                match name.to_ascii_lowercase().as_str() {
-                    "no-store" => cc.no_store = true,
-                    "no-cache" => cc.no_cache = true,
-                    "private" => cc.private = true,
-                    "public" => cc.public = true,
-                    "must-revalidate" => cc.must_revalidate = true,
-                    "max-age" => cc.max_age = seconds(),
-                    "s-maxage" => cc.s_maxage = seconds(),
-                    "proxy-revalidate" => cc.proxy_revalidate = true,
-                    "stale-while-revalidate" => cc.stale_while_revalidate = seconds(),
-                    "stale-if-error" => cc.stale_if_error = seconds(),
-                    "must-understand" => cc.must_understand = true,
-                    _ => {}
-                }
+        for (name, value) in cache_control_directives(headers) {
+            let seconds = || value.and_then(|v| v.parse::<u64>().ok()).or(Some(0));
+            match name.to_ascii_lowercase().as_str() {
+                "no-store" => cc.no_store = true,
+                "no-cache" => cc.no_cache = true,
+                "private" => cc.private = true,
+                "public" => cc.public = true,
+                "must-revalidate" => cc.must_revalidate = true,
+                "max-age" => cc.max_age = seconds(),
+                "s-maxage" => cc.s_maxage = seconds(),
+                "proxy-revalidate" => cc.proxy_revalidate = true,
+                "stale-while-revalidate" => cc.stale_while_revalidate = seconds(),
+                "stale-if-error" => cc.stale_if_error = seconds(),
+                "must-understand" => cc.must_understand = true,
+                _ => {}
             }
         }
         cc
     }
+}
+
+/// Every directive of every `Cache-Control` line of `headers` (request or response), as its
+/// name and its value without quotes; lines that are not text are skipped.
+pub fn cache_control_directives(headers: &HeaderMap) -> impl Iterator<Item = (&str, Option<&str>)> {
+    headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|line| line.to_str().ok())
+        .flat_map(|line| line.split(','))
+        .map(|directive| match directive.split_once('=') {
+            Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
+            None => (directive.trim(), None),
+        })
 }
 
 /// What to do with a response from the origin.

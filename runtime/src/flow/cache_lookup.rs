@@ -14,6 +14,7 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 use super::{CachePhase, RequestCtx};
 use crate::body::EdgeBody;
+use crate::cache::policy::cache_control_directives;
 use crate::cache::stale::{self, StaleWindows};
 use crate::cache::{coalesce, CacheKey, CachedObject, FlightOutcome, Join, Leader, Lookup};
 use crate::config::{BehaviorConfig, ViewerCacheControl};
@@ -61,25 +62,18 @@ impl ViewerDirectives {
     /// The directives of `headers` that `policy` lets the viewer use.
     fn read(headers: &HeaderMap, policy: ViewerCacheControl) -> Self {
         let mut directives = ViewerDirectives::default();
-        for line in headers.get_all(CACHE_CONTROL) {
-            let Ok(line) = line.to_str() else { continue };
-            for directive in line.split(',') {
-                let (name, value) = match directive.split_once('=') {
-                    Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
-                    None => (directive.trim(), None),
-                };
-                let seconds = || value.and_then(|v| v.parse::<u64>().ok());
-                match name.to_ascii_lowercase().as_str() {
-                    "only-if-cached" => directives.only_if_cached = true,
-                    _ if policy == ViewerCacheControl::Ignore => {}
-                    "no-cache" => directives.no_cache = true,
-                    "no-store" => directives.no_store = true,
-                    // A malformed value is ignored rather than read as 0: it must not turn
-                    // every request into an origin fetch.
-                    "max-age" => directives.max_age = seconds().or(directives.max_age),
-                    "min-fresh" => directives.min_fresh = seconds().or(directives.min_fresh),
-                    _ => {}
-                }
+        for (name, value) in cache_control_directives(headers) {
+            let seconds = || value.and_then(|v| v.parse::<u64>().ok());
+            match name.to_ascii_lowercase().as_str() {
+                "only-if-cached" => directives.only_if_cached = true,
+                _ if policy == ViewerCacheControl::Ignore => {}
+                "no-cache" => directives.no_cache = true,
+                "no-store" => directives.no_store = true,
+                // A malformed value is ignored rather than read as 0: it must not turn every
+                // request into an origin fetch.
+                "max-age" => directives.max_age = seconds().or(directives.max_age),
+                "min-fresh" => directives.min_fresh = seconds().or(directives.min_fresh),
+                _ => {}
             }
         }
         directives
