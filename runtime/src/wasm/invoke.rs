@@ -243,46 +243,42 @@ async fn run_unlogged(
     // The common case: no handoff, and no copy of the input (cloning a browser's request up
     // front, to be able to start over, cost 0.5 µs of the router's 7; `Tracked` copies only
     // what a function changes, and only when it changes it).
-    if !function.slow.load(Ordering::Relaxed) {
-        let state = input.into_state(function, event, record);
-        return match attempt(engine, function, event, request_id, state, Budget::Inline) {
-            Attempt::Done(result, state) => (result, state),
-            Attempt::TooLongForInline(input) => {
-                let key = SlowRequests::key(&input.request.method, &input.request.uri);
-                function.slow_requests.ran_long(key);
-                function.slow.store(true, Ordering::Relaxed);
-                in_slow_lane(engine, function, event, request_id, input, record, key).await
-            }
-        };
-    }
-    // Some requests of this function ran long: those go straight to the lane; the others are
-    // tried inline first, so that a flood of its slow requests does not take its fast ones
-    // down with them. Once the last few untried requests all ran long (a slow request that
-    // never repeats, as with a random query), untried ones are tried one at a time on the
-    // node (`SlowLane::try_inline`), so such a flood costs the workers one attempt at a time.
-    let key = SlowRequests::key(&input.request.method, &input.request.uri);
-    if function.slow_requests.contains(key) {
-        return in_slow_lane(engine, function, event, request_id, input, record, key).await;
-    }
-    let lane = engine.slow_lane().ok();
-    let _try = if function.slow_requests.mostly_slow() {
-        match lane.and_then(|lane| lane.try_inline()) {
-            Some(permission) => Some(permission),
-            None => {
-                return in_slow_lane(engine, function, event, request_id, input, record, key).await
+    //
+    // Once some requests of this function ran long, each request is looked up: those go
+    // straight to the lane; the others are tried inline first, so that a flood of its slow
+    // requests does not take its fast ones down with them. Once the last few untried requests
+    // all ran long (a slow request that never repeats, as with a random query), untried ones
+    // are tried one at a time on the node (`SlowLane::try_inline`), so such a flood costs the
+    // workers one attempt at a time.
+    let mut key = None;
+    let mut _try = None;
+    if function.slow.load(Ordering::Relaxed) {
+        let known = SlowRequests::key(&input.request.method, &input.request.uri);
+        if function.slow_requests.contains(known) {
+            return in_slow_lane(engine, function, event, request_id, input, record, known).await;
+        }
+        if function.slow_requests.mostly_slow() {
+            _try = engine.slow_lane().ok().and_then(|lane| lane.try_inline());
+            if _try.is_none() {
+                return in_slow_lane(engine, function, event, request_id, input, record, known)
+                    .await;
             }
         }
-    } else {
-        None
-    };
+        key = Some(known);
+    }
     let state = input.into_state(function, event, record);
     match attempt(engine, function, event, request_id, state, Budget::Inline) {
         Attempt::Done(result, state) => {
-            function.slow_requests.ran_inline();
+            if key.is_some() {
+                function.slow_requests.ran_inline();
+            }
             (result, state)
         }
         Attempt::TooLongForInline(input) => {
+            let key =
+                key.unwrap_or_else(|| SlowRequests::key(&input.request.method, &input.request.uri));
             function.slow_requests.ran_long(key);
+            function.slow.store(true, Ordering::Relaxed);
             in_slow_lane(engine, function, event, request_id, input, record, key).await
         }
     }
