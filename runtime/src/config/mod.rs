@@ -4,6 +4,7 @@
 //! value. Errors name the file, line and key ([`Error`]).
 
 mod error;
+mod origin;
 pub mod raw;
 
 use std::net::SocketAddr;
@@ -13,13 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::HeaderName;
-use http::uri::{Authority, Scheme};
-use http::{Method, Uri};
+use http::Method;
 use toml::Spanned;
 
 use edge_sdk::abi::Event;
 pub use error::Error;
-use raw::{RawBehavior, RawCacheKey, RawCachePolicy, RawConfig, RawFunction, RawKv, RawOrigin};
+pub use origin::{OriginConfig, OriginKind, OriginTls, S3Config, S3Credentials, Secret, Target};
+use raw::{RawBehavior, RawCacheKey, RawCachePolicy, RawConfig, RawFunction, RawKv};
 
 /// Where a node listens when `[server] listen` is absent: loopback, so that a bare config never
 /// exposes a development node to the network.
@@ -195,43 +196,6 @@ pub struct CacheConfig {
     pub max_size: u64,
     /// Largest single object stored; larger responses are passed through.
     pub max_object_size: u64,
-}
-
-/// One origin, by name.
-#[derive(Debug, Clone)]
-pub struct OriginConfig {
-    /// The table name in `[origins.NAME]`.
-    pub name: String,
-    /// What kind of origin and its settings.
-    pub kind: OriginKind,
-}
-
-/// The two kinds of origin.
-#[derive(Debug, Clone)]
-pub enum OriginKind {
-    /// A directory served like an S3 bucket.
-    Static {
-        /// Absolute, canonical path of the bucket directory.
-        root: PathBuf,
-    },
-    /// HTTP targets balanced round-robin.
-    Http {
-        /// `scheme://host:port` of each target.
-        targets: Vec<Target>,
-        /// Per-attempt connect timeout.
-        connect_timeout: Duration,
-        /// Time to response headers.
-        response_timeout: Duration,
-    },
-}
-
-/// One HTTP target of a dynamic origin.
-#[derive(Debug, Clone)]
-pub struct Target {
-    /// Always `http` for now.
-    pub scheme: Scheme,
-    /// `host:port`.
-    pub authority: Authority,
 }
 
 /// One `[[behaviors]]` entry.
@@ -507,128 +471,6 @@ impl Validator<'_> {
             origins,
             behaviors,
             functions,
-        })
-    }
-
-    fn origin(&self, name: &Spanned<String>, raw: &RawOrigin) -> Result<OriginConfig, Error> {
-        let prefix = format!("origins.{}", name.get_ref());
-        let key = |field: &str| format!("{prefix}.{field}");
-        let unexpected =
-            |v: Option<std::ops::Range<usize>>, field: &str, kind: &str| -> Result<(), Error> {
-                match v {
-                    Some(span) => {
-                        Err(self.error(span, &key(field), format!("not used by a {kind:?} origin")))
-                    }
-                    None => Ok(()),
-                }
-            };
-        let kind = match raw.kind.get_ref().as_str() {
-            "static" => {
-                unexpected(raw.targets.as_ref().map(|v| v.span()), "targets", "static")?;
-                unexpected(
-                    raw.connect_timeout.as_ref().map(|v| v.span()),
-                    "connect_timeout",
-                    "static",
-                )?;
-                unexpected(
-                    raw.response_timeout.as_ref().map(|v| v.span()),
-                    "response_timeout",
-                    "static",
-                )?;
-                let Some(root) = &raw.root else {
-                    return Err(self.invalid(
-                        &raw.kind,
-                        &key("root"),
-                        "a static origin needs `root`, the directory to serve",
-                    ));
-                };
-                let path = self.path(root.get_ref());
-                let root_dir = std::fs::canonicalize(&path)
-                    .ok()
-                    .filter(|p| p.is_dir())
-                    .ok_or_else(|| {
-                        self.invalid(
-                            root,
-                            &key("root"),
-                            format!("{} is not a directory", path.display()),
-                        )
-                    })?;
-                OriginKind::Static { root: root_dir }
-            }
-            "http" => {
-                unexpected(raw.root.as_ref().map(|v| v.span()), "root", "http")?;
-                let Some(targets) = &raw.targets else {
-                    return Err(self.invalid(
-                        &raw.kind,
-                        &key("targets"),
-                        "an http origin needs `targets`, e.g. [\"http://127.0.0.1:3000\"]",
-                    ));
-                };
-                if targets.get_ref().is_empty() {
-                    return Err(self.error(
-                        targets.span(),
-                        &key("targets"),
-                        "needs at least one target",
-                    ));
-                }
-                let targets = targets
-                    .get_ref()
-                    .iter()
-                    .map(|t| self.target(t, &key("targets")))
-                    .collect::<Result<Vec<_>, _>>()?;
-                OriginKind::Http {
-                    targets,
-                    connect_timeout: self.duration(
-                        raw.connect_timeout.as_ref(),
-                        &key("connect_timeout"),
-                        DEFAULT_CONNECT_TIMEOUT,
-                    )?,
-                    response_timeout: self.duration(
-                        raw.response_timeout.as_ref(),
-                        &key("response_timeout"),
-                        DEFAULT_RESPONSE_TIMEOUT,
-                    )?,
-                }
-            }
-            other => {
-                return Err(self.invalid(
-                    &raw.kind,
-                    &key("type"),
-                    format!("unknown origin type {other:?}; expected \"static\" or \"http\""),
-                ))
-            }
-        };
-        Ok(OriginConfig {
-            name: name.get_ref().clone(),
-            kind,
-        })
-    }
-
-    fn target(&self, raw: &Spanned<String>, key: &str) -> Result<Target, Error> {
-        let bad = |why: &str| {
-            self.invalid(
-                raw,
-                key,
-                format!("{:?} {why}; expected \"http://host:port\"", raw.get_ref()),
-            )
-        };
-        let uri: Uri = raw.get_ref().parse().map_err(|_| bad("is not a URL"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(bad(
-                    "uses https, which this node cannot speak to origins yet",
-                ))
-            }
-            _ => return Err(bad("has no http:// scheme")),
-        }
-        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-            return Err(bad("has a path; targets are host and port only"));
-        }
-        let authority = uri.authority().cloned().ok_or_else(|| bad("has no host"))?;
-        Ok(Target {
-            scheme: Scheme::HTTP,
-            authority,
         })
     }
 
@@ -1343,10 +1185,18 @@ cache_key = { query = "none" }
     }
 
     #[test]
-    fn targets_must_be_plain_http() {
-        let e = err(&EXAMPLE.replace("http://127.0.0.1:3001", "https://127.0.0.1:3001"));
+    fn targets_are_http_or_https_host_and_port() {
+        let c: Config = EXAMPLE
+            .replace("http://127.0.0.1:3001", "https://127.0.0.1:3001")
+            .parse()
+            .expect("https targets load");
+        let OriginKind::Http { targets, .. } = &c.origins[0].kind else {
+            panic!("app is an http origin");
+        };
+        assert_eq!(targets[1].scheme, http::uri::Scheme::HTTPS);
+        let e = err(&EXAMPLE.replace("http://127.0.0.1:3001", "ftp://127.0.0.1:3001"));
         assert!(
-            e.contains("`origins.app.targets`") && e.contains("https"),
+            e.contains("`origins.app.targets`") && e.contains("https://"),
             "{e}"
         );
         let e = err(&EXAMPLE.replace("http://127.0.0.1:3001", "http://127.0.0.1:3001/x"));

@@ -109,17 +109,33 @@ pub struct RawCache {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawOrigin {
-    /// `type = "static" | "http"`
+    /// `type = "static" | "http" | "s3"`
     #[serde(rename = "type")]
     pub kind: Spanned<String>,
     /// `root = "./site"` (static)
     pub root: Option<Spanned<String>>,
-    /// `targets = ["http://127.0.0.1:3000"]` (http)
+    /// `targets = ["http://127.0.0.1:3000", "https://app.internal:443"]` (http)
     pub targets: Option<Spanned<Vec<Spanned<String>>>>,
-    /// `connect_timeout = "2s"` (http)
+    /// `connect_timeout = "2s"` (http, s3)
     pub connect_timeout: Option<Spanned<String>>,
-    /// `response_timeout = "30s"` (http)
+    /// `response_timeout = "30s"` (http, s3)
     pub response_timeout: Option<Spanned<String>>,
+    /// `ca_file = "certs/ca.pem"`: extra trusted roots for https targets (http, s3)
+    pub ca_file: Option<Spanned<String>>,
+    /// `tls_server_name = "app.internal"`: the name verified and sent as SNI (http, s3)
+    pub tls_server_name: Option<Spanned<String>>,
+    /// `endpoint = "http://127.0.0.1:9000"` (s3)
+    pub endpoint: Option<Spanned<String>>,
+    /// `bucket = "assets"` (s3)
+    pub bucket: Option<Spanned<String>>,
+    /// `region = "us-east-1"` (s3)
+    pub region: Option<Spanned<String>>,
+    /// `index = "index.html"`: the object for paths ending in `/` (s3)
+    pub index: Option<Spanned<String>>,
+    /// `access_key_id = "AKIA..."` (s3; default: `AWS_ACCESS_KEY_ID`)
+    pub access_key_id: Option<Spanned<String>>,
+    /// `secret_access_key_file = "secrets/s3-key"` (s3; default: `AWS_SECRET_ACCESS_KEY`)
+    pub secret_access_key_file: Option<Spanned<String>>,
 }
 
 /// `[[behaviors]]`

@@ -1,11 +1,15 @@
-//! A dynamic origin: HTTP targets behind one name, balanced round-robin like an ALB, with
-//! pooled keep-alive connections.
+//! A dynamic origin: HTTP and HTTPS targets behind one name, balanced round-robin like an ALB,
+//! with pooled keep-alive connections (HTTP/2 where an https target offers it, see [`client`]).
 //!
 //! A target that refuses connections or does not accept one in time is marked down for
 //! [`DEFAULT_DOWN_TIME`] and skipped; the request then goes to the next target if it can be
 //! replayed (the caller decides: idempotent method, empty body). When every target is down the
 //! pool still tries them, since a target may have come back and an attempt costs little. A
 //! request tries each target at most once, so it fails within targets × `connect_timeout`.
+//! A TLS handshake that fails (a certificate that does not verify) counts as a failed connect:
+//! the request was not sent.
+//!
+//! [`client`]: super::client
 
 use std::error::Error as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -14,26 +18,24 @@ use std::time::{Duration, Instant};
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Request, Response, Uri};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::pki_types::ServerName;
 
+use super::client::{self, OriginClient};
 use super::Error;
 use crate::body::EdgeBody;
-use crate::config::Target;
+use crate::config::{OriginTls, Target};
 use crate::interim::InterimSink;
 
 /// How long a failed target is skipped; long enough not to pay a failed connect per request,
 /// short enough that a restarted app is back in rotation quickly.
 pub const DEFAULT_DOWN_TIME: Duration = Duration::from_secs(10);
-/// Idle pooled connections are closed after this; below common app servers' keep-alive (Node's
-/// default is 5 s is the exception, and hyper retries a request that hits a just-closed one).
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 struct TargetState {
     target: Target,
     /// `Host` for requests to this target, built once.
     host: Option<HeaderValue>,
+    /// The name its certificate must carry (https targets), for error messages.
+    tls_name: String,
     /// Milliseconds since `DynamicPool::epoch` until which the target is skipped.
     down_until_ms: AtomicU64,
 }
@@ -43,7 +45,7 @@ pub struct DynamicPool {
     name: String,
     targets: Vec<TargetState>,
     next: AtomicUsize,
-    client: Client<HttpConnector, EdgeBody>,
+    client: OriginClient,
     connect_timeout: Duration,
     response_timeout: Duration,
     epoch: Instant,
@@ -63,28 +65,24 @@ impl DynamicPool {
         targets: Vec<Target>,
         connect_timeout: Duration,
         response_timeout: Duration,
+        tls: &OriginTls,
     ) -> Self {
-        let mut connector = HttpConnector::new();
-        // Without TCP_NODELAY a request whose headers and body go out in two writes waits for
-        // the delayed ACK (40 ms on Linux loopback).
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(connect_timeout));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_timer(TokioTimer::new())
-            .build(connector);
         DynamicPool {
             name: name.to_owned(),
             targets: targets
                 .into_iter()
                 .map(|target| TargetState {
-                    host: HeaderValue::from_str(target.authority.as_str()).ok(),
+                    host: target_host(&target, tls.server_name.as_ref()),
+                    tls_name: match &tls.server_name {
+                        Some(name) => name.to_str().into_owned(),
+                        None => target.authority.host().to_owned(),
+                    },
                     target,
                     down_until_ms: AtomicU64::new(0),
                 })
                 .collect(),
             next: AtomicUsize::new(0),
-            client,
+            client: client::build(connect_timeout, tls),
             connect_timeout,
             response_timeout,
             epoch: Instant::now(),
@@ -172,7 +170,19 @@ impl DynamicPool {
                 timeout: self.response_timeout,
             })),
             Ok(Err(e)) if e.is_connect() => {
-                if is_timed_out(&e) {
+                if let Some(tls) = client::tls_error(&e) {
+                    let reason = match tls {
+                        rustls::Error::InvalidCertificate(_) => {
+                            format!("certificate not trusted for {}: {tls}", state.tls_name)
+                        }
+                        _ => format!("TLS handshake with {} failed: {tls}", state.tls_name),
+                    };
+                    Err(AttemptError::Connect(Error::Tls {
+                        origin: self.name.clone(),
+                        target: target(),
+                        reason,
+                    }))
+                } else if is_timed_out(&e) {
                     Err(AttemptError::Connect(Error::ConnectTimeout {
                         origin: self.name.clone(),
                         target: target(),
@@ -200,6 +210,11 @@ impl DynamicPool {
                 source: e.into(),
             })),
         }
+    }
+
+    /// The `Host` header requests to the first target carry (what an S3 request is signed with).
+    pub(super) fn first_host(&self) -> Option<&HeaderValue> {
+        self.targets.first().and_then(|t| t.host.as_ref())
     }
 
     /// The request as one target receives it: absolute URI for the client, `Host` set to the
@@ -257,6 +272,22 @@ fn drop_conflicting_length(origin: &str, target: &Target, headers: &mut HeaderMa
     if headers.contains_key(TRANSFER_ENCODING) && headers.contains_key(CONTENT_LENGTH) {
         tracing::warn!(origin, target = %target.authority, "origin sent both Content-Length and Transfer-Encoding; the length is dropped");
         headers.remove(CONTENT_LENGTH);
+    }
+}
+
+/// `Host` for a target: its authority, as CloudFront sends the origin's domain name. An https
+/// target reached by IP with `tls_server_name` gets that name instead, since a virtual host
+/// behind TLS is selected by the name its certificate carries (the port kept unless default).
+fn target_host(target: &Target, server_name: Option<&ServerName<'static>>) -> Option<HeaderValue> {
+    match server_name {
+        Some(name) if target.scheme == http::uri::Scheme::HTTPS => {
+            let name = name.to_str();
+            match target.authority.port_u16() {
+                Some(port) if port != 443 => HeaderValue::from_str(&format!("{name}:{port}")).ok(),
+                _ => HeaderValue::from_str(&name).ok(),
+            }
+        }
+        _ => HeaderValue::from_str(target.authority.as_str()).ok(),
     }
 }
 

@@ -1,7 +1,10 @@
-//! Origins: where misses are fetched from. A static bucket ([`static_bucket`]) or a pool of HTTP
-//! targets ([`dynamic_pool`]); both answer a prepared request with a streaming response.
+//! Origins: where misses are fetched from. A static bucket ([`static_bucket`]), a pool of HTTP
+//! and HTTPS targets ([`dynamic_pool`]) or an S3 bucket ([`s3`]); each answers a prepared
+//! request with a streaming response. The network ones share one kind of client ([`client`]).
 
+pub mod client;
 pub mod dynamic_pool;
+pub mod s3;
 pub mod static_bucket;
 
 use std::time::Duration;
@@ -11,6 +14,7 @@ use http::{Request, Response};
 use crate::body::{BodyError, EdgeBody};
 use crate::config::{OriginConfig, OriginKind};
 pub use dynamic_pool::DynamicPool;
+pub use s3::S3Bucket;
 pub use static_bucket::StaticBucket;
 
 /// A failed origin fetch.
@@ -37,6 +41,17 @@ pub enum Error {
         target: String,
         /// The configured `connect_timeout`.
         timeout: Duration,
+    },
+    /// The TLS handshake with an `https` target failed, most often on a certificate that does
+    /// not verify; the request was not sent.
+    #[error("origin {origin:?} target {target}: {reason}")]
+    Tls {
+        /// Origin name.
+        origin: String,
+        /// Target authority.
+        target: String,
+        /// `certificate not trusted for NAME: ...` or `TLS handshake with NAME failed: ...`.
+        reason: String,
     },
     /// No response headers within `response_timeout`.
     #[error("origin {origin:?} target {target} sent no response within {timeout:?}")]
@@ -79,6 +94,28 @@ pub enum Error {
         origin: String,
         /// Each attempt's error, in the order tried.
         attempts: Vec<Error>,
+    },
+    /// S3 answered with an error that is neither a missing key (404) nor denied access (403):
+    /// a wrong secret, a missing bucket, a throttled or failing server.
+    #[error("s3 origin {origin:?} answered {status} {code}: {message}")]
+    S3 {
+        /// Origin name.
+        origin: String,
+        /// The HTTP status S3 sent.
+        status: u16,
+        /// S3's `<Code>` (`SignatureDoesNotMatch`, `NoSuchBucket`, ...), or `-` when the
+        /// response had none (a HEAD, or not S3's XML).
+        code: String,
+        /// S3's `<Message>`, if any.
+        message: String,
+    },
+    /// A request to S3 could not be signed.
+    #[error("s3 origin {origin:?}: cannot sign the request: {reason}")]
+    Sign {
+        /// Origin name.
+        origin: String,
+        /// The signer's error.
+        reason: String,
     },
     /// The static bucket could not read a file that exists.
     #[error("static origin {origin:?} cannot read {path}")]
@@ -136,8 +173,10 @@ fn attempts_list(attempts: &[Error]) -> String {
 pub enum Origin {
     /// A directory.
     Static(StaticBucket),
-    /// HTTP targets.
+    /// HTTP and HTTPS targets.
     Dynamic(DynamicPool),
+    /// An S3 bucket.
+    S3(S3Bucket),
 }
 
 impl Origin {
@@ -151,12 +190,15 @@ impl Origin {
                 targets,
                 connect_timeout,
                 response_timeout,
+                tls,
             } => Origin::Dynamic(DynamicPool::new(
                 &config.name,
                 targets.clone(),
                 *connect_timeout,
                 *response_timeout,
+                tls,
             )),
+            OriginKind::S3(s3) => Origin::S3(S3Bucket::new(&config.name, s3)),
         }
     }
 
@@ -170,6 +212,7 @@ impl Origin {
         match self {
             Origin::Static(bucket) => bucket.fetch(request).await,
             Origin::Dynamic(pool) => pool.fetch(request, replayable).await,
+            Origin::S3(bucket) => bucket.fetch(request).await,
         }
     }
 }

@@ -255,7 +255,7 @@ fn stream_file(mut file: tokio::fs::File) -> EdgeBody {
 
 /// A short plain-text response, as S3 answers errors; error statuses get a short lifetime
 /// from the cache policy, not from us.
-fn text(status: StatusCode, body: &'static str) -> Response<EdgeBody> {
+pub(super) fn text(status: StatusCode, body: &'static str) -> Response<EdgeBody> {
     let mut response = Response::new(EdgeBody::full(Bytes::from_static(body.as_bytes())));
     *response.status_mut() = status;
     let headers = response.headers_mut();
