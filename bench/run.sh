@@ -409,12 +409,31 @@ targets = ["http://$ORIGIN"]
 connect_timeout = "2s"
 response_timeout = "30s"
 
+# The compression rows: a text page from a static origin, compressed once and cached.
+[origins.pages]
+type = "static"
+root = "$WORK/pages"
+
+[[behaviors]]
+path = "/text/*"
+origin = "pages"
+compress = true
+cache = { min_ttl = "0s", default_ttl = "1d", max_ttl = "365d" }
+
 [[behaviors]]
 path = "*"
 origin = "app"
 cache = { min_ttl = "0s", default_ttl = "1d", max_ttl = "365d" }
 cache_key = { query = "none" }
 EOF
+    # A 4 KiB HTML page, the size of a small page or stylesheet.
+    mkdir -p "$WORK/pages/text"
+    python3 - "$WORK/pages/text/page.html" <<'PY'
+import sys
+rows = "".join(f"<tr><td>row {i}</td><td>value {i * 7919 % 1000}</td></tr>\n" for i in range(200))
+with open(sys.argv[1], "w") as f:
+    f.write(("<!doctype html><html><body><table>\n" + rows)[:4096])
+PY
     # RUST_LOG=warn keeps per-request logging off, as in production.
     RUST_LOG=warn taskset -c "$SERVER_CPU" "$EDGE_BIN" serve --config "$WORK/edge.toml" \
         >"$WORK/edge.log" 2>&1 &
@@ -605,6 +624,37 @@ for run in $(seq "$RUNS"); do
     done
 done
 
+# Compressed hits against identity hits of the same 4 KiB text object on the edge node
+# (`compress = true`): the variant is built once and stored, so a compressed hit should cost no
+# more CPU than an identity one.
+COMPRESS_CELLS=()
+if [[ -n "${URL[edge]:-}" ]]; then
+    page="${URL[edge]}/text/page.html"
+    for accept in "" "br, gzip"; do
+        for _ in 1 2; do
+            curl -s -o /dev/null ${accept:+-H "Accept-Encoding: $accept"} "$page" || die "priming $page failed"
+        done
+    done
+    encoding="$(curl -s -o /dev/null -D - -H 'Accept-Encoding: br, gzip' "$page" | tr -d '\r' \
+        | awk -F': ' 'tolower($1) == "content-encoding" { print $2 }')"
+    [[ "$encoding" == br ]] || die "edge: /text/page.html was not served with br (got '$encoding')"
+    log "compression: identity vs br hits of /text/page.html, $RUNS runs of ${DURATION}s each"
+    for run in $(seq "$RUNS"); do
+        for cell in text-identity text-br; do
+            args=()
+            [[ "$cell" == text-br ]] && args=(-H "Accept-Encoding: br, gzip")
+            for attempt in 1 2 3; do
+                run_wrk edge "$cell" "$page" "$run" "${args[@]}"
+                ((LAST_CLEAN)) && break
+                ((attempt < 3 && RETRIES_LEFT > 0)) || break
+                RETRIES_LEFT=$((RETRIES_LEFT - 1))
+                wait_quiet
+            done
+        done
+    done
+    COMPRESS_CELLS=(text-identity text-br)
+fi
+
 # Still hits after the load? (An entry evicted or expired mid-run would have sent wrk's requests
 # to the origin.) And anything the servers logged is worth a look.
 for obj in 1k 100k; do
@@ -789,6 +839,29 @@ if ((FILLED)); then
         "$PER_OBJECT bytes per 1 KiB object ($FILL_MISSES of 20 sampled objects missing)."
     echo
 fi
+if ((${#COMPRESS_CELLS[@]})); then
+    echo "Compression (edge, compress = true, 4 KiB text/html from a static origin, hits):"
+    echo
+    echo "| hits | body | req/s | p50 | p99 | CPU/req |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    declare -A COMPRESS_CPU
+    for cell in "${COMPRESS_CELLS[@]}"; do
+        read -r rps p50 p99 clean cpu < <(median edge "$cell")
+        COMPRESS_CPU[$cell]="$cpu"
+        mark=""
+        if ((!clean)); then mark=" (disturbed)"; fi
+        label="identity (no Accept-Encoding)"
+        accept=()
+        if [[ "$cell" == text-br ]]; then
+            label="br (Accept-Encoding: br, gzip)"
+            accept=(-H "Accept-Encoding: br, gzip")
+        fi
+        size="$(curl -s -o /dev/null -w '%{size_download}' "${accept[@]}" "${URL[edge]}/text/page.html")"
+        printf '| %s | %s B | %.0f%s | %s | %s | %s µs |\n' "$label" "$size" "$rps" "$mark" \
+            "$(fmt_us "$p50")" "$(fmt_us "$p99")" "$cpu"
+    done
+    echo
+fi
 if ((${#NOISY_CELLS[@]})); then
     echo "Warning: other processes used more than ${NOISE_LIMIT}% of a core during:" \
         "${NOISY_CELLS[*]}. Those runs were repeated and left out of the medians; a row marked" \
@@ -816,6 +889,11 @@ if [[ -n "${RPS[edge-pass]:-}" && -n "${RPS[nginx-pass]:-}" ]]; then
     echo "Bar: edge 1 KiB pass-through ≥ 1.0× nginx proxy_pass req/s — $verdict"
 else
     echo "Bar: edge 1 KiB pass-through ≥ 1.0× nginx proxy_pass req/s — not measured (edge or nginx left out)"
+fi
+if ((${#COMPRESS_CELLS[@]})); then
+    verdict="$(awk -v a="${COMPRESS_CPU[text-br]}" -v b="${COMPRESS_CPU[text-identity]}" \
+        'BEGIN { r = a / b; printf "%s (%.2f×)", (r <= 1.1 ? "MET" : "NOT MET"), r }')"
+    echo "Bar: CPU per compressed (br) hit ≤ 1.1× per identity hit of the same object — $verdict"
 fi
 if ((FILLED)); then
     verdict="$(awk -v b="$PER_OBJECT" 'BEGIN { printf "%s (%d bytes)", (b <= 1536 ? "MET" : "NOT MET"), b }')"

@@ -9,6 +9,7 @@ mod admin;
 
 mod caching;
 mod collapsing;
+mod compression;
 mod conformance;
 mod dynamic_origin;
 mod errors;

@@ -274,6 +274,12 @@ impl Store {
         }
     }
 
+    /// Removes the entry under `key` (an object, or a `Vary` index and with it every variant
+    /// reached through it).
+    pub fn remove(&self, key: &CacheKey) {
+        self.entries.remove(key);
+    }
+
     /// Removes every entry whose key satisfies `matches` (given the key's host and path).
     pub fn remove_matching(&self, matches: impl Fn(&str) -> bool) {
         self.entries.retain(|key, _| !matches(key.host_path()));

@@ -215,6 +215,8 @@ pub struct BehaviorConfig {
     pub cache_key: CacheKeyConfig,
     /// Functions attached: event and index into [`Config::functions`].
     pub functions: Vec<(Event, usize)>,
+    /// `compress`: serve gzip / br variants of compressible objects (see `cache::compress`).
+    pub compress: bool,
 }
 
 /// TTL bounds of a behavior, applied to what the origin says (see `cache::policy`).
@@ -725,6 +727,7 @@ impl Validator<'_> {
             cache: self.cache_policy(raw.cache.as_ref(), &key("cache"))?,
             cache_key: self.cache_key(raw.cache_key.as_ref(), &key("cache_key"))?,
             functions: self.attachments(raw.functions.as_ref(), &key("functions"), functions)?,
+            compress: raw.compress.unwrap_or(false),
         })
     }
 

@@ -154,6 +154,8 @@ pub struct RawBehavior {
     pub cache_key: Option<RawCacheKey>,
     /// `functions = { viewer_request = "router", origin_response = "headers" }`
     pub functions: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
+    /// `compress = true`: gzip / br for viewers that accept them (default false)
+    pub compress: Option<bool>,
 }
 
 /// `cache = { .. }` of a behavior.

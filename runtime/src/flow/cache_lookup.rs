@@ -8,12 +8,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RANGE};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 use super::{CachePhase, RequestCtx};
 use crate::body::EdgeBody;
+use crate::cache::compress;
 use crate::cache::policy::cache_control_directives;
 use crate::cache::stale::{self, StaleWindows};
 use crate::cache::{coalesce, CacheKey, CachedObject, FlightOutcome, Join, Leader, Lookup};
@@ -152,7 +153,7 @@ async fn look(
         return CacheDecision::Pass;
     }
     let now = Instant::now();
-    let stale = match node.store.lookup_current(&key, &parts.headers, now) {
+    let stale = match find(node, ctx, &key, parts, &viewer, now).await {
         Lookup::Fresh(object) if viewer.accepts(&object, now) => return CacheDecision::Hit(object),
         // Too old for this viewer: revalidated like a stale copy.
         Lookup::Fresh(object) | Lookup::Stale(object) => Some(object),
@@ -192,7 +193,7 @@ async fn look(
         Join::Leader(leader) => {
             // The previous flight may have stored the object between our lookup and join.
             let now = Instant::now();
-            if let Lookup::Fresh(object) = node.store.lookup_current(&key, &parts.headers, now) {
+            if let Lookup::Fresh(object) = find(node, ctx, &key, parts, &viewer, now).await {
                 if viewer.accepts(&object, now) {
                     leader.finish(FlightOutcome::Stored(object.clone()));
                     return CacheDecision::Hit(object);
@@ -204,10 +205,7 @@ async fn look(
             // Look up again rather than take the leader's object: under `Vary` the leader's
             // variant may not be this request's.
             FlightOutcome::Stored(_) => {
-                match node
-                    .store
-                    .lookup_current(&key, &parts.headers, Instant::now())
-                {
+                match find(node, ctx, &key, parts, &viewer, Instant::now()).await {
                     Lookup::Fresh(object) => CacheDecision::Hit(object),
                     _ => CacheDecision::Pass,
                 }
@@ -217,6 +215,82 @@ async fn look(
             }
         },
     }
+}
+
+/// Finds the stored object for `key`: for a viewer that gets an encoding (`ctx.encoding`),
+/// its fresh compressed variant, else one built now from a fresh identity object; otherwise
+/// (and for an object that is not compressible) what the identity lookup finds. A variant is
+/// never returned stale or refused by the viewer's `Cache-Control`: revalidation and
+/// stale-serving work on the identity object, which the variants follow.
+async fn find(
+    node: &Node,
+    ctx: &RequestCtx,
+    key: &CacheKey,
+    parts: &Parts,
+    viewer: &ViewerDirectives,
+    now: Instant,
+) -> Lookup {
+    let Some(encoding) = ctx.encoding else {
+        return node.store.lookup_current(key, &parts.headers, now);
+    };
+    let variant_key = compress::variant_key(key, encoding);
+    if let Lookup::Fresh(variant) = node.store.lookup_current(&variant_key, &parts.headers, now) {
+        if viewer.accepts(&variant, now) {
+            return Lookup::Fresh(variant);
+        }
+    }
+    let identity = node.store.lookup_current(key, &parts.headers, now);
+    let derivable = match &identity {
+        Lookup::Fresh(object) => viewer.accepts(object, now) && compress::is_derivable(object),
+        _ => false,
+    };
+    let Lookup::Fresh(object) = identity else {
+        return identity;
+    };
+    if !derivable {
+        return Lookup::Fresh(object);
+    }
+    let derived = compress::derive(
+        &node.store,
+        &node.coalescer,
+        key,
+        &parts.headers,
+        Arc::clone(&object),
+        encoding,
+    )
+    .await;
+    match derived {
+        Some((variant, saved)) => {
+            if let Some((identity, compressed)) = saved {
+                tracing::debug!(
+                    request = ctx.id,
+                    encoding = encoding.as_str(),
+                    identity,
+                    compressed,
+                    "compressed variant stored"
+                );
+            }
+            Lookup::Fresh(variant)
+        }
+        None => Lookup::Fresh(object),
+    }
+}
+
+/// Picks the encoding a viewer gets under a `compress = true` behavior (`ctx.encoding`) and
+/// takes the viewer's `Accept-Encoding` out of the request: the cache sees only the normalized
+/// encoding (never the raw header, which would split the cache per browser), and the origin
+/// gets that one encoding (`origin_request`). A range request gets the identity object: ranges
+/// of a compressed variant would be ranges of bytes no other response has.
+pub fn negotiate_encoding(behavior: &BehaviorConfig, ctx: &mut RequestCtx, parts: &mut Parts) {
+    if !behavior.compress {
+        return;
+    }
+    ctx.encoding = if parts.headers.contains_key(RANGE) {
+        None
+    } else {
+        compress::negotiate(&parts.headers)
+    };
+    parts.headers.remove(ACCEPT_ENCODING);
 }
 
 /// Looks the request up, waiting on another request's fetch if one is under way.

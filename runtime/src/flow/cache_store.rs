@@ -11,7 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{
-    ACCEPT_RANGES, AUTHORIZATION, CONTENT_LENGTH, CONTENT_LOCATION, HOST, LOCATION, SET_COOKIE,
+    ACCEPT_RANGES, AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_LOCATION, HOST,
+    LOCATION, SET_COOKIE,
 };
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
@@ -19,9 +20,10 @@ use http_body_util::BodyExt;
 
 use super::RequestCtx;
 use crate::body::EdgeBody;
+use crate::cache::compress;
 use crate::cache::policy::{self, Storability};
 use crate::cache::stale::{self, StaleWindows};
-use crate::cache::{CacheKey, CachedObject, FlightOutcome, Leader, Store};
+use crate::cache::{CacheKey, CachedObject, Coalescer, FlightOutcome, Leader, Store};
 use crate::config::BehaviorConfig;
 use crate::error::{Error, Side};
 use crate::Node;
@@ -206,6 +208,10 @@ pub fn refresh(
             object.clone()
         };
         node.store.insert(key, &parts.headers, stored);
+        // Variants carry the old headers; the next viewer that wants one builds it anew.
+        if behavior.compress {
+            compress::remove_variants(&node.store, key);
+        }
     }
     Some(object)
 }
@@ -272,9 +278,38 @@ pub fn store(
     }
     let age = policy::age(response.headers());
     ctx.age = Some(age);
-    let (head, body) = response.into_parts();
+    let (mut head, body) = response.into_parts();
+    let mut variants = None;
+    let key = if !behavior.compress {
+        key
+    } else if compress::is_encoded(&head.headers) {
+        // The origin encoded it (in the coding it was asked for, `origin_request`): stored
+        // untouched as that encoding's variant. A coding the node does not serve is not
+        // stored at all: no viewer's key would find it again.
+        let Some(encoding) = head
+            .headers
+            .get(CONTENT_ENCODING)
+            .and_then(compress::Encoding::from_content_encoding)
+        else {
+            tracing::debug!(request = ctx.id, "response in an unknown coding not stored");
+            leader.finish(FlightOutcome::Forward);
+            return Response::from_parts(head, body);
+        };
+        compress::add_vary(&mut head.headers);
+        compress::variant_key(&key, encoding)
+    } else {
+        if compress::is_candidate(head.status, &head.headers, length) {
+            compress::add_vary(&mut head.headers);
+        }
+        variants = Some(Variants {
+            coalescer: Arc::clone(&node.coalescer),
+            derive: ctx.encoding,
+        });
+        key
+    };
     let pending = Pending {
         store: Arc::clone(&node.store),
+        variants,
         key,
         request_headers: parts.headers.clone(),
         status: head.status,
@@ -312,6 +347,8 @@ pub fn store(
 /// An object waiting for its body.
 struct Pending {
     store: Arc<Store>,
+    /// Set for an identity object under `compress = true`.
+    variants: Option<Variants>,
     key: CacheKey,
     request_headers: HeaderMap,
     status: StatusCode,
@@ -330,10 +367,38 @@ impl Pending {
             self.ttl,
             self.age,
         ));
+        if self.variants.is_some() {
+            // Variants of the object this one replaces would serve its old content.
+            compress::remove_variants(&self.store, &self.key);
+        }
         self.store
             .insert(&self.key, &self.request_headers, object.clone());
-        self.leader.finish(FlightOutcome::Stored(object));
+        self.leader.finish(FlightOutcome::Stored(object.clone()));
+        // The viewer that fetched it asked for an encoding: its variant is built now, from
+        // this one fetch, rather than on the next request.
+        let Some(Variants {
+            coalescer,
+            derive: Some(encoding),
+        }) = self.variants
+        else {
+            return;
+        };
+        if !compress::is_derivable(&object) {
+            return;
+        }
+        let (store, key, request) = (self.store, self.key, self.request_headers);
+        tokio::spawn(async move {
+            compress::derive(&store, &coalescer, &key, &request, object, encoding).await;
+        });
     }
+}
+
+/// What an identity object stored under `compress = true` does for its compressed variants.
+struct Variants {
+    /// Collapses concurrent builds of one variant.
+    coalescer: Arc<Coalescer>,
+    /// The encoding to build at once (the fetching viewer's), if any.
+    derive: Option<compress::Encoding>,
 }
 
 /// Streams `body` to the returned body while collecting it for the cache.

@@ -88,6 +88,9 @@ pub struct RequestCtx {
     pub cache_key_parts: Vec<String>,
     /// Caching lifetime set by the origin-response function, in seconds.
     pub ttl_override: Option<u64>,
+    /// The content coding this viewer gets under a `compress = true` behavior (set by
+    /// `cache_lookup::negotiate_encoding`); `None`: identity.
+    pub encoding: Option<crate::cache::compress::Encoding>,
     /// What the debug headers will report; `None` unless the request asked for them.
     pub debug: Option<Box<debug::DebugInfo>>,
     /// Where an origin's 1xx interim responses go (set by the listener for viewer requests).
@@ -109,6 +112,7 @@ impl RequestCtx {
             cache_key_override: None,
             cache_key_parts: Vec::new(),
             ttl_override: None,
+            encoding: None,
             debug: None,
             interim: None,
         }
@@ -171,7 +175,8 @@ async fn run(
             return viewer_response::run(node, ctx, &parts, response).await;
         }
     };
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    cache_lookup::negotiate_encoding(behavior, ctx, &mut parts);
 
     // Cache lookup: a fresh hit is answered at once, and so is a stale copy within its
     // stale-while-revalidate window (revalidated in the background); concurrent misses

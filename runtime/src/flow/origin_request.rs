@@ -82,6 +82,12 @@ pub fn prepare(
             }
         }
     }
+    // Under `compress = true` the viewer's `Accept-Encoding` was replaced by the one encoding
+    // it gets (`cache_lookup::negotiate_encoding`): an origin that encodes itself answers in
+    // the coding the cached variant is stored under.
+    if let Some(encoding) = ctx.encoding {
+        headers.insert(http::header::ACCEPT_ENCODING, encoding.header_value());
+    }
     OriginRequest {
         request,
         replayable,
