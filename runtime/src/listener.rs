@@ -115,6 +115,9 @@ pub async fn start(
     };
     let mut tasks = Vec::new();
     let mut admin_addr = None;
+    // The admin API outlives the viewer drain, so `/readyz` answers 503 during it (rather than
+    // refusing connections, which a probe cannot tell from a crashed node).
+    let (drained_tx, drained_rx) = watch::channel(false);
     if let Some(admin) = admin {
         let admin_listener =
             TcpListener::bind(admin.listen)
@@ -135,7 +138,8 @@ pub async fn start(
             admin_listener,
             Arc::clone(&edge),
             admin,
-            stopped(rx.clone()),
+            rx.clone(),
+            stopped(drained_rx),
         )));
     }
     let signal_tx = tx.clone();
@@ -143,11 +147,11 @@ pub async fn start(
         signal.await;
         let _ = signal_tx.send(true);
     });
-    tasks.push(tokio::spawn(serve(
-        listener,
-        Arc::clone(&edge),
-        stopped(rx),
-    )));
+    let viewers = serve(listener, Arc::clone(&edge), stopped(rx));
+    tasks.push(tokio::spawn(async move {
+        viewers.await;
+        let _ = drained_tx.send(true);
+    }));
     let addresses = crate::node::NodeAddresses {
         pid: std::process::id(),
         listen: addr,

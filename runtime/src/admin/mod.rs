@@ -4,6 +4,11 @@
 //!
 //! Routes: functions ([`functions`]: upload, describe, list, test, publish, rollback, delete)
 //! and invalidations ([`invalidation`]); key-value stores ([`kv`]: read, replace, patch).
+//!
+//! Two routes need no token, for orchestrators' probes: `GET /healthz` (200 while the process
+//! serves) and `GET /readyz` (200 once the node listens with its config loaded and functions
+//! compiled, 503 from the moment shutdown begins, so traffic moves elsewhere while in-flight
+//! requests drain). Their bodies say nothing but the state.
 
 pub mod functions;
 pub mod invalidation;
@@ -14,7 +19,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, WWW_AUTHENTICATE};
+use http::header::{
+    ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, WWW_AUTHENTICATE,
+};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -24,6 +31,7 @@ use hyper_util::rt::TokioIo;
 use percent_encoding::percent_decode_str;
 use serde::Serialize;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::config::AdminConfig;
 use crate::Edge;
@@ -39,19 +47,25 @@ pub struct Admin {
     pub config: AdminConfig,
     /// Invalidations submitted so far.
     pub invalidations: invalidation::Invalidations,
+    /// True once the node has begun shutting down: `/readyz` answers 503 from then on.
+    pub draining: watch::Receiver<bool>,
 }
 
-/// Serves the admin API on `listener` until `shutdown` resolves.
+/// Serves the admin API on `listener` until `shutdown` resolves. `draining` turns true when the
+/// node begins shutting down; `shutdown` should resolve only once viewers are drained, so that
+/// `/readyz` can say 503 meanwhile instead of refusing connections.
 pub async fn serve(
     listener: TcpListener,
     edge: Arc<Edge>,
     config: AdminConfig,
+    draining: watch::Receiver<bool>,
     shutdown: impl Future<Output = ()>,
 ) {
     let admin = Arc::new(Admin {
         edge,
         config,
         invalidations: Default::default(),
+        draining,
     });
     tracing::info!(addr = ?listener.local_addr().ok(), auth = admin.config.token.is_some(), "admin API listening");
     tokio::pin!(shutdown);
@@ -72,6 +86,23 @@ pub async fn serve(
 }
 
 async fn handle(admin: &Arc<Admin>, request: Request<Incoming>) -> AdminResponse {
+    // Probes carry no token (kubelet cannot send a secret header without it sitting in the pod
+    // spec), so these two answer anyone and reveal only the state.
+    if matches!(*request.method(), Method::GET | Method::HEAD) {
+        match request.uri().path() {
+            "/healthz" => return probe(StatusCode::OK, "ok\n"),
+            "/readyz" if *admin.draining.borrow() => {
+                return probe(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not ready: shutting down\n",
+                )
+            }
+            // The admin listener starts only after the config is loaded, the listeners are
+            // bound and every function is compiled (`listener::start`): serving means ready.
+            "/readyz" => return probe(StatusCode::OK, "ok\n"),
+            _ => {}
+        }
+    }
     if !authorized(admin, &request) {
         let mut response = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
         response
@@ -250,6 +281,19 @@ async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, Ad
 /// An oversized body is read and dropped up to this size before the 413 goes out: answering
 /// while the client is still sending makes many clients see a reset instead of the answer.
 const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
+/// A plain-text probe answer that no cache in between keeps.
+fn probe(status: StatusCode, body: &'static str) -> AdminResponse {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
 
 /// A JSON response.
 pub fn json(status: StatusCode, value: &impl Serialize) -> AdminResponse {

@@ -6,7 +6,8 @@
 //! Which node: `--admin URL`, else `--data-dir DIR` (the `addresses.json` a running node writes
 //! there), else `--config FILE` (its `[admin]`: the address file in its `data_dir`, or its
 //! `listen`; and its token), else `$EDGE_ADMIN`, else `./edge.toml` if it names an admin API,
-//! else `http://127.0.0.1:9901`.
+//! else `http://127.0.0.1:9901`. `edge invalidate` also talks to several nodes at once:
+//! `--admin` repeated and/or `--fleet FILE`, printing one line per node.
 
 use std::path::{Path, PathBuf};
 
@@ -21,9 +22,9 @@ use super::sample_event::EventArgs;
 #[derive(clap::Args, Debug)]
 pub struct AdminArgs {
     /// The node's admin API [default: found from --data-dir, --config, $EDGE_ADMIN or
-    /// ./edge.toml, else http://127.0.0.1:9901].
+    /// ./edge.toml, else http://127.0.0.1:9901]; `edge invalidate` takes it more than once.
     #[arg(long, value_name = "URL")]
-    pub admin: Option<String>,
+    pub admin: Vec<String>,
     /// A local node's data directory: its admin address is read from the addresses.json the
     /// running node keeps there.
     #[arg(long, value_name = "DIR")]
@@ -45,8 +46,13 @@ impl AdminArgs {
 
     /// The admin URL, and the config's token when the address came from a config.
     fn resolve(&self) -> anyhow::Result<(String, Option<String>)> {
-        if let Some(url) = &self.admin {
-            return Ok((url.clone(), None));
+        match self.admin.as_slice() {
+            [] => {}
+            [url] => return Ok((url.clone(), None)),
+            several => bail!(
+                "--admin given {} times: only `edge invalidate` talks to several nodes",
+                several.len()
+            ),
         }
         if let Some(dir) = &self.data_dir {
             return Ok((from_address_file(dir)?, None));
@@ -66,6 +72,20 @@ impl AdminArgs {
             }
         }
         Ok((DEFAULT_ADMIN_URL.to_owned(), None))
+    }
+}
+
+impl AdminArgs {
+    /// The token for nodes named by address: `--token` (or `$EDGE_ADMIN_TOKEN`), else the
+    /// `--config` file's, since a fleet shares one admin token.
+    fn fleet_token(&self) -> anyhow::Result<Option<String>> {
+        if let Some(token) = &self.token {
+            return Ok(Some(token.clone()));
+        }
+        match &self.config {
+            Some(path) => Ok(Config::load(path)?.admin.and_then(|a| a.token)),
+            None => Ok(None),
+        }
     }
 }
 
@@ -185,11 +205,16 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: KvCommand,
     },
-    /// Remove cached objects by path (`/index.html`, or a prefix like `/img/*`).
+    /// Remove cached objects by path (`/index.html`, or a prefix like `/img/*`), on one node or
+    /// on several (`--admin` repeated, `--fleet`): then one line per node, address and result.
     Invalidate {
         /// Paths, each starting with `/`, optionally ending with one `*`.
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<String>,
+        /// A file of admin API addresses, one per line (`#` starts a comment), added to any
+        /// `--admin`.
+        #[arg(long, value_name = "FILE")]
+        fleet: Option<PathBuf>,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -272,13 +297,98 @@ impl AdminCommand {
                 print(&admin.client()?.delete(&function_path(&name, "")).await?)
             }
             AdminCommand::Kv { command } => command.run().await,
-            AdminCommand::Invalidate { paths, admin } => print(
+            AdminCommand::Invalidate {
+                paths,
+                fleet: None,
+                admin,
+            } if admin.admin.len() <= 1 => print(
                 &admin
                     .client()?
                     .post_json("/invalidations", &serde_json::json!({ "paths": paths }))
                     .await?,
             ),
+            AdminCommand::Invalidate {
+                paths,
+                fleet,
+                admin,
+            } => invalidate_fleet(&admin, fleet.as_deref(), paths).await,
         }
+    }
+}
+
+/// `edge invalidate` on several nodes at once: one line per node, in the order given, with the
+/// node's address and the accepted invalidation's id or the error; fails if any node did.
+async fn invalidate_fleet(
+    admin: &AdminArgs,
+    fleet: Option<&Path>,
+    paths: Vec<String>,
+) -> anyhow::Result<()> {
+    let mut nodes = admin.admin.clone();
+    if let Some(file) = fleet {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the fleet file {}", file.display()))?;
+        let listed = fleet_addresses(&text);
+        if listed.is_empty() {
+            bail!("{}: no admin addresses in it", file.display());
+        }
+        nodes.extend(listed);
+    }
+    let token = admin.fleet_token()?;
+    let body = serde_json::json!({ "paths": paths });
+    // Every node at once: a slow or unreachable node must not hold back the rest.
+    let calls: Vec<_> = nodes
+        .iter()
+        .map(|url| {
+            let (url, token, body) = (url.clone(), token.clone(), body.clone());
+            tokio::spawn(async move {
+                AdminClient::new(&url, token.as_deref())?
+                    .post_json("/invalidations", &body)
+                    .await
+            })
+        })
+        .collect();
+    let mut failed = 0;
+    for (url, call) in nodes.iter().zip(calls) {
+        let result = call
+            .await
+            .unwrap_or_else(|e| Err(anyhow::anyhow!("the call failed: {e}")));
+        match result {
+            Ok(answer) => println!("{url} {}", accepted(&answer)),
+            Err(e) => {
+                failed += 1;
+                println!("{url} error: {e:#}");
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} nodes did not invalidate", nodes.len());
+    }
+    Ok(())
+}
+
+/// The admin addresses in a fleet file: one per line; blank lines and `#` comments skipped.
+fn fleet_addresses(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|line| {
+            line.split_once('#')
+                .map_or(line, |(before, _)| before)
+                .trim()
+        })
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// One node's result for an accepted invalidation: `accepted ID (N objects removed)`.
+fn accepted(answer: &serde_json::Value) -> String {
+    let id = match &answer["id"] {
+        serde_json::Value::String(id) => id.clone(),
+        other => other.to_string(),
+    };
+    match answer["objects_removed"].as_u64() {
+        Some(1) => format!("accepted {id} (1 object removed)"),
+        Some(removed) => format!("accepted {id} ({removed} objects removed)"),
+        None => format!("accepted {id}"),
     }
 }
 
@@ -364,5 +474,27 @@ impl KvCommand {
             }
         };
         print(&answer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fleet_files_skip_comments_and_blank_lines() {
+        let text = "# regional tier\nhttp://rec-0.rec:9901\n\n  rec-1.rec:9901  # second\n#http://old:9901\n";
+        assert_eq!(
+            fleet_addresses(text),
+            ["http://rec-0.rec:9901", "rec-1.rec:9901"]
+        );
+    }
+
+    #[test]
+    fn an_accepted_invalidation_names_its_id_and_removals() {
+        let answer = serde_json::json!({"id": "7", "status": "Completed", "objects_removed": 2});
+        assert_eq!(accepted(&answer), "accepted 7 (2 objects removed)");
+        let answer = serde_json::json!({"id": "8", "objects_removed": 1});
+        assert_eq!(accepted(&answer), "accepted 8 (1 object removed)");
     }
 }

@@ -19,6 +19,10 @@ pub const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:9901";
 /// How long one call may take. An upload compiles the module on the node before answering,
 /// which takes seconds for a large module; a node that has not answered in a minute is stuck.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long connecting may take. A node that is down (a pod gone from a fleet file, its address
+/// black-holed) shows as an error in seconds instead of holding `edge invalidate` for the
+/// whole call timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Bytes escaped in a path segment: all but RFC 3986's unreserved characters, so a name can
 /// never add a segment or a query to the route.
@@ -59,10 +63,12 @@ impl AdminClient {
             .map(|t| HeaderValue::from_str(&format!("Bearer {t}")))
             .transpose()
             .context("invalid token: it must be printable ASCII")?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         Ok(AdminClient {
             base: url.trim_end_matches('/').to_owned(),
             authorization,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Client::builder(TokioExecutor::new()).build(connector),
         })
     }
 

@@ -8,6 +8,7 @@
 //! - [`reload`]: SIGHUP reloads a valid config and refuses an invalid one.
 //! - [`admin`]: `upload`, `test`, `publish`, `list`, `rollback`, `invalidate` against a node's
 //!   admin API, and a wrong token.
+//! - [`fleet`]: `invalidate` against several nodes (`--admin` repeated, `--fleet FILE`).
 //! - [`new`]: `edge new` writes a function crate that builds, tests and serves.
 //! - [`lifecycle`]: the LIVE history across kill -9, the CLI finding a local node (`--config`,
 //!   `--data-dir`, `EDGE_ADMIN`), shadowed config modules, `kv`, `describe`, `delete`.
@@ -16,6 +17,7 @@
 mod admin;
 mod demo;
 mod dev;
+mod fleet;
 mod harness;
 mod lifecycle;
 mod new;
