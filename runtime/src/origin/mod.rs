@@ -131,6 +131,8 @@ fn attempts_list(attempts: &[Error]) -> String {
 }
 
 /// A configured origin, ready to fetch.
+// Built once per config version, so the size of the largest variant costs nothing per request.
+#[allow(clippy::large_enum_variant)]
 pub enum Origin {
     /// A directory.
     Static(StaticBucket),
