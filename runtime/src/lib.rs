@@ -49,6 +49,7 @@ pub mod metrics;
 pub mod origin;
 pub mod proxy_headers;
 pub mod range;
+pub mod tls;
 pub mod wasm;
 
 mod node;

@@ -147,10 +147,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     authority: addr.to_string().parse()?,
                 });
             }
+            // Made once: a reload keeps presenting the same certificate.
+            let tls = edge_runtime::demo::self_signed_tls(
+                listen.unwrap_or(Config::load(&config)?.server.listen),
+            )
+            .context("making the demo's self-signed certificate")?;
             // Applied at every load, so a reload (SIGHUP) keeps serving the in-process apps.
             let source = ConfigSource::adjusted(config, move |config| {
                 if let Some(listen) = listen {
                     config.server.listen = listen;
+                }
+                if config.server.tls.is_none() {
+                    config.server.tls = Some(tls.clone());
                 }
                 if let Some(app) = config.origins.iter_mut().find(|o| o.name == "app") {
                     if let OriginKind::Http { targets, .. } = &mut app.kind {
