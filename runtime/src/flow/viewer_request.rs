@@ -2,7 +2,8 @@
 //!
 //! [`normalize`] runs first, before routing: dot segments are resolved (RFC 3986 §5.2.4) so that
 //! `/x/../api/y` is routed, keyed and forwarded as `/api/y`, and no path sneaks past a
-//! behavior's pattern or method list. Then, after routing, [`run`] runs the behavior's
+//! behavior's pattern or method list. After routing, [`enforce_protocol`] applies the
+//! behavior's `viewer_protocol` to plain-HTTP viewers. Then [`run`] runs the behavior's
 //! `viewer-request` function, which may rewrite the URI, headers and query, change the cache
 //! key, pick the origin, or answer at once.
 
