@@ -94,6 +94,8 @@ trap 'exit 143' TERM HUP
 # ---------------------------------------------------------------------------------------------
 need_apt=()
 command -v wrk >/dev/null || need_apt+=(wrk)
+# h2load (nghttp2-client) drives the HTTP/2 rows.
+command -v h2load >/dev/null || need_apt+=(nghttp2-client)
 if [[ "$SKIP_NGINX" != 1 ]] && ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
     need_apt+=(nginx)
 fi
@@ -101,10 +103,10 @@ if ((${#need_apt[@]})); then
     log "installing ${need_apt[*]}"
     # Debian's policy-rc.d in containers keeps the packaged nginx service from starting; we run
     # our own instance below with its own config.
-    apt-get update && apt-get install -y wrk nginx
+    apt-get update && apt-get install -y wrk nginx nghttp2-client
 fi
 NGINX_BIN="$(command -v nginx || echo /usr/sbin/nginx)"
-for tool in taskset curl python3 awk; do
+for tool in taskset curl python3 awk openssl; do
     command -v "$tool" >/dev/null || die "$tool is required"
 done
 
@@ -187,7 +189,8 @@ start_origin() {
 check_hit() {
     local name="$1" base="$2" obj="$3" header="$4" want="$5" headers size
     headers="$WORK/hit-$name-$obj.headers"
-    size="$(curl -sS -D "$headers" -o /dev/null -w '%{size_download}' --max-time 10 "$base/$obj")" \
+    # -k: the HTTPS rows use a self-signed certificate.
+    size="$(curl -ksS -D "$headers" -o /dev/null -w '%{size_download}' --max-time 10 "$base/$obj")" \
         || { log "$name: GET $base/$obj failed"; return 1; }
     if ! grep -qiE "^$header:[[:space:]]*$want" "$headers"; then
         cat "$headers" >&2
@@ -392,11 +395,23 @@ if [[ "$SKIP_EDGE" != 1 || "$SKIP_NGINX" != 1 ]]; then
 fi
 
 # 3. The edge node.
+# One self-signed ECDSA P-256 certificate for the HTTPS rows of both the edge node and nginx, so
+# that both do the same handshake and record crypto.
+mkdir -p "$WORK/tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+    -keyout "$WORK/tls/key.pem" -out "$WORK/tls/cert.pem" 2>/dev/null \
+    || die "openssl could not make the benchmark certificate"
+
 if [[ "$SKIP_EDGE" != 1 ]]; then
     EDGE_PORT="$(free_port)"
+    EDGE_TLS_PORT="$(free_port)"
     cat >"$WORK/edge.toml" <<EOF
 [server]
 listen = "127.0.0.1:$EDGE_PORT"
+tls_listen = "127.0.0.1:$EDGE_TLS_PORT"
+tls_cert = "$WORK/tls/cert.pem"
+tls_key = "$WORK/tls/key.pem"
 
 [cache]
 # Room for the KEYS small objects of the memory and locality rows without evicting any.
@@ -450,6 +465,11 @@ PY
     check_pass edge "${URL[edge]}"
     SERVERS+=(edge)
     log "edge on 127.0.0.1:$EDGE_PORT (CPU $SERVER_CPU)"
+    # The same node and cache over its HTTPS listener (1 KiB row and the HTTP/2 row only).
+    URL[edge-https]="https://127.0.0.1:$EDGE_TLS_PORT"
+    SERVER_PID[edge-https]="$EDGE_PID"
+    check_hit edge-https "${URL[edge-https]}" 1k X-Cache Hit || die "edge-https: no hit over HTTPS"
+    SERVERS+=(edge-https)
 fi
 
 # 4. The edge node with the router edge function (functions/router) on viewer-request: the same
@@ -514,6 +534,7 @@ fi
 # 5. nginx with proxy_cache: the reference cache.
 if [[ "$SKIP_NGINX" != 1 ]]; then
     NGINX_PORT="$(free_port)"
+    NGINX_TLS_PORT="$(free_port)"
     NGX="$WORK/nginx"
     mkdir -p "$NGX/cache" "$NGX/tmp"
     cat >"$NGX/nginx.conf" <<EOF
@@ -580,6 +601,28 @@ http {
             proxy_set_header Connection "";
         }
     }
+
+    # The same cache over HTTPS, HTTP/2 and HTTP/1.1 by ALPN, like the edge's tls_listen.
+    server {
+        # `listen ... http2` rather than `http2 on;`, which Debian 12's nginx 1.22 does not know
+        # (1.25+ accepts both, with a deprecation warning for this form).
+        listen 127.0.0.1:$NGINX_TLS_PORT ssl http2;
+        ssl_certificate $WORK/tls/cert.pem;
+        ssl_certificate_key $WORK/tls/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        # As many requests per HTTP/2 connection as over HTTP/1.1 keep-alive.
+        keepalive_requests 100000000;
+
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache bench;
+            proxy_cache_key \$uri;
+            proxy_cache_valid 200 1d;
+            add_header X-Cache-Status \$upstream_cache_status;
+        }
+    }
 }
 EOF
     "$NGINX_BIN" -t -q -p "$NGX" -e "$NGX/error.log" -c "$NGX/nginx.conf" \
@@ -598,6 +641,10 @@ EOF
     check_pass nginx "${URL[nginx]}"
     SERVERS+=(nginx)
     log "nginx on 127.0.0.1:$NGINX_PORT (CPU $SERVER_CPU)"
+    URL[nginx-https]="https://127.0.0.1:$NGINX_TLS_PORT"
+    SERVER_PID[nginx-https]="$NGINX_PID"
+    check_hit nginx-https "${URL[nginx-https]}" 1k X-Cache-Status HIT || die "nginx-https: no hit over HTTPS"
+    SERVERS+=(nginx-https)
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -610,6 +657,8 @@ for run in $(seq "$RUNS"); do
         for server in "${SERVERS[@]}"; do
             # The router's node sends everything to its bucket: it has no pass-through row.
             [[ "$obj" == pass && "$server" == edge+router ]] && continue
+            # HTTPS: the 1 KiB hit on a keep-alive connection only.
+            [[ "$server" == *-https && "$obj" != 1k ]] && continue
             # A disturbed run is repeated (twice at most, 6 times in all), after waiting for the
             # machine to calm down, so that every cell's median is taken over the same number of
             # undisturbed runs where possible.
@@ -654,6 +703,27 @@ if [[ -n "${URL[edge]:-}" ]]; then
     done
     COMPRESS_CELLS=(text-identity text-br)
 fi
+
+# HTTP/2: h2load over TLS (ALPN h2) on the 1 KiB hit, 32 connections of 10 concurrent streams,
+# the client pinned as wrk is. The median of RUNS runs by req/s.
+H2_REQUESTS="${H2_REQUESTS:-200000}"
+H2_SERVERS=()
+for server in edge-https nginx-https; do
+    [[ -n "${URL[$server]:-}" ]] || continue
+    for run in $(seq "$RUNS"); do
+        wait_quiet
+        out="$WORK/h2load-$server-$run.txt"
+        taskset -c "$WRK_CPU" h2load -t1 -c32 -m10 -n "$H2_REQUESTS" "${URL[$server]}/1k" >"$out" 2>&1 \
+            || { cat "$out" >&2; die "h2load failed against $server"; }
+        grep -q ' 0 failed, 0 errored' "$out" || { cat "$out" >&2; die "$server: h2load saw failed requests"; }
+        grep -qi 'application protocol: h2' "$out" || { cat "$out" >&2; die "$server: h2load did not negotiate h2"; }
+        rps="$(sed -n 's/^finished in [^,]*, \([0-9.]*\) req\/s.*/\1/p' "$out")"
+        [[ -n "$rps" ]] || { cat "$out" >&2; die "could not parse h2load output"; }
+        echo "$rps" >>"$WORK/h2-$server"
+        log "$(printf '%-11s h2     run %d/%d: %8.0f req/s' "$server" "$run" "$RUNS" "$rps")"
+    done
+    H2_SERVERS+=("$server")
+done
 
 # Still hits after the load? (An entry evicted or expired mid-run would have sent wrk's requests
 # to the origin.) And anything the servers logged is worth a look.
@@ -813,6 +883,19 @@ echo
 echo "CPU/req: the server's CPU time (user + system, from /proc/PID/stat before and after the run)" \
     "per request answered; it compares servers even where wrk is the limit (100 KiB)."
 echo
+declare -A H2_RPS
+if ((${#H2_SERVERS[@]})); then
+    echo "HTTP/2 over TLS: h2load -t1 -c32 -m10 -n $H2_REQUESTS (pinned to CPU $WRK_CPU), the 1 KiB hit;" \
+        "the median of $RUNS runs."
+    echo
+    echo "| server | req/s |"
+    echo "|---|---:|"
+    for server in "${H2_SERVERS[@]}"; do
+        H2_RPS[$server]="$(sort -n "$WORK/h2-$server" | awk -v n="$RUNS" 'NR == int(n / 2) + 1')"
+        printf '| %s (h2) | %.0f |\n' "$server" "${H2_RPS[$server]}"
+    done
+    echo
+fi
 if ((FILLED)); then
     read -r one_rps one_p50 one_p99 one_clean one_cpu < <(median edge one)
     read -r spread_rps spread_p50 spread_p99 spread_clean spread_cpu < <(median edge spread)
@@ -894,6 +977,17 @@ if ((${#COMPRESS_CELLS[@]})); then
     verdict="$(awk -v a="${COMPRESS_CPU[text-br]}" -v b="${COMPRESS_CPU[text-identity]}" \
         'BEGIN { r = a / b; printf "%s (%.2f×)", (r <= 1.1 ? "MET" : "NOT MET"), r }')"
     echo "Bar: CPU per compressed (br) hit ≤ 1.1× per identity hit of the same object — $verdict"
+fi
+if [[ -n "${RPS[edge-https-1k]:-}" && -n "${RPS[nginx-https-1k]:-}" ]]; then
+    verdict="$(awk -v a="${RPS[edge-https-1k]}" -v b="${RPS[nginx-https-1k]}" \
+        'BEGIN { r = a / b; printf "%s (%.2f×)", (r >= 1.0 ? "MET" : "NOT MET"), r }')"
+    echo "Bar: edge HTTPS 1 KiB hit (keep-alive) ≥ 1.0× nginx ssl + proxy_cache req/s — $verdict"
+else
+    echo "Bar: edge HTTPS 1 KiB hit ≥ 1.0× nginx ssl + proxy_cache req/s — not measured (edge or nginx left out)"
+fi
+if [[ -n "${H2_RPS[edge-https]:-}" && -n "${H2_RPS[nginx-https]:-}" ]]; then
+    echo "HTTP/2 1 KiB hit, edge / nginx: $(awk -v a="${H2_RPS[edge-https]}" -v b="${H2_RPS[nginx-https]}" \
+        'BEGIN { printf "%.2f×", a / b }')"
 fi
 if ((FILLED)); then
     verdict="$(awk -v b="$PER_OBJECT" 'BEGIN { printf "%s (%d bytes)", (b <= 1536 ? "MET" : "NOT MET"), b }')"

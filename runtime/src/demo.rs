@@ -3,6 +3,9 @@
 //!
 //! Routes: `/` (a signed-in viewer's home, private), `/api/hello` (JSON, not cacheable), `/api/time` (cacheable for 5 s), `/api/echo`
 //! (any method; echoes what the origin received, proxy headers included).
+//!
+//! The demo also listens with HTTPS, on a self-signed certificate made at start
+//! ([`self_signed_tls`]), unless its config sets `tls_listen` itself.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -19,6 +22,32 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+
+/// Port of the demo's HTTPS listener (the plain one is 8080); port 0 when the plain listener
+/// was given port 0, so tests can run demos side by side.
+const DEMO_TLS_PORT: u16 = 8443;
+
+/// An HTTPS listener beside `listen` with a self-signed certificate for `localhost` and
+/// `127.0.0.1`, made in memory (clients must skip verification: `curl -k`).
+pub fn self_signed_tls(listen: SocketAddr) -> std::io::Result<crate::config::TlsConfig> {
+    let key = rcgen::KeyPair::generate().map_err(std::io::Error::other)?;
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .and_then(|params| params.self_signed(&key))
+        .map_err(std::io::Error::other)?;
+    let der = rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der());
+    let signing = rustls::crypto::ring::sign::any_supported_type(&der.into())
+        .map_err(std::io::Error::other)?;
+    let port = if listen.port() == 0 { 0 } else { DEMO_TLS_PORT };
+    Ok(crate::config::TlsConfig {
+        listen: SocketAddr::new(listen.ip(), port),
+        cert: "(self-signed, made by edge demo)".into(),
+        key: "(in memory)".into(),
+        certified: Arc::new(rustls::sign::CertifiedKey::new(
+            vec![cert.der().clone()],
+            signing,
+        )),
+    })
+}
 
 /// Starts one demo app instance named `name` on an ephemeral loopback port; it runs until the
 /// process exits.

@@ -36,6 +36,9 @@ pub enum Error {
         /// Allowed methods, comma separated (also sent as `Allow`).
         allowed: String,
     },
+    /// The behavior serves HTTPS viewers only (`viewer_protocol = "https-only"`).
+    #[error("this path is served over HTTPS only")]
+    HttpsRequired,
     /// The request is malformed in a way hyper let through.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
@@ -72,9 +75,10 @@ impl Error {
     /// Which side caused it.
     pub fn side(&self) -> Side {
         match self {
-            Error::NoBehavior { .. } | Error::MethodNotAllowed { .. } | Error::BadRequest(_) => {
-                Side::Viewer
-            }
+            Error::NoBehavior { .. }
+            | Error::MethodNotAllowed { .. }
+            | Error::BadRequest(_)
+            | Error::HttpsRequired => Side::Viewer,
             Error::Origin(e) if e.is_viewer_fault() => Side::Viewer,
             Error::Origin(_) => Side::Origin,
             Error::Function(_) => Side::Function,
@@ -87,6 +91,7 @@ impl Error {
             Error::NoBehavior { .. } => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::HttpsRequired => StatusCode::FORBIDDEN,
             Error::Origin(e) if e.is_viewer_fault() => StatusCode::BAD_REQUEST,
             Error::Origin(e) if e.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
             Error::Origin(_) => StatusCode::BAD_GATEWAY,

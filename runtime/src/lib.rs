@@ -14,8 +14,9 @@
 //!                                             cache store ──▶ [viewer-response] ──▶ viewer
 //! ```
 //!
-//! - listener: [`listener`] (accept, HTTP/1.1, graceful shutdown), access log in [`access_log`],
-//!   origins' 1xx interim responses passed on beneath hyper: [`interim`]
+//! - listener: [`listener`] (accept, HTTP/1.1 and HTTP/2, graceful shutdown), viewer TLS and
+//!   certificate rotation in [`tls`], access log in [`access_log`], origins' 1xx interim
+//!   responses passed on beneath hyper: [`interim`]
 //! - the flow driver, phase by phase: [`flow::handle`]
 //!   - routing by behavior: [`flow::origin_select`]
 //!   - viewer-request: [`flow::viewer_request`]
@@ -49,6 +50,7 @@ pub mod metrics;
 pub mod origin;
 pub mod proxy_headers;
 pub mod range;
+pub mod tls;
 pub mod wasm;
 
 mod node;

@@ -1,5 +1,10 @@
-//! The viewer listener: accept loop, one hyper HTTP/1.1 connection task per socket, and
-//! graceful shutdown (stop accepting, let in-flight requests finish, then close).
+//! The viewer listeners: accept loop, one hyper connection task per socket, and graceful
+//! shutdown (stop accepting, let in-flight requests finish, then close).
+//!
+//! The plain listener speaks HTTP/1.1, and HTTP/2 to viewers that open with its preface (prior
+//! knowledge, RFC 9113 §3.3). The HTTPS listener (`[server] tls_listen`) completes the TLS
+//! handshake ([`crate::tls`]) and speaks what ALPN chose. Both hand every request to the same
+//! flow, which sees one request model: an HTTP/2 `:authority` becomes the `Host`.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -9,13 +14,15 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 use crate::access_log::{self, AccessRecord, LoggedBody};
 use crate::body::EdgeBody;
@@ -23,6 +30,7 @@ use crate::config::Config;
 use crate::error::StartError;
 use crate::flow::{self, RequestCtx};
 use crate::interim::{InterimIo, InterimSink};
+use crate::tls::DEFAULT_HANDSHAKE_TIMEOUT;
 use crate::{Edge, Node};
 
 /// How long in-flight requests may run after shutdown begins before their connections are cut.
@@ -34,6 +42,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// A node serving on a socket (and its admin API, if configured).
 pub struct RunningNode {
     addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     admin_addr: Option<SocketAddr>,
     edge: Arc<Edge>,
     shutdown: Option<watch::Sender<bool>>,
@@ -46,6 +55,11 @@ impl RunningNode {
     /// The bound address (the real port when the config said port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The HTTPS listener's bound address, if `tls_listen` is set.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// The admin API's bound address, if enabled.
@@ -89,8 +103,8 @@ impl Drop for RunningNode {
     }
 }
 
-/// Loads the config's functions, binds `config.server.listen` (and the admin API's address)
-/// and serves until [`RunningNode::shutdown`] or `signal`.
+/// Loads the config's functions, binds `config.server.listen` (and `tls_listen` and the admin
+/// API's address, when set) and serves until [`RunningNode::shutdown`] or `signal`.
 pub async fn start(
     config: Config,
     signal: impl Future<Output = ()> + Send + 'static,
@@ -109,6 +123,25 @@ pub async fn start(
         addr: listen,
         source,
     })?;
+    let mut tls = None;
+    if let (Some(tls_config), Some(resolver)) =
+        (&edge.current().config.server.tls, edge.certificates())
+    {
+        let bind_error = |source| StartError::Bind {
+            addr: tls_config.listen,
+            source,
+        };
+        let listener = TcpListener::bind(tls_config.listen)
+            .await
+            .map_err(bind_error)?;
+        let port = listener.local_addr().map_err(bind_error)?.port();
+        tls = Some(TlsListener {
+            listener,
+            acceptor: TlsAcceptor::from(Arc::new(crate::tls::server_config(Arc::clone(resolver)))),
+            port,
+        });
+    }
+    let tls_addr = tls.as_ref().and_then(|t| t.listener.local_addr().ok());
     let (tx, rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
@@ -147,7 +180,7 @@ pub async fn start(
         signal.await;
         let _ = signal_tx.send(true);
     });
-    let viewers = serve(listener, Arc::clone(&edge), stopped(rx));
+    let viewers = serve(listener, tls, Arc::clone(&edge), stopped(rx));
     tasks.push(tokio::spawn(async move {
         viewers.await;
         let _ = drained_tx.send(true);
@@ -159,6 +192,7 @@ pub async fn start(
     };
     Ok(RunningNode {
         addr,
+        tls_addr,
         admin_addr,
         edge,
         shutdown: Some(tx),
@@ -167,57 +201,146 @@ pub async fn start(
     })
 }
 
-async fn serve(listener: TcpListener, edge: Arc<Edge>, shutdown: impl Future<Output = ()>) {
-    let graceful = GracefulShutdown::new();
-    let mut http = http1::Builder::new();
-    // hyper answers requests over either limit with 431 and closes the connection. The limits
-    // are read once: a reload that changes them takes effect at restart.
-    let (max_header_size, max_headers) = {
-        let server = &edge.current().config.server;
-        (server.max_request_header_size, server.max_request_headers)
-    };
-    http.timer(TokioTimer::new())
-        .keep_alive(true)
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_header_size(max_header_size);
-    // hyper keeps up to 100 headers on the stack; any explicit count moves them to the heap for
-    // every request (about 5% slower), so only a non-default count is passed on.
-    if max_headers != crate::config::DEFAULT_MAX_REQUEST_HEADERS as usize {
-        http.max_headers(max_headers);
+/// How viewer connections are served: one set of protocol settings for both listeners.
+struct Protocols {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+impl Protocols {
+    fn new(server: &crate::config::ServerConfig) -> Self {
+        // hyper answers requests over either limit with 431 and closes the connection. The
+        // limits are read once: a reload that changes them takes effect at restart.
+        let (max_header_size, max_headers) =
+            (server.max_request_header_size, server.max_request_headers);
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .keep_alive(true)
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .max_header_size(max_header_size);
+        // hyper keeps up to 100 headers on the stack; any explicit count moves them to the heap
+        // for every request (about 5% slower), so only a non-default count is passed on.
+        if max_headers != crate::config::DEFAULT_MAX_REQUEST_HEADERS as usize {
+            http1.max_headers(max_headers);
+        }
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        // The same header budget as HTTP/1.1 (RFC 9113 §6.5.2 SETTINGS_MAX_HEADER_LIST_SIZE;
+        // h2 counts 32 bytes of overhead per field, close enough to a request line's share).
+        http2
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(max_header_size).unwrap_or(u32::MAX));
+        Protocols { http1, http2 }
     }
+}
+
+/// What a connection's requests share: which listener it came in on.
+#[derive(Clone, Copy)]
+struct Arrival {
+    viewer: SocketAddr,
+    /// Over the HTTPS listener.
+    https: bool,
+    /// The HTTPS listener's port, for redirects.
+    https_port: Option<u16>,
+}
+
+/// The HTTPS listener's parts: socket, and the rustls acceptor with the swappable certificate.
+struct TlsListener {
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    port: u16,
+}
+
+async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsListener>,
+    edge: Arc<Edge>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = GracefulShutdown::new();
+    let protocols = Arc::new(Protocols::new(&edge.current().config.server));
+    let https_port = tls.as_ref().map(|t| t.port);
+    let accept_tls = || async {
+        match &tls {
+            Some(tls) => tls.listener.accept().await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, viewer)) => {
-                    // Headers and body leave in separate writes at times; without TCP_NODELAY the
-                    // second waits for the viewer's delayed ACK (40 ms on Linux).
-                    let _ = stream.set_nodelay(true);
-                    let edge = Arc::clone(&edge);
-                    let (stream, interim) = InterimIo::new(stream);
-                    let service = service_fn(move |request| {
-                        // Each request runs on the version current when it arrives.
-                        let node = edge.current();
-                        let interim = interim.clone();
-                        async move { Ok::<_, Infallible>(serve_request(&node, request, viewer, interim).await) }
-                    });
-                    let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-                    tokio::spawn(async move {
-                        if let Err(error) = connection.await {
-                            tracing::debug!(%viewer, %error, "viewer connection ended with an error");
-                        }
-                    });
-                }
-                Err(error) => {
-                    // Usually EMFILE: back off briefly instead of spinning on the error.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
+        let (accepted, https) = tokio::select! {
+            accepted = listener.accept() => (accepted, false),
+            accepted = accept_tls() => (accepted, true),
             () = &mut shutdown => break,
+        };
+        let (stream, viewer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Usually EMFILE: back off briefly instead of spinning on the error.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Headers and body leave in separate writes at times; without TCP_NODELAY the second
+        // waits for the viewer's delayed ACK (40 ms on Linux).
+        let _ = stream.set_nodelay(true);
+        let arrival = Arrival {
+            viewer,
+            https,
+            https_port,
+        };
+        let (edge, protocols, watcher) = (
+            Arc::clone(&edge),
+            Arc::clone(&protocols),
+            graceful.watcher(),
+        );
+        match (&tls, https) {
+            (Some(tls), true) => {
+                let acceptor = tls.acceptor.clone();
+                tokio::spawn(async move {
+                    // Fallible: the socket comes back on failure and closes after the count, so
+                    // a viewer that sees the close also sees the counter.
+                    let handshake = tokio::time::timeout(
+                        DEFAULT_HANDSHAKE_TIMEOUT,
+                        acceptor.accept(stream).into_fallible(),
+                    );
+                    let stream = match handshake.await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err((error, socket))) => {
+                            edge.current().metrics.tls_handshake_failed();
+                            tracing::debug!(%viewer, %error, "TLS handshake failed");
+                            drop(socket);
+                            return;
+                        }
+                        Err(_) => {
+                            edge.current().metrics.tls_handshake_failed();
+                            tracing::debug!(%viewer, timeout = ?DEFAULT_HANDSHAKE_TIMEOUT, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    // RFC 9113 §3.2: over TLS, HTTP/2 is chosen by ALPN only; a viewer that
+                    // offers no ALPN speaks HTTP/1.1.
+                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                    serve_connection(stream, h2, arrival, edge, &protocols, watcher).await;
+                });
+            }
+            _ => {
+                tokio::spawn(async move {
+                    // A viewer that sends nothing is cut like one that stalls in its headers.
+                    let h2 = match tokio::time::timeout(HEADER_READ_TIMEOUT, is_h2_preface(&stream))
+                        .await
+                    {
+                        Ok(Ok(h2)) => h2,
+                        Ok(Err(_)) | Err(_) => return,
+                    };
+                    serve_connection(stream, h2, arrival, edge, &protocols, watcher).await;
+                });
+            }
         }
     }
     drop(listener);
+    drop(tls);
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
@@ -225,14 +348,78 @@ async fn serve(listener: TcpListener, edge: Arc<Edge>, shutdown: impl Future<Out
     }
 }
 
+/// The client connection preface of HTTP/2 with prior knowledge (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether a plain connection starts with the HTTP/2 preface, read without consuming it.
+async fn is_h2_preface(stream: &TcpStream) -> std::io::Result<bool> {
+    let mut buf = [0u8; H2_PREFACE.len()];
+    loop {
+        let n = stream.peek(&mut buf).await?;
+        if n == 0 || buf[..n] != H2_PREFACE[..n] {
+            return Ok(false);
+        }
+        if n == H2_PREFACE.len() {
+            return Ok(true);
+        }
+        // A prefix of the preface: peek returns at once while bytes are buffered, so wait for
+        // more rather than spin (clients send the preface in one write; this is rare).
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Serves one viewer connection with HTTP/2 or HTTP/1.1 until it closes or the node shuts
+/// down. Each request runs on the version current when it arrives.
+async fn serve_connection<I>(
+    io: I,
+    h2: bool,
+    arrival: Arrival,
+    edge: Arc<Edge>,
+    protocols: &Protocols,
+    watcher: Watcher,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let viewer = arrival.viewer;
+    let result = if h2 {
+        // Interim responses are written beneath hyper as HTTP/1.1 bytes (`interim`), which
+        // would corrupt an HTTP/2 stream: they are not forwarded to HTTP/2 viewers.
+        let service = service_fn(move |request| {
+            let node = edge.current();
+            async move { Ok::<_, Infallible>(serve_request(&node, request, arrival, None).await) }
+        });
+        watcher
+            .watch(protocols.http2.serve_connection(TokioIo::new(io), service))
+            .await
+    } else {
+        let (io, interim) = InterimIo::new(io);
+        let service = service_fn(move |request| {
+            let node = edge.current();
+            let interim = interim.clone();
+            async move {
+                Ok::<_, Infallible>(serve_request(&node, request, arrival, Some(interim)).await)
+            }
+        });
+        watcher
+            .watch(protocols.http1.serve_connection(TokioIo::new(io), service))
+            .await
+    };
+    if let Err(error) = result {
+        tracing::debug!(%viewer, %error, "viewer connection ended with an error");
+    }
+}
+
 async fn serve_request(
     node: &Node,
     request: Request<Incoming>,
-    viewer: SocketAddr,
-    interim: InterimSink,
+    arrival: Arrival,
+    interim: Option<InterimSink>,
 ) -> Response<LoggedBody> {
+    let viewer = arrival.viewer;
     let mut ctx = RequestCtx::new(node.next_request_id(), viewer);
-    ctx.interim = Some(interim);
+    ctx.interim = interim;
+    ctx.https = arrival.https;
+    ctx.https_port = arrival.https_port;
     let logged = access_log::enabled().then(|| {
         let path = request.uri().path_and_query().map_or_else(
             || request.uri().path().to_owned(),

@@ -63,11 +63,15 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // rustls warns for every viewer that sends an IP address as SNI (wrk, h2load, curl to an
+    // IP): a line per connection about the viewer's input, not the node. Unless asked for.
+    if !std::env::var("RUST_LOG").is_ok_and(|v| v.contains("rustls")) {
+        filter = filter.add_directive("rustls=error".parse().expect("a valid directive"));
+    }
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -147,10 +151,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     authority: addr.to_string().parse()?,
                 });
             }
+            // Made once: a reload keeps presenting the same certificate.
+            let tls = edge_runtime::demo::self_signed_tls(
+                listen.unwrap_or(Config::load(&config)?.server.listen),
+            )
+            .context("making the demo's self-signed certificate")?;
             // Applied at every load, so a reload (SIGHUP) keeps serving the in-process apps.
             let source = ConfigSource::adjusted(config, move |config| {
                 if let Some(listen) = listen {
                     config.server.listen = listen;
+                }
+                if config.server.tls.is_none() {
+                    config.server.tls = Some(tls.clone());
                 }
                 if let Some(app) = config.origins.iter_mut().find(|o| o.name == "app") {
                     if let OriginKind::Http { targets, .. } = &mut app.kind {

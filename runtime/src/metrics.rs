@@ -71,12 +71,13 @@ pub fn to_prometheus_text(openmetrics: &str) -> String {
 }
 
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-const PHASES: [CachePhase; 5] = [
+const PHASES: [CachePhase; 6] = [
     CachePhase::Hit,
     CachePhase::Miss,
     CachePhase::RefreshHit,
     CachePhase::Generated,
     CachePhase::Error,
+    CachePhase::Redirect,
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -122,8 +123,9 @@ fn latency_histogram() -> Histogram {
 /// Every metric of a node; shared by all its versions.
 pub struct Metrics {
     registry: Registry,
-    requests: [[Counter; 5]; 5],
+    requests: [[Counter; 6]; 5],
     bytes: Counter,
+    tls_handshake_failures: Counter,
     origin_fetch: Family<OriginLabels, Histogram>,
     /// The histograms of `origin_fetch` by origin name, found by comparing names: every miss
     /// records one, and the family's lookup would build and hash an owned label first.
@@ -180,6 +182,12 @@ impl Metrics {
             "served_bytes",
             "Response body bytes sent to viewers",
             bytes.clone(),
+        );
+        let tls_handshake_failures = Counter::default();
+        registry.register(
+            "tls_handshake_failures",
+            "Viewer TLS handshakes that failed or timed out",
+            tls_handshake_failures.clone(),
         );
         let origin_fetch = Family::<OriginLabels, Histogram>::new_with_constructor(
             latency_histogram as fn() -> Histogram,
@@ -249,6 +257,7 @@ impl Metrics {
             registry,
             requests,
             bytes,
+            tls_handshake_failures,
             origin_fetch,
             origin_fetch_by_name: RwLock::default(),
             invocations,
@@ -274,6 +283,11 @@ impl Metrics {
     /// Counts body bytes sent.
     pub fn served(&self, bytes: u64) {
         self.bytes.inc_by(bytes);
+    }
+
+    /// Counts a viewer TLS handshake that failed or timed out.
+    pub fn tls_handshake_failed(&self) {
+        self.tls_handshake_failures.inc();
     }
 
     /// Records an origin fetch's time to headers.

@@ -15,6 +15,7 @@ use crate::error::StartError;
 use crate::kv::KvStores;
 use crate::metrics::Metrics;
 use crate::origin::Origin;
+use crate::tls::CertResolver;
 use crate::wasm::lifecycle::{self, LiveChange};
 use crate::wasm::{self, Function, FunctionEngine, Lifecycle, LifecycleError, Registry};
 
@@ -74,6 +75,8 @@ pub struct Edge {
     swap: Mutex<()>,
     /// The key-value stores, loaded at start; every version shares them.
     kv: Arc<KvStores>,
+    /// The certificate the HTTPS listener presents, when `tls_listen` is set; a reload swaps it.
+    certificates: Option<Arc<CertResolver>>,
 }
 
 impl Edge {
@@ -103,6 +106,11 @@ impl Edge {
         ));
         let origins: Arc<[Origin]> = config.origins.iter().map(Origin::new).collect();
         let kv = Arc::new(KvStores::load(&config)?);
+        let certificates = config
+            .server
+            .tls
+            .as_ref()
+            .map(|tls| Arc::new(CertResolver::new(Arc::clone(&tls.certified))));
         let node = Node {
             functions: registry(
                 &config,
@@ -122,12 +130,18 @@ impl Edge {
             lifecycle,
             swap: Mutex::new(()),
             kv,
+            certificates,
         })
     }
 
     /// The current version.
     pub fn current(&self) -> Arc<Node> {
         self.current.load_full()
+    }
+
+    /// The certificate the HTTPS listener presents, when it is configured.
+    pub fn certificates(&self) -> Option<&Arc<CertResolver>> {
+        self.certificates.as_ref()
     }
 
     /// The key-value stores, for the admin API.
@@ -169,7 +183,8 @@ impl Edge {
     /// Swaps in a new config (validated by the caller): new origins and attachments, the same
     /// cache, function modules whose files changed. All or nothing: if any module fails to load
     /// or a behavior needs an entry point a module lacks, the node keeps what it has.
-    /// `server.listen`, `[cache]` sizes, `[admin]` and the set of `[kv.*]` stores apply at restart.
+    /// The viewer certificate is swapped too. `server.listen`, `server.tls_listen`, `[cache]`
+    /// sizes, `[admin]` and the set of `[kv.*]` stores apply at restart.
     pub fn reload(&self, config: Config) -> Result<(), StartError> {
         let _swap = self.swap.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.current.load_full();
@@ -194,6 +209,12 @@ impl Edge {
                 running = ?self.kv.names(),
                 "key-value stores were added to or removed from the config: restart the node to apply"
             );
+        }
+        // The files were loaded again with the config: new handshakes get the pair from now on,
+        // open connections keep the session they have.
+        if let (Some(certificates), Some(tls)) = (&self.certificates, &config.server.tls) {
+            certificates.rotate(Arc::clone(&tls.certified));
+            tracing::info!(cert = %tls.cert.display(), "viewer certificate loaded");
         }
         let origins = config.origins.iter().map(Origin::new).collect();
         self.current

@@ -27,4 +27,5 @@ mod s3_origin;
 mod stale;
 mod static_origin;
 mod streaming;
+mod tls;
 mod traversal;

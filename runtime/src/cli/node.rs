@@ -56,16 +56,19 @@ pub async fn serve(source: ConfigSource, config: Config) -> anyhow::Result<()> {
 }
 
 /// Starts a node on `config` (loaded from `source`), logs its addresses (`edge node listening
-/// addr=.. admin=..`) and reloads `source` on SIGHUP. It stops on Ctrl-C or SIGTERM.
+/// addr=.. admin=.. https=..`) and reloads `source` on SIGHUP. It stops on Ctrl-C or SIGTERM.
 pub async fn start(source: &ConfigSource, config: Config) -> anyhow::Result<RunningNode> {
     // Registered before the node announces itself: whoever waits for the announcement and then
     // sends SIGHUP gets a reload, never SIGHUP's default action, which ends the process.
     let hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     let node = edge_runtime::start(config, shutdown_signal()).await?;
-    match node.admin_addr() {
-        Some(admin) => tracing::info!(addr = %node.addr(), %admin, "edge node listening"),
-        None => tracing::info!(addr = %node.addr(), "edge node listening"),
-    }
+    // Absent fields (no admin API, no HTTPS listener) are left out of the line.
+    tracing::info!(
+        addr = %node.addr(),
+        admin = node.admin_addr().map(tracing::field::display),
+        https = node.tls_addr().map(tracing::field::display),
+        "edge node listening"
+    );
     tokio::spawn(reload_on_hangup(
         hangup,
         source.clone(),
@@ -124,6 +127,9 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut changed = Vec::new();
     if old.server.listen != new.server.listen {
         changed.push("server.listen");
+    }
+    if old.server.tls.as_ref().map(|t| t.listen) != new.server.tls.as_ref().map(|t| t.listen) {
+        changed.push("server.tls_listen");
     }
     if old.server.compile_cache != new.server.compile_cache {
         changed.push("server.compile_cache");

@@ -187,6 +187,21 @@ pub struct ServerConfig {
     pub max_request_header_size: usize,
     /// Most header lines in a request; more get 431.
     pub max_request_headers: usize,
+    /// The HTTPS listener, when `tls_listen` is set.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server] tls_listen`, `tls_cert`, `tls_key`: the HTTPS listener and what it presents.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// Address of the HTTPS listener (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// The certificate chain file, resolved against the config file's directory.
+    pub cert: PathBuf,
+    /// The private key file, resolved likewise.
+    pub key: PathBuf,
+    /// The pair as loaded when the config was validated; a reload loads the files again.
+    pub certified: Arc<rustls::sign::CertifiedKey>,
 }
 
 /// `[cache]`
@@ -217,6 +232,22 @@ pub struct BehaviorConfig {
     pub functions: Vec<(Event, usize)>,
     /// `compress`: serve gzip / br variants of compressible objects (see `cache::compress`).
     pub compress: bool,
+    /// Whether plain-HTTP viewers are served, redirected or refused.
+    pub viewer_protocol: ViewerProtocol,
+}
+
+/// `viewer_protocol` of a behavior: what a viewer on plain HTTP gets (CloudFront's viewer
+/// protocol policy). Requests over HTTPS are always served.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ViewerProtocol {
+    /// `"allow-all"`: served over HTTP and HTTPS alike.
+    #[default]
+    AllowAll,
+    /// `"redirect-to-https"`: 301 (GET, HEAD) or 307 (other methods, so the body is resent) to
+    /// the same path and query on the HTTPS listener.
+    RedirectToHttps,
+    /// `"https-only"`: 403 over plain HTTP.
+    HttpsOnly,
 }
 
 /// TTL bounds of a behavior, applied to what the origin says (see `cache::policy`).
@@ -401,6 +432,23 @@ impl Validator<'_> {
             .enumerate()
             .map(|(i, b)| self.behavior(i, b, &origins, &functions))
             .collect::<Result<Vec<_>, _>>()?;
+        let tls = self.tls(&raw.server)?;
+        if tls.is_none() {
+            let needs_tls = raw.behaviors.iter().enumerate().find_map(|(i, raw)| {
+                let policy = raw.viewer_protocol.as_ref()?;
+                (behaviors[i].viewer_protocol != ViewerProtocol::AllowAll).then_some((i, policy))
+            });
+            if let Some((i, policy)) = needs_tls {
+                return Err(self.invalid(
+                    policy,
+                    &format!("behaviors[{i}].viewer_protocol"),
+                    format!(
+                        "{:?} needs an HTTPS listener: set [server] tls_listen, tls_cert and tls_key",
+                        policy.get_ref()
+                    ),
+                ));
+            }
+        }
 
         let debug_header = match &raw.server.debug_header {
             Some(h) => Some(HeaderName::from_bytes(h.get_ref().as_bytes()).map_err(|_| {
@@ -465,6 +513,7 @@ impl Validator<'_> {
                 debug_header,
                 max_request_header_size: max_request_header_size as usize,
                 max_request_headers: max_request_headers as usize,
+                tls,
             },
             cache: CacheConfig {
                 max_size,
@@ -541,6 +590,58 @@ impl Validator<'_> {
             data_dir: raw.data_dir.as_ref().map(|d| self.path(d.get_ref())),
             max_upload_size: usize::try_from(max_upload_size).unwrap_or(usize::MAX),
         })
+    }
+
+    /// `tls_listen`, `tls_cert` and `tls_key` come together; the pair is loaded here, so a
+    /// file that does not load is refused at start and on reload, naming the key and the file.
+    fn tls(&self, raw: &raw::RawServer) -> Result<Option<TlsConfig>, Error> {
+        let (listen, cert, key) = match (&raw.tls_listen, &raw.tls_cert, &raw.tls_key) {
+            (None, None, None) => return Ok(None),
+            (Some(listen), Some(cert), Some(key)) => (listen, cert, key),
+            (listen, cert, key) => {
+                let (given, missing) = [
+                    ("server.tls_listen", listen),
+                    ("server.tls_cert", cert),
+                    ("server.tls_key", key),
+                ]
+                .into_iter()
+                .partition::<Vec<_>, _>(|(_, v)| v.is_some());
+                let (name, value) = given[0];
+                let missing: Vec<&str> = missing.iter().map(|(name, _)| *name).collect();
+                return Err(self.invalid(
+                    value.as_ref().expect("partitioned on is_some"),
+                    name,
+                    format!(
+                        "tls_listen, tls_cert and tls_key go together; missing: {}",
+                        missing.join(", ")
+                    ),
+                ));
+            }
+        };
+        let address: SocketAddr = listen.get_ref().parse().map_err(|_| {
+            self.invalid(
+                listen,
+                "server.tls_listen",
+                format!(
+                    "{:?} is not an address like \"127.0.0.1:8443\"",
+                    listen.get_ref()
+                ),
+            )
+        })?;
+        let (cert_path, key_path) = (self.path(cert.get_ref()), self.path(key.get_ref()));
+        let certified =
+            crate::tls::load_certified_key(&cert_path, &key_path).map_err(|e| match e {
+                crate::tls::CertError::Key { .. } => {
+                    self.invalid(key, "server.tls_key", e.to_string())
+                }
+                _ => self.invalid(cert, "server.tls_cert", e.to_string()),
+            })?;
+        Ok(Some(TlsConfig {
+            listen: address,
+            cert: cert_path,
+            key: key_path,
+            certified: Arc::new(certified),
+        }))
     }
 
     fn path(&self, relative: &str) -> PathBuf {
@@ -728,6 +829,21 @@ impl Validator<'_> {
             cache_key: self.cache_key(raw.cache_key.as_ref(), &key("cache_key"))?,
             functions: self.attachments(raw.functions.as_ref(), &key("functions"), functions)?,
             compress: raw.compress.unwrap_or(false),
+            viewer_protocol: match &raw.viewer_protocol {
+                None => ViewerProtocol::AllowAll,
+                Some(v) => match v.get_ref().as_str() {
+                    "allow-all" => ViewerProtocol::AllowAll,
+                    "redirect-to-https" => ViewerProtocol::RedirectToHttps,
+                    "https-only" => ViewerProtocol::HttpsOnly,
+                    other => {
+                        return Err(self.invalid(
+                            v,
+                            &key("viewer_protocol"),
+                            format!("{other:?} is not one of \"allow-all\", \"redirect-to-https\", \"https-only\""),
+                        ))
+                    }
+                },
+            },
         })
     }
 
@@ -1327,6 +1443,42 @@ cache_key = { query = "none" }
         .expect_err("bad name")
         .to_string();
         assert!(e.contains("invalid store name"), "{e}");
+    }
+
+    #[test]
+    fn tls_keys_come_together_and_viewer_protocol_needs_them() {
+        let with_server =
+            |lines: &str| EXAMPLE.replace("[server]\n", &format!("[server]\n{lines}"));
+        let e = err(&with_server("tls_listen = \"127.0.0.1:8443\"\n"));
+        assert!(
+            e.contains("`server.tls_listen`")
+                && e.contains("missing: server.tls_cert, server.tls_key"),
+            "{e}"
+        );
+        let e = err(&with_server("tls_key = \"k.pem\"\n"));
+        assert!(
+            e.contains("`server.tls_key`") && e.contains("server.tls_listen"),
+            "{e}"
+        );
+
+        let redirect = EXAMPLE.replace(
+            "origin = \"bucket\"\n",
+            "origin = \"bucket\"\nviewer_protocol = \"redirect-to-https\"\n",
+        );
+        let e = err(&redirect);
+        assert!(
+            e.contains("`behaviors[1].viewer_protocol`") && e.contains("tls_listen"),
+            "{e}"
+        );
+        let e = err(&redirect.replace("redirect-to-https", "https-always"));
+        assert!(e.contains("\"https-always\" is not one of"), "{e}");
+        let allow = redirect.replace("redirect-to-https", "allow-all");
+        let config: Config = allow.parse().expect("allow-all needs no HTTPS listener");
+        assert_eq!(
+            config.behaviors[1].viewer_protocol,
+            ViewerProtocol::AllowAll
+        );
+        assert!(config.server.tls.is_none());
     }
 
     #[test]

@@ -90,6 +90,12 @@ pub struct RawServer {
     pub max_request_header_size: Option<Spanned<String>>,
     /// `max_request_headers = 100`: header lines per request; 431 above
     pub max_request_headers: Option<Spanned<u64>>,
+    /// `tls_listen = "127.0.0.1:8443"`: the HTTPS listener (HTTP/2 and HTTP/1.1 by ALPN)
+    pub tls_listen: Option<Spanned<String>>,
+    /// `tls_cert = "certs/edge.pem"`: PEM certificate chain, leaf first
+    pub tls_cert: Option<Spanned<String>>,
+    /// `tls_key = "certs/edge-key.pem"`: PEM private key of the leaf certificate
+    pub tls_key: Option<Spanned<String>>,
 }
 
 /// `[cache]`
@@ -156,6 +162,8 @@ pub struct RawBehavior {
     pub functions: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     /// `compress = true`: gzip / br for viewers that accept them (default false)
     pub compress: Option<bool>,
+    /// `viewer_protocol = "allow-all" | "redirect-to-https" | "https-only"`
+    pub viewer_protocol: Option<Spanned<String>>,
 }
 
 /// `cache = { .. }` of a behavior.

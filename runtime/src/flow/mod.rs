@@ -48,6 +48,8 @@ pub enum CachePhase {
     Generated,
     /// The node answered with an error.
     Error,
+    /// A plain-HTTP viewer was sent to HTTPS (`viewer_protocol = "redirect-to-https"`).
+    Redirect,
 }
 
 impl CachePhase {
@@ -59,6 +61,7 @@ impl CachePhase {
             CachePhase::RefreshHit => "RefreshHit",
             CachePhase::Generated => "FunctionGeneratedResponse",
             CachePhase::Error => "Error",
+            CachePhase::Redirect => "Redirect",
         }
     }
 }
@@ -93,8 +96,12 @@ pub struct RequestCtx {
     pub encoding: Option<crate::cache::compress::Encoding>,
     /// What the debug headers will report; `None` unless the request asked for them.
     pub debug: Option<Box<debug::DebugInfo>>,
-    /// Where an origin's 1xx interim responses go (set by the listener for viewer requests).
+    /// Where an origin's 1xx interim responses go (set by the listener for HTTP/1.1 viewers).
     pub interim: Option<InterimSink>,
+    /// The viewer came in over the HTTPS listener (set by the listener).
+    pub https: bool,
+    /// The HTTPS listener's port, where `redirect-to-https` sends plain-HTTP viewers.
+    pub https_port: Option<u16>,
 }
 
 impl RequestCtx {
@@ -115,6 +122,8 @@ impl RequestCtx {
             encoding: None,
             debug: None,
             interim: None,
+            https: false,
+            https_port: None,
         }
     }
 
@@ -166,6 +175,10 @@ async fn run(
     // allows the method.
     let request = viewer_request::normalize(request)?;
     let behavior = origin_select::behavior(&node.config, ctx, &request)?;
+    // The viewer protocol policy comes before any function, as CloudFront applies it.
+    if let Some(redirect) = viewer_request::enforce_protocol(behavior, ctx, &request)? {
+        return Ok(redirect);
+    }
 
     // viewer-request: the function may rewrite the request or answer it outright.
     let request = match viewer_request::run(node, ctx, request).await? {

@@ -60,7 +60,8 @@ pub fn prepare(
     if let Some(host) = parts.headers.get(HOST) {
         headers.insert(X_FORWARDED_HOST.clone(), host.clone());
     }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    let proto = if ctx.https { "https" } else { "http" };
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
 
     if let Some(stale) = fill {
         for name in [

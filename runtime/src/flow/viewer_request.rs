@@ -2,18 +2,20 @@
 //!
 //! [`normalize`] runs first, before routing: dot segments are resolved (RFC 3986 §5.2.4) so that
 //! `/x/../api/y` is routed, keyed and forwarded as `/api/y`, and no path sneaks past a
-//! behavior's pattern or method list. Then, after routing, [`run`] runs the behavior's
+//! behavior's pattern or method list. After routing, [`enforce_protocol`] applies the
+//! behavior's `viewer_protocol` to plain-HTTP viewers. Then [`run`] runs the behavior's
 //! `viewer-request` function, which may rewrite the URI, headers and query, change the cache
 //! key, pick the origin, or answer at once.
 
 use edge_sdk::abi::Event;
-use http::header::HOST;
+use http::header::{CONTENT_LENGTH, HOST, LOCATION};
 use http::uri::{Authority, PathAndQuery, Uri};
-use http::{HeaderValue, Request, Version};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 
 use super::functions::{self, HookOutcome};
-use super::RequestCtx;
+use super::{CachePhase, RequestCtx};
 use crate::body::EdgeBody;
+use crate::config::{BehaviorConfig, ViewerProtocol};
 use crate::error::Error;
 use crate::Node;
 
@@ -27,6 +29,58 @@ pub async fn run(
         None => Ok(HookOutcome::Continue(request)),
         Some(function) => {
             functions::run_request_event(node, ctx, Event::ViewerRequest, &function, request).await
+        }
+    }
+}
+
+/// Applies the behavior's `viewer_protocol` to a request: `Ok(None)` serves it,
+/// `Ok(Some(response))` answers with a redirect to HTTPS, `Err` refuses it with 403.
+///
+/// As CloudFront does: GET and HEAD get 301; other methods get 307, so that the viewer sends
+/// the same method and body again (RFC 9110 §15.4.8; a 301 lets clients switch POST to GET).
+/// The redirect keeps the host, path and query and names the HTTPS listener's port (left out
+/// when it is 443). Runs after [`normalize`], so the host has been checked.
+pub fn enforce_protocol(
+    behavior: &BehaviorConfig,
+    ctx: &mut RequestCtx,
+    request: &Request<EdgeBody>,
+) -> Result<Option<Response<EdgeBody>>, Error> {
+    if ctx.https {
+        return Ok(None);
+    }
+    match behavior.viewer_protocol {
+        ViewerProtocol::AllowAll => Ok(None),
+        ViewerProtocol::HttpsOnly => Err(Error::HttpsRequired),
+        ViewerProtocol::RedirectToHttps => {
+            let host = request
+                .headers()
+                .get(HOST)
+                .and_then(|h| Authority::try_from(h.as_bytes()).ok());
+            // Config validation requires an HTTPS listener for this policy; a request without a
+            // host (HTTP/1.0) cannot be redirected anywhere sensible.
+            let (Some(host), Some(port)) = (host, ctx.https_port) else {
+                return Err(Error::HttpsRequired);
+            };
+            let path = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+            let location = match port {
+                443 => format!("https://{}{path}", host.host()),
+                port => format!("https://{}:{port}{path}", host.host()),
+            };
+            let location = HeaderValue::try_from(location)
+                .map_err(|_| Error::BadRequest("the request cannot be redirected to HTTPS"))?;
+            let status = if request.method() == Method::GET || request.method() == Method::HEAD {
+                StatusCode::MOVED_PERMANENTLY
+            } else {
+                StatusCode::TEMPORARY_REDIRECT
+            };
+            let mut response = Response::new(EdgeBody::Empty);
+            *response.status_mut() = status;
+            response.headers_mut().insert(LOCATION, location);
+            response
+                .headers_mut()
+                .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+            ctx.cache = CachePhase::Redirect;
+            Ok(Some(response))
         }
     }
 }
@@ -67,7 +121,9 @@ pub fn normalize(mut request: Request<EdgeBody>) -> Result<Request<EdgeBody>, Er
 /// RFC 9112 §3.2: an HTTP/1.1 request carries exactly one `Host`, and it must be a valid
 /// authority (400 otherwise; two hosts would let the cache key and the origin read different
 /// ones). An absolute-form target's authority replaces `Host` (§3.2.2), so the cache key,
-/// routing and `X-Forwarded-Host`, which all read `Host`, agree on one host.
+/// routing and `X-Forwarded-Host`, which all read `Host`, agree on one host. HTTP/2 requests
+/// carry `:authority` (in the URI) instead of `Host` (RFC 9113 §8.3.1): it becomes the `Host`
+/// the same way, so the flow sees one request model for both protocols.
 fn check_host(request: &mut Request<EdgeBody>) -> Result<(), Error> {
     let mut hosts = request.headers().get_all(HOST).iter();
     let host = hosts.next();
@@ -75,7 +131,7 @@ fn check_host(request: &mut Request<EdgeBody>) -> Result<(), Error> {
         return Err(Error::BadRequest("more than one Host header"));
     }
     match host {
-        None if request.version() >= Version::HTTP_11 => {
+        None if request.version() >= Version::HTTP_11 && request.uri().authority().is_none() => {
             return Err(Error::BadRequest("missing Host header"))
         }
         Some(value) if !is_valid_host(value.as_bytes()) => {
