@@ -367,3 +367,39 @@ async fn a_ca_file_that_does_not_load_is_a_config_error() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_that_never_completes_the_handshake_fails_over_within_connect_timeout(
+) -> Result<()> {
+    // Accepts TCP connections and never answers the ClientHello.
+    let silent = TcpListener::bind("127.0.0.1:0").await?;
+    let silent_addr = silent.local_addr()?;
+    let (stop, mut stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            tokio::select! {
+                _ = &mut stopped => break,
+                accepted = silent.accept() => {
+                    if let Ok((stream, _)) = accepted {
+                        held.push(stream);
+                    }
+                }
+            }
+        }
+    });
+    let plain =
+        Origin::start(|r| async move { reply(200, &[], format!("plain {}", r.uri)) }).await?;
+    // The response timeout is far beyond the client's 10 s: only the connect timeout can
+    // bound the handshake.
+    let node = node(
+        &[format!("https://{silent_addr}"), plain.url()],
+        "connect_timeout = \"300ms\"\nresponse_timeout = \"60s\"",
+    )
+    .await?;
+    let r = debug_get(&node, "/silent").await?;
+    assert_eq!(r.status, 200, "{:?}", r.header("x-edge-error"));
+    assert_eq!(r.text(), "plain /silent");
+    let _ = stop.send(());
+    Ok(())
+}

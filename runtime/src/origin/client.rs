@@ -3,15 +3,20 @@
 //! HTTP/2 on connections where the origin offers `h2` by ALPN.
 
 use std::error::Error as _;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use http::Uri;
 
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::body::EdgeBody;
+use crate::body::{BodyError as BoxError, EdgeBody};
 use crate::config::OriginTls;
 
 /// Idle pooled connections are closed after this; below common app servers' keep-alive (Node's
@@ -19,16 +24,15 @@ use crate::config::OriginTls;
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A pooled client for one origin's targets.
-pub type OriginClient = Client<HttpsConnector<HttpConnector>, EdgeBody>;
+pub type OriginClient = Client<ConnectTimeout<HttpsConnector<HttpConnector>>, EdgeBody>;
 
-/// Builds the client for one origin: `connect_timeout` bounds the TCP connect (the TLS
-/// handshake is bounded by the caller's response timeout).
+/// Builds the client for one origin: `connect_timeout` bounds the TCP connect and the TLS
+/// handshake together.
 pub fn build(connect_timeout: Duration, tls: &OriginTls) -> OriginClient {
     let mut http = HttpConnector::new();
     // Without TCP_NODELAY a request whose headers and body go out in two writes waits for
     // the delayed ACK (40 ms on Linux loopback).
     http.set_nodelay(true);
-    http.set_connect_timeout(Some(connect_timeout));
     // The https connector refuses `http` URIs unless told otherwise.
     http.enforce_http(false);
     let builder = HttpsConnectorBuilder::new()
@@ -38,12 +42,54 @@ pub fn build(connect_timeout: Duration, tls: &OriginTls) -> OriginClient {
         Some(name) => builder.with_server_name_resolver(FixedServerNameResolver::new(name.clone())),
         None => builder,
     };
-    let connector = builder.enable_http1().enable_http2().wrap_connector(http);
+    let connector = ConnectTimeout {
+        inner: builder.enable_http1().enable_http2().wrap_connector(http),
+        timeout: connect_timeout,
+    };
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
         .build(connector)
+}
+
+/// A connector whose whole connect (TCP, then the TLS handshake) must finish in `timeout`:
+/// a target that accepts connections but never completes a handshake is as down as one that
+/// accepts none, and must fail over just as fast. The error is `TimedOut`, which the pool
+/// reports as a connect timeout.
+#[derive(Clone)]
+pub struct ConnectTimeout<C> {
+    inner: C,
+    timeout: Duration,
+}
+
+impl<C> tower_service::Service<Uri> for ConnectTimeout<C>
+where
+    C: tower_service::Service<Uri, Error = BoxError>,
+    C::Future: Send + 'static,
+{
+    type Response = C::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<C::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        let timeout = self.timeout;
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, connecting).await {
+                Ok(result) => result,
+                Err(_elapsed) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no connection within {timeout:?}"),
+                )
+                .into()),
+            }
+        })
+    }
 }
 
 /// rustls on ring (named, not the process default, so that no other crate's provider choice
