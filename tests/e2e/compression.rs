@@ -384,3 +384,49 @@ async fn invalidation_drops_the_compressed_variants() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refetched_identity_object_replaces_its_variants() -> Result<()> {
+    let version = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(1));
+    let current = std::sync::Arc::clone(&version);
+    let origin = Origin::start(move |_| {
+        let v = current.load(std::sync::atomic::Ordering::SeqCst);
+        async move {
+            let etag = format!("\"v{v}\"");
+            reply(
+                200,
+                &[
+                    ("content-type", "text/plain"),
+                    ("cache-control", "max-age=3600"),
+                    ("etag", etag.as_str()),
+                ],
+                format!("version {v}\n").repeat(200),
+            )
+        }
+    })
+    .await?;
+    let node = TestNode::in_front_of(
+        &origin,
+        "compress = true\ncache = { viewer_cache_control = \"honor\" }",
+    )
+    .await?;
+    get(&node, "/p", &[("accept-encoding", "br")]).await?;
+    let before = get(&node, "/p", &[("accept-encoding", "br")]).await?;
+    assert_eq!(before.x_cache(), "Hit");
+    assert!(String::from_utf8(unbrotli(&before.body)?)?.starts_with("version 1"));
+
+    // A viewer's no-cache makes the node ask again; the origin now has version 2.
+    version.store(2, std::sync::atomic::Ordering::SeqCst);
+    let fresh = get(&node, "/p", &[("cache-control", "no-cache")]).await?;
+    assert!(fresh.text().starts_with("version 2"), "{}", fresh.text());
+
+    let after = get(&node, "/p", &[("accept-encoding", "br")]).await?;
+    assert_eq!(after.x_cache(), "Hit");
+    assert!(
+        String::from_utf8(unbrotli(&after.body)?)?.starts_with("version 2"),
+        "the br variant of version 1 outlived its identity object"
+    );
+    assert_eq!(after.header("etag"), Some("W/\"v2\""));
+    assert_eq!(origin.count(), 2);
+    Ok(())
+}
