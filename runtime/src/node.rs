@@ -15,6 +15,7 @@ use crate::error::StartError;
 use crate::kv::KvStores;
 use crate::metrics::Metrics;
 use crate::origin::Origin;
+use crate::tier::Tier;
 use crate::wasm::lifecycle::{self, LiveChange};
 use crate::wasm::{self, Function, FunctionEngine, Lifecycle, LifecycleError, Registry};
 
@@ -36,6 +37,8 @@ pub struct Node {
     pub(crate) kv: Arc<KvStores>,
     /// Counters and histograms (shared by every version).
     pub(crate) metrics: Arc<Metrics>,
+    /// Parents and the tier token (`[tier]`); rebuilt when the config changes.
+    pub(crate) tier: Arc<Tier>,
     next_request_id: Arc<AtomicU64>,
 }
 
@@ -104,6 +107,7 @@ impl Edge {
         let origins: Arc<[Origin]> = config.origins.iter().map(Origin::new).collect();
         let kv = Arc::new(KvStores::load(&config)?);
         let node = Node {
+            tier: Arc::new(Tier::new(&config)),
             functions: registry(
                 &config,
                 lifecycle.as_ref(),
@@ -210,10 +214,17 @@ impl Node {
         origins: Arc<[Origin]>,
         functions: Option<Arc<Registry>>,
     ) -> Node {
+        // Parent health survives a function publish; a new config gets a new tier.
+        let tier = if Arc::ptr_eq(&config, &self.config) {
+            Arc::clone(&self.tier)
+        } else {
+            Arc::new(Tier::new(&config))
+        };
         Node {
             config,
             origins,
             functions,
+            tier,
             store: Arc::clone(&self.store),
             coalescer: Arc::clone(&self.coalescer),
             kv: Arc::clone(&self.kv),

@@ -24,4 +24,5 @@ mod routing;
 mod stale;
 mod static_origin;
 mod streaming;
+mod tier;
 mod traversal;

@@ -5,6 +5,7 @@
 
 mod error;
 pub mod raw;
+mod tier;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use toml::Spanned;
 use edge_sdk::abi::Event;
 pub use error::Error;
 use raw::{RawBehavior, RawCacheKey, RawCachePolicy, RawConfig, RawFunction, RawKv, RawOrigin};
+pub use tier::{OnParentFailure, TierConfig};
 
 /// Where a node listens when `[server] listen` is absent: loopback, so that a bare config never
 /// exposes a development node to the network.
@@ -90,6 +92,8 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// `[kv.*]`, sorted by name.
     pub kv: Vec<KvConfig>,
+    /// `[tier]`: parents and the tier token.
+    pub tier: TierConfig,
 }
 
 /// One `[kv.NAME]` entry: a key-value store functions read with `kv_get` (see `crate::kv`).
@@ -490,9 +494,11 @@ impl Validator<'_> {
         for (name, store) in &raw.kv {
             kv.push(self.kv(name, store)?);
         }
+        let tier = self.tier(raw.tier.as_ref())?;
         Ok(Config {
             admin,
             kv,
+            tier,
             server: ServerConfig {
                 listen,
                 compile_cache,
