@@ -3,7 +3,7 @@
 
 use http::{Method, StatusCode};
 
-use crate::{kv, origin, wasm};
+use crate::{kv, origin, tier, wasm};
 
 /// Who caused an error; decides the status class and where operators look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +48,12 @@ pub enum Error {
     /// An edge function failed or hit a limit.
     #[error(transparent)]
     Function(#[from] wasm::Error),
+    /// A tier request this node refuses (wrong token, malformed tier headers).
+    #[error(transparent)]
+    TierRefused(#[from] tier::Refusal),
+    /// No parent answered and `on_parent_failure = "error"`.
+    #[error("no parent of the regional tier answered")]
+    ParentsFailed,
 }
 
 /// Why a node could not start.
@@ -82,6 +88,8 @@ impl Error {
             Error::Origin(e) if e.is_viewer_fault() => Side::Viewer,
             Error::Origin(_) => Side::Origin,
             Error::Function(_) => Side::Function,
+            Error::TierRefused(_) => Side::Viewer,
+            Error::ParentsFailed => Side::Origin,
         }
     }
 
@@ -97,6 +105,8 @@ impl Error {
             Error::Origin(_) => StatusCode::BAD_GATEWAY,
             Error::Function(e) if e.is_limit() => StatusCode::SERVICE_UNAVAILABLE,
             Error::Function(_) => StatusCode::BAD_GATEWAY,
+            Error::TierRefused(_) => StatusCode::FORBIDDEN,
+            Error::ParentsFailed => StatusCode::BAD_GATEWAY,
         }
     }
 }

@@ -31,6 +31,7 @@
 //! - versions of the node (config reload, function publish) without dropping requests: [`Edge`]
 //! - key-value stores functions read (`kv_get`): [`kv`]
 //! - the admin API (functions, KV, invalidation, metrics): [`admin`], [`metrics`]
+//! - the regional tier (parents by rendezvous hashing, tier requests): [`tier`]
 //! - configuration: [`config`]; errors and their statuses: [`error`]
 
 pub mod access_log;
@@ -51,6 +52,7 @@ pub mod origin;
 pub mod proxy_headers;
 pub mod range;
 pub mod tls;
+pub mod tier;
 pub mod wasm;
 
 mod node;

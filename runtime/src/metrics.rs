@@ -1,6 +1,7 @@
 //! Node metrics in the OpenMetrics text format (`GET /metrics` on the admin API, served as
 //! [`CONTENT_TYPE`]): requests by status class and `X-Cache`, hit ratio, bytes served, origin
-//! fetch latency by origin, function invocations, errors and duration by function and event,
+//! fetch latency by origin, fills per regional-tier parent (requests, failures, marked down),
+//! function invocations, errors and duration by function and event,
 //! cache objects and bytes.
 //!
 //! The request counters are resolved once at start into a small table, so counting a request
@@ -92,6 +93,11 @@ struct OriginLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ParentLabels {
+    parent: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FunctionLabels {
     function: String,
     event: &'static str,
@@ -131,6 +137,9 @@ pub struct Metrics {
     /// records one, and the family's lookup would build and hash an owned label first.
     origin_fetch_by_name: RwLock<Vec<(String, Histogram)>>,
     invocations: Family<FunctionLabels, Counter>,
+    parent_requests: Family<ParentLabels, Counter>,
+    parent_failures: Family<ParentLabels, Counter>,
+    parent_marked_down: Family<ParentLabels, Counter>,
     errors: Family<FunctionLabels, Counter>,
     function_duration: Family<FunctionLabels, Histogram>,
     replays: Family<ReplayLabels, Counter>,
@@ -197,6 +206,24 @@ impl Metrics {
             "Time from sending a request to an origin to its response headers",
             origin_fetch.clone(),
         );
+        let parent_requests = Family::<ParentLabels, Counter>::default();
+        registry.register(
+            "tier_parent_requests",
+            "Fills sent to a parent of the regional tier",
+            parent_requests.clone(),
+        );
+        let parent_failures = Family::<ParentLabels, Counter>::default();
+        registry.register(
+            "tier_parent_failures",
+            "Fills a parent failed (refused, timed out, token refused, its own error)",
+            parent_failures.clone(),
+        );
+        let parent_marked_down = Family::<ParentLabels, Counter>::default();
+        registry.register(
+            "tier_parent_marked_down",
+            "Times a parent was marked down and skipped for a while",
+            parent_marked_down.clone(),
+        );
         let invocations = Family::<FunctionLabels, Counter>::default();
         registry.register(
             "function_invocations",
@@ -261,6 +288,9 @@ impl Metrics {
             origin_fetch,
             origin_fetch_by_name: RwLock::default(),
             invocations,
+            parent_requests,
+            parent_failures,
+            parent_marked_down,
             errors,
             function_duration,
             replays,
@@ -288,6 +318,33 @@ impl Metrics {
     /// Counts a viewer TLS handshake that failed or timed out.
     pub fn tls_handshake_failed(&self) {
         self.tls_handshake_failures.inc();
+    }
+
+    /// Counts a fill sent to `parent`.
+    pub fn parent_request(&self, parent: &str) {
+        self.parent_requests
+            .get_or_create(&ParentLabels {
+                parent: parent.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a fill `parent` failed.
+    pub fn parent_failure(&self, parent: &str) {
+        self.parent_failures
+            .get_or_create(&ParentLabels {
+                parent: parent.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts `parent` being marked down.
+    pub fn parent_marked_down(&self, parent: &str) {
+        self.parent_marked_down
+            .get_or_create(&ParentLabels {
+                parent: parent.to_owned(),
+            })
+            .inc();
     }
 
     /// Records an origin fetch's time to headers.

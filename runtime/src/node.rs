@@ -16,6 +16,7 @@ use crate::kv::KvStores;
 use crate::metrics::Metrics;
 use crate::origin::Origin;
 use crate::tls::CertResolver;
+use crate::tier::Tier;
 use crate::wasm::lifecycle::{self, LiveChange};
 use crate::wasm::{self, Function, FunctionEngine, Lifecycle, LifecycleError, Registry};
 
@@ -37,6 +38,8 @@ pub struct Node {
     pub(crate) kv: Arc<KvStores>,
     /// Counters and histograms (shared by every version).
     pub(crate) metrics: Arc<Metrics>,
+    /// Parents and the tier token (`[tier]`); rebuilt when the config changes.
+    pub(crate) tier: Arc<Tier>,
     next_request_id: Arc<AtomicU64>,
 }
 
@@ -112,6 +115,7 @@ impl Edge {
             .as_ref()
             .map(|tls| Arc::new(CertResolver::new(Arc::clone(&tls.certified))));
         let node = Node {
+            tier: Arc::new(Tier::new(&config)),
             functions: registry(
                 &config,
                 lifecycle.as_ref(),
@@ -231,10 +235,17 @@ impl Node {
         origins: Arc<[Origin]>,
         functions: Option<Arc<Registry>>,
     ) -> Node {
+        // Parent health survives a function publish; a new config gets a new tier.
+        let tier = if Arc::ptr_eq(&config, &self.config) {
+            Arc::clone(&self.tier)
+        } else {
+            Arc::new(Tier::new(&config))
+        };
         Node {
             config,
             origins,
             functions,
+            tier,
             store: Arc::clone(&self.store),
             coalescer: Arc::clone(&self.coalescer),
             kv: Arc::clone(&self.kv),

@@ -28,4 +28,5 @@ mod stale;
 mod static_origin;
 mod streaming;
 mod tls;
+mod tier;
 mod traversal;

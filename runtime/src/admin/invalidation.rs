@@ -35,6 +35,36 @@ struct Record {
     paths: Vec<String>,
     created: u64,
     objects_removed: usize,
+    /// What each `[tier]` parent said when the invalidation was sent on to it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    parents: Vec<crate::tier::invalidation::ParentReport>,
+}
+
+/// Checks invalidation paths: at least one, each starting with `/`, `*` only at the end.
+pub fn check_paths(paths: &[String]) -> Result<(), String> {
+    if paths.is_empty() {
+        return Err("`paths` is empty".to_owned());
+    }
+    if let Some(bad) = paths
+        .iter()
+        .find(|p| !p.starts_with('/') || p[..p.len() - 1].contains('*'))
+    {
+        return Err(format!(
+            "invalid path {bad:?}: paths start with `/` and may end with one `*`"
+        ));
+    }
+    Ok(())
+}
+
+/// Removes every cached object whose path matches one of `paths`; returns how many entries went.
+pub fn remove_paths(store: &crate::cache::Store, paths: &[String]) -> usize {
+    let before = store.len();
+    // Keys are `host` + path (+ query and other parts); match on the path of any host.
+    store.remove_matching(|host_path| {
+        let path = host_path.find('/').map_or("", |i| &host_path[i..]);
+        paths.iter().any(|p| matches(p, path))
+    });
+    before.saturating_sub(store.len())
 }
 
 /// Whether a cached object's path matches an invalidation path (`/a/b` or `/a/*`).
@@ -56,27 +86,18 @@ pub fn create(admin: &Admin, body: &[u8]) -> AdminResponse {
             )
         }
     };
-    if submit.paths.is_empty() {
-        return error(StatusCode::BAD_REQUEST, "`paths` is empty");
-    }
-    if let Some(bad) = submit
-        .paths
-        .iter()
-        .find(|p| !p.starts_with('/') || p[..p.len() - 1].contains('*'))
-    {
-        return error(
-            StatusCode::BAD_REQUEST,
-            &format!("invalid path {bad:?}: paths start with `/` and may end with one `*`"),
-        );
+    if let Err(message) = check_paths(&submit.paths) {
+        return error(StatusCode::BAD_REQUEST, &message);
     }
     let node = admin.edge.current();
-    let store = node.cache();
-    let before = store.len();
-    // Keys are `host` + path (+ query and other parts); match on the path of any host.
-    store.remove_matching(|host_path| {
-        let path = host_path.find('/').map_or("", |i| &host_path[i..]);
-        submit.paths.iter().any(|p| matches(p, path))
-    });
+    let objects_removed = remove_paths(node.cache(), &submit.paths);
+    // The parents hold the same objects for this node's viewers; they go too. This runs on a
+    // blocking thread (the admin API's), which may wait on the runtime.
+    let parents = if node.tier.has_parents() {
+        tokio::runtime::Handle::current().block_on(node.tier.invalidate_parents(&submit.paths))
+    } else {
+        Vec::new()
+    };
     let id = admin.invalidations.next.fetch_add(1, Ordering::Relaxed) + 1;
     let record = Record {
         id: format!("I{id}"),
@@ -86,7 +107,8 @@ pub fn create(admin: &Admin, body: &[u8]) -> AdminResponse {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
-        objects_removed: before.saturating_sub(store.len()),
+        objects_removed,
+        parents,
     };
     let mut records = admin
         .invalidations

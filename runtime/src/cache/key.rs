@@ -39,6 +39,11 @@ impl CacheKey {
         CacheKey(cache_key::custom(key))
     }
 
+    /// A key exactly as another node computed it (a tier request's `X-Edge-Tier-Key`).
+    pub fn from_text(key: String) -> Self {
+        CacheKey(key)
+    }
+
     /// The key with a suffix, for the variants of a `Vary` response.
     pub fn variant(&self, suffix: &str) -> Self {
         let mut key = String::with_capacity(self.0.len() + suffix.len() + 1);

@@ -6,6 +6,7 @@
 mod error;
 mod origin;
 pub mod raw;
+mod tier;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use edge_sdk::abi::Event;
 pub use error::Error;
 pub use origin::{OriginConfig, OriginKind, OriginTls, S3Config, S3Credentials, Secret, Target};
 use raw::{RawBehavior, RawCacheKey, RawCachePolicy, RawConfig, RawFunction, RawKv};
+pub use tier::{OnParentFailure, TierConfig};
 
 /// Where a node listens when `[server] listen` is absent: loopback, so that a bare config never
 /// exposes a development node to the network.
@@ -91,6 +93,8 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// `[kv.*]`, sorted by name.
     pub kv: Vec<KvConfig>,
+    /// `[tier]`: parents and the tier token.
+    pub tier: TierConfig,
 }
 
 /// One `[kv.NAME]` entry: a key-value store functions read with `kv_get` (see `crate::kv`).
@@ -504,9 +508,11 @@ impl Validator<'_> {
         for (name, store) in &raw.kv {
             kv.push(self.kv(name, store)?);
         }
+        let tier = self.tier(raw.tier.as_ref())?;
         Ok(Config {
             admin,
             kv,
+            tier,
             server: ServerConfig {
                 listen,
                 compile_cache,

@@ -30,6 +30,20 @@ pub struct RawConfig {
     /// `[kv.NAME]`, one table per key-value store functions can read.
     #[serde(default)]
     pub kv: BTreeMap<Spanned<String>, RawKv>,
+    /// `[tier]`: the regional tier; absent means no parents and no tier requests accepted.
+    pub tier: Option<Spanned<RawTier>>,
+}
+
+/// `[tier]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTier {
+    /// `parents = ["http://rec-0.rec:8080"]`: regional nodes this node fetches misses from
+    pub parents: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `token_file = "secrets/tier-token"`: the shared secret, sent to parents and required from edges
+    pub token_file: Option<Spanned<String>>,
+    /// `on_parent_failure = "origin" | "error"`
+    pub on_parent_failure: Option<Spanned<String>>,
 }
 
 /// `[kv.NAME]`

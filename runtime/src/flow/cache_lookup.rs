@@ -309,6 +309,11 @@ pub async fn lookup(
 /// added. When a function sent the request to another origin than the behavior's, the origin
 /// is part of the key: the same path from two origins is two objects.
 fn key(node: &Node, behavior: &BehaviorConfig, ctx: &RequestCtx, parts: &Parts) -> CacheKey {
+    // A tier request's key is the edge's, exactly: recomputing it here would miss the parts
+    // the edge's viewer-request function added.
+    if let Some(tier) = &ctx.tier {
+        return tier.key.clone();
+    }
     let mut key = match &ctx.cache_key_override {
         Some(custom) => CacheKey::custom(custom),
         None => CacheKey::build(&behavior.cache_key, parts),

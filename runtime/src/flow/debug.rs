@@ -1,6 +1,7 @@
 //! The debug view of a request: when it carries the configured `[server] debug_header`, the
 //! response tells how the node handled it: `X-Edge-Behavior`, `X-Edge-Origin`,
-//! `X-Edge-Cache-Key`, `X-Edge-Functions` (what each function changed, and whether it ran or
+//! `X-Edge-Cache-Key`, `X-Edge-Tier-Parent` and `X-Edge-Tier-Parent-Cache` (the parent that served
+//! a fill and its `X-Cache`), `X-Edge-Functions` (what each function changed, and whether it ran or
 //! was replayed), `X-Edge-Error` (the
 //! full error behind an error response) and `Server-Timing` per stage. Nothing is recorded for other requests.
 //!
@@ -24,6 +25,8 @@ pub struct DebugInfo {
     /// Why the node answered with an error, with every source: what the viewer's short error
     /// body leaves out.
     pub error: Option<String>,
+    /// The regional-tier parent that served the fill, and its `X-Cache`.
+    pub parent: Option<(String, String)>,
 }
 
 impl DebugInfo {
@@ -35,6 +38,7 @@ impl DebugInfo {
             functions: Vec::new(),
             cache_key: None,
             error: None,
+            parent: None,
         }
     }
 
@@ -90,6 +94,10 @@ impl DebugInfo {
                 "x-edge-cache-key",
                 key.trim_start_matches('\n').replace('\n', " | "),
             );
+        }
+        if let Some((parent, cache)) = &self.parent {
+            set("x-edge-tier-parent", parent.clone());
+            set("x-edge-tier-parent-cache", cache.clone());
         }
         if !self.functions.is_empty() {
             set("x-edge-functions", self.functions.join("; "));

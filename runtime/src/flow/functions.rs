@@ -38,6 +38,10 @@ pub enum HookOutcome {
 /// The function attached to the request's behavior for `event`, if any.
 pub fn attached(node: &Node, ctx: &RequestCtx, event: Event) -> Option<Arc<Function>> {
     let registry = node.functions.as_ref()?;
+    // A tier request's viewer-facing functions ran at the edge that sent it.
+    if ctx.tier.is_some() && matches!(event, Event::ViewerRequest | Event::ViewerResponse) {
+        return None;
+    }
     registry.behavior(ctx.behavior?).get(event).cloned()
 }
 

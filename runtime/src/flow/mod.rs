@@ -27,8 +27,10 @@ use http_body_util::BodyExt;
 
 use crate::body::EdgeBody;
 use crate::cache::FlightOutcome;
+use crate::config::OnParentFailure;
 use crate::error::Error;
 use crate::interim::InterimSink;
+use crate::tier;
 use crate::Node;
 use cache_lookup::CacheDecision;
 use cache_store::Fetched;
@@ -102,6 +104,8 @@ pub struct RequestCtx {
     pub https: bool,
     /// The HTTPS listener's port, where `redirect-to-https` sends plain-HTTP viewers.
     pub https_port: Option<u16>,
+    /// What the edge decided, when this is a tier request from an edge (this node its parent).
+    pub tier: Option<crate::tier::TierRequest>,
 }
 
 impl RequestCtx {
@@ -124,6 +128,7 @@ impl RequestCtx {
             interim: None,
             https: false,
             https_port: None,
+            tier: None,
         }
     }
 
@@ -147,10 +152,23 @@ pub async fn handle(
             ctx.debug = Some(Box::new(debug::DebugInfo::new(ctx.started)));
         }
     }
+    let tiered = tier::has_tier_headers(request.headers());
+    if tiered && request.uri().path() == tier::INVALIDATION_PATH {
+        return tier::invalidation::serve(node, request).await;
+    }
     let head = request.method() == http::Method::HEAD;
     let response = match run(node, ctx, request).await {
         Ok(response) => response,
-        Err(error) => respond::error(node, ctx, &error),
+        Err(error) => {
+            let mut response = respond::error(node, ctx, &error);
+            if tiered {
+                // The edge must tell this node's own failures from an origin's it passes on.
+                response
+                    .headers_mut()
+                    .insert(tier::TIER_ERROR.clone(), tier_error_side(&error));
+            }
+            response
+        }
     };
     let mut response = respond::frame(head, respond::finish(ctx, response));
     if let Some(debug) = &ctx.debug {
@@ -173,7 +191,21 @@ async fn run(
 ) -> Result<Response<EdgeBody>, Error> {
     // Routing: on the normalized path, the first behavior whose pattern matches, and whether it
     // allows the method.
-    let request = viewer_request::normalize(request)?;
+    let mut request = viewer_request::normalize(request)?;
+    // A tier request from an edge carries the key and origin the edge decided; a request with
+    // tier headers but not this node's token is refused, so viewers cannot inject them.
+    let origins = &node.config.origins;
+    ctx.tier = node
+        .tier
+        .accept(request.headers_mut(), |name| {
+            origins.iter().position(|o| o.name == name)
+        })
+        .inspect_err(|refusal| {
+            tracing::warn!(request = ctx.id, viewer = %ctx.viewer, error = %refusal, "tier request refused");
+        })?;
+    if let Some(tier) = &ctx.tier {
+        ctx.origin_override = Some(tier.origin);
+    }
     let behavior = origin_select::behavior(&node.config, ctx, &request)?;
     // The viewer protocol policy comes before any function, as CloudFront applies it.
     if let Some(redirect) = viewer_request::enforce_protocol(behavior, ctx, &request)? {
@@ -222,6 +254,24 @@ async fn run(
     // origin-request: the request as the origin will see it (revalidating a stale copy if any);
     // the function may change it, pick another origin, or answer.
     let forwarded = origin_request::prepare(ctx, &parts, body, Some(stale.as_deref()));
+
+    // Parent tier: an edge fills from one parent, chosen by the key; the origin-facing
+    // functions run there, where the origin is fetched.
+    let forwarded = match tier_fill(node, ctx, behavior, &key, forwarded).await {
+        TierFill::Origin(forwarded) => forwarded,
+        TierFill::Fetched(fetched) => {
+            let response =
+                match cache_store::stale_if_error(ctx, behavior, stale.as_deref(), fetched)? {
+                    Fetched::Response(response) => response,
+                    Fetched::Stale(object) => {
+                        let response = respond::from_cache(ctx, &parts, object, CachePhase::Hit);
+                        return viewer_response::run(node, ctx, &parts, response).await;
+                    }
+                };
+            return store_fill(node, ctx, behavior, key, leader, &parts, stale, response).await;
+        }
+    };
+
     let forwarded = match origin_request::run(node, ctx, forwarded).await? {
         Forward::Fetch(forwarded) => forwarded,
         Forward::Respond(response) => {
@@ -244,27 +294,122 @@ async fn run(
 
     // origin-response: the response as the cache will store it.
     let response = origin_response::run(node, ctx, &parts, response).await?;
+    store_fill(node, ctx, behavior, key, leader, &parts, stale, response).await
+}
 
-    // Cache store: a 304 refreshes the stale copy; otherwise store per policy while streaming.
+/// The end of a fill, from the origin or a parent: a 304 refreshes the stale copy; otherwise
+/// the response is stored per policy while it streams, then viewer-response runs, with the
+/// viewer's own conditional headers answered from the new object.
+#[allow(clippy::too_many_arguments)]
+async fn store_fill(
+    node: &Node,
+    ctx: &mut RequestCtx,
+    behavior: &crate::config::BehaviorConfig,
+    key: crate::cache::CacheKey,
+    leader: Option<crate::cache::Leader>,
+    parts: &Parts,
+    stale: Option<std::sync::Arc<crate::cache::CachedObject>>,
+    response: Response<EdgeBody>,
+) -> Result<Response<EdgeBody>, Error> {
     if let Some(refreshed) =
-        cache_store::refresh(node, behavior, &key, &parts, stale.as_ref(), &response)
+        cache_store::refresh(node, behavior, &key, parts, stale.as_ref(), &response)
     {
         if let Some(leader) = leader {
             leader.finish(FlightOutcome::Stored(refreshed.clone()));
         }
-        let response = respond::from_cache(ctx, &parts, &refreshed, CachePhase::RefreshHit);
-        return viewer_response::run(node, ctx, &parts, response).await;
+        let response = respond::from_cache(ctx, parts, &refreshed, CachePhase::RefreshHit);
+        return viewer_response::run(node, ctx, parts, response).await;
     }
-    let response = cache_store::store(node, behavior, ctx, key, leader, &parts, response);
-
-    // viewer-response, with the viewer's own conditional headers answered from the new object.
+    let response = cache_store::store(node, behavior, ctx, key, leader, parts, response);
     viewer_response::run(
         node,
         ctx,
-        &parts,
-        respond::not_modified_if_matching(&parts, response),
+        parts,
+        respond::not_modified_if_matching(parts, response),
     )
     .await
+}
+
+/// What the parent tier did with a fill.
+enum TierFill {
+    /// The node has no parents, or none answered and `on_parent_failure = "origin"`: fetch
+    /// from the origin with this request.
+    Origin(origin_request::OriginRequest),
+    /// A parent answered, or none did and `on_parent_failure = "error"`.
+    Fetched(Result<Response<EdgeBody>, Error>),
+}
+
+/// Asks the parents for a fill when the node has any. The parent's response is treated as the
+/// origin's (hop-by-hop headers go, this hop joins `Via`); the origin-facing functions do not
+/// run here, since the parent ran them.
+async fn tier_fill(
+    node: &Node,
+    ctx: &mut RequestCtx,
+    behavior: &crate::config::BehaviorConfig,
+    key: &crate::cache::CacheKey,
+    forwarded: origin_request::OriginRequest,
+) -> TierFill {
+    if !node.tier.has_parents() {
+        return TierFill::Origin(forwarded);
+    }
+    let index = ctx.origin_override.unwrap_or(behavior.origin);
+    let origin = &node.config.origins[index];
+    let response_timeout = match &origin.kind {
+        crate::config::OriginKind::Http {
+            response_timeout, ..
+        } => *response_timeout,
+        #[allow(unreachable_patterns)]
+        _ => crate::config::DEFAULT_RESPONSE_TIMEOUT,
+    };
+    let fetched = node
+        .tier
+        .fetch(
+            &node.metrics,
+            key,
+            &origin.name,
+            &forwarded.request,
+            response_timeout,
+            node.config.server.debug_header.as_ref(),
+        )
+        .await;
+    ctx.mark("parent");
+    match fetched {
+        tier::ParentFetch::Answered {
+            mut response,
+            parent,
+            parent_cache,
+        } => {
+            ctx.origin = Some(index);
+            if let Some(debug) = &mut ctx.debug {
+                let cache = parent_cache
+                    .as_ref()
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                debug.parent = Some((parent, cache.to_owned()));
+            }
+            let headers = response.headers_mut();
+            crate::proxy_headers::strip_hop_by_hop(headers);
+            crate::proxy_headers::add_via(headers);
+            TierFill::Fetched(Ok(*response))
+        }
+        tier::ParentFetch::Failed(OnParentFailure::Origin) => TierFill::Origin(forwarded),
+        tier::ParentFetch::Failed(OnParentFailure::Error) => {
+            ctx.origin = Some(index);
+            TierFill::Fetched(Err(Error::ParentsFailed))
+        }
+    }
+}
+
+/// The `X-Edge-Tier-Error` value for an error this node answered a tier request with.
+fn tier_error_side(error: &Error) -> http::HeaderValue {
+    use crate::error::Side;
+    http::HeaderValue::from_static(match (error, error.side()) {
+        (Error::TierRefused(_), _) => "refused",
+        (_, Side::Viewer) => "viewer",
+        (_, Side::Origin) => "origin",
+        (_, Side::Function) => "function",
+        (_, Side::Internal) => "internal",
+    })
 }
 
 /// The path for requests the cache does not take part in: origin-request, fetch,
@@ -345,18 +490,31 @@ async fn revalidate(
 ) -> Result<(), Error> {
     let cache_lookup::Revalidation { key, leader, stale } = revalidation;
     let forwarded = origin_request::prepare(ctx, parts, EdgeBody::Empty, Some(Some(&stale)));
-    let forwarded = match origin_request::run(node, ctx, forwarded).await? {
-        Forward::Fetch(forwarded) => forwarded,
-        // A generated answer is for a viewer; there is none, and nothing to store.
-        Forward::Respond(_) => return Ok(()),
+    let response = match tier_fill(node, ctx, behavior, &key, forwarded).await {
+        TierFill::Fetched(fetched) => {
+            let response = fetched?;
+            // As below: the stale copy stays.
+            if cache_store::is_origin_failure(response.status()) {
+                return Ok(());
+            }
+            response
+        }
+        TierFill::Origin(forwarded) => {
+            let forwarded = match origin_request::run(node, ctx, forwarded).await? {
+                Forward::Fetch(forwarded) => forwarded,
+                // A generated answer is for a viewer; there is none, and nothing to store.
+                Forward::Respond(_) => return Ok(()),
+            };
+            let origin = origin_select::origin(node, ctx, behavior);
+            let response = origin_fetch::fetch(node, ctx, origin, forwarded).await?;
+            // A failing origin leaves the stale copy in place (the dropped leader releases
+            // waiters).
+            if cache_store::is_origin_failure(response.status()) {
+                return Ok(());
+            }
+            origin_response::run(node, ctx, parts, response).await?
+        }
     };
-    let origin = origin_select::origin(node, ctx, behavior);
-    let response = origin_fetch::fetch(node, ctx, origin, forwarded).await?;
-    // A failing origin leaves the stale copy in place (the dropped leader releases waiters).
-    if cache_store::is_origin_failure(response.status()) {
-        return Ok(());
-    }
-    let response = origin_response::run(node, ctx, parts, response).await?;
     if let Some(refreshed) =
         cache_store::refresh(node, behavior, &key, parts, Some(&stale), &response)
     {
