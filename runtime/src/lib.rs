@@ -51,8 +51,8 @@ pub mod metrics;
 pub mod origin;
 pub mod proxy_headers;
 pub mod range;
-pub mod tls;
 pub mod tier;
+pub mod tls;
 pub mod wasm;
 
 mod node;

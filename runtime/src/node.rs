@@ -15,8 +15,8 @@ use crate::error::StartError;
 use crate::kv::KvStores;
 use crate::metrics::Metrics;
 use crate::origin::Origin;
-use crate::tls::CertResolver;
 use crate::tier::Tier;
+use crate::tls::CertResolver;
 use crate::wasm::lifecycle::{self, LiveChange};
 use crate::wasm::{self, Function, FunctionEngine, Lifecycle, LifecycleError, Registry};
 

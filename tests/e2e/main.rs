@@ -27,6 +27,6 @@ mod s3_origin;
 mod stale;
 mod static_origin;
 mod streaming;
-mod tls;
 mod tier;
+mod tls;
 mod traversal;

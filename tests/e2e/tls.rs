@@ -457,3 +457,39 @@ async fn garbage_on_the_tls_port_is_counted_and_the_node_keeps_serving() -> Resu
     assert_eq!(ok.get("/").await?.text(), "ok");
     Ok(())
 }
+
+/// A fleet shares one config, so a parent has the edge's `viewer_protocol` too; the edge's tier
+/// request reaches it over plain HTTP and must not be redirected or refused there: the edge
+/// already applied the policy to the viewer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_parent_serves_tier_requests_of_a_redirect_to_https_behavior() -> Result<()> {
+    let origin = Origin::fixed("through the tier", &[("cache-control", "max-age=60")]).await?;
+    let dir = tempfile::tempdir()?;
+    let cert = write_pair(dir.path(), "node")?;
+    let token = dir.path().join("tier-token");
+    std::fs::write(&token, "tier-secret-for-tls\n")?;
+    let policy = "viewer_protocol = \"redirect-to-https\"";
+    let tier = |parents: &str| {
+        format!(
+            "{policy}\n\n[tier]\nparents = [{parents}]\ntoken_file = {:?}\n",
+            token.display().to_string()
+        )
+    };
+    let parent = tls_node(&origin, dir.path(), "node", &tier("")).await?;
+    let edge = tls_node(
+        &origin,
+        dir.path(),
+        "node",
+        &tier(&format!("\"http://{}\"", parent.node.addr())),
+    )
+    .await?;
+
+    let mut viewer = open_tls(tls_addr(&edge)?, std::slice::from_ref(&cert), &[b"h2"]).await?;
+    let reply = viewer.conn.get("/page").await?;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.headers);
+    assert_eq!(reply.text(), "through the tier");
+    assert_eq!(origin.count(), 1);
+    // The origin behind the parent hears what the viewer used.
+    assert_eq!(origin.last().header("x-forwarded-proto"), Some("https"));
+    Ok(())
+}

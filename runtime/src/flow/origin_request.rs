@@ -60,8 +60,12 @@ pub fn prepare(
     if let Some(host) = parts.headers.get(HOST) {
         headers.insert(X_FORWARDED_HOST.clone(), host.clone());
     }
-    let proto = if ctx.https { "https" } else { "http" };
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    // A parent keeps the scheme its edge saw (the tier token vouches for the edge); any other
+    // request gets the scheme it came in on, whatever the viewer claimed.
+    if ctx.tier.is_none() || !headers.contains_key(&X_FORWARDED_PROTO) {
+        let proto = if ctx.https { "https" } else { "http" };
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    }
 
     if let Some(stale) = fill {
         for name in [

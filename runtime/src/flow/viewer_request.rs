@@ -45,7 +45,9 @@ pub fn enforce_protocol(
     ctx: &mut RequestCtx,
     request: &Request<EdgeBody>,
 ) -> Result<Option<Response<EdgeBody>>, Error> {
-    if ctx.https {
+    // A tier request comes from an edge over plain HTTP; the edge applied the policy to its
+    // viewer already.
+    if ctx.https || ctx.tier.is_some() {
         return Ok(None);
     }
     match behavior.viewer_protocol {
