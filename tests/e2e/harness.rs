@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 /// What an origin received: one entry per request.
@@ -63,37 +63,39 @@ impl Origin {
         let addr = listener.local_addr()?;
         let received = Arc::new(Mutex::new(Vec::new()));
         let handler = Arc::new(handler);
-        let (tx, mut rx) = oneshot::channel::<()>();
         let log = Arc::clone(&received);
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = &mut rx => break,
-                    accepted = listener.accept() => {
-                        let Ok((stream, _)) = accepted else { continue };
-                        let _ = stream.set_nodelay(true);
-                        let handler = Arc::clone(&handler);
-                        let log = Arc::clone(&log);
-                        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                            let handler = Arc::clone(&handler);
-                            let log = Arc::clone(&log);
-                            async move {
-                                let (parts, body) = req.into_parts();
-                                let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                                let r = Received {
-                                    method: parts.method,
-                                    uri: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
-                                    headers: parts.headers,
-                                    body,
-                                };
-                                log.lock().expect("origin log lock").push(r.clone());
-                                Ok::<_, std::convert::Infallible>(handler(r).await)
-                            }
-                        });
-                        tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service));
-                    }
+        let tx = accept_until_shutdown(listener, move |stream| {
+            let _ = stream.set_nodelay(true);
+            let handler = Arc::clone(&handler);
+            let log = Arc::clone(&log);
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let handler = Arc::clone(&handler);
+                let log = Arc::clone(&log);
+                async move {
+                    let (parts, body) = req.into_parts();
+                    let body = body
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    let r = Received {
+                        method: parts.method,
+                        uri: parts
+                            .uri
+                            .path_and_query()
+                            .map(|p| p.to_string())
+                            .unwrap_or_default(),
+                        headers: parts.headers,
+                        body,
+                    };
+                    log.lock().expect("origin log lock").push(r.clone());
+                    Ok::<_, std::convert::Infallible>(handler(r).await)
                 }
-            }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
         });
         Ok(Origin {
             addr,
@@ -717,4 +719,25 @@ pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> Result<Option<RawRe
         }
         Err(error) => Err(error),
     }
+}
+
+/// Accepts connections on `listener` and hands each to `serve` until the returned sender fires
+/// or is dropped: the accept loop every test server shares.
+pub fn accept_until_shutdown(
+    listener: TcpListener,
+    serve: impl Fn(TcpStream) + Send + 'static,
+) -> oneshot::Sender<()> {
+    let (tx, mut rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = &mut rx => break,
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    serve(stream);
+                }
+            }
+        }
+    });
+    tx
 }

@@ -16,7 +16,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::harness::{refused_addr, reply, Origin, Reply, TestNode};
+use crate::harness::{accept_until_shutdown, refused_addr, reply, Origin, Reply, TestNode};
 
 /// A test CA, with its certificate written to `ca.pem` in a temp dir for `ca_file`.
 struct TestCa {
@@ -89,47 +89,40 @@ impl TlsOrigin {
         let addr = listener.local_addr()?;
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&seen);
-        let (tx, mut rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = &mut rx => break,
-                    accepted = listener.accept() => {
-                        let Ok((stream, _)) = accepted else { continue };
-                        let acceptor = acceptor.clone();
-                        let log = Arc::clone(&log);
-                        tokio::spawn(async move {
-                            // A handshake the node refuses ends here: nothing was requested.
-                            let Ok(tls) = acceptor.accept(stream).await else { return };
-                            let sni = tls.get_ref().1.server_name().map(str::to_owned);
-                            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                                let seen = Seen {
-                                    version: req.version(),
-                                    sni: sni.clone(),
-                                    host: req
-                                        .headers()
-                                        .get("host")
-                                        .and_then(|h| h.to_str().ok())
-                                        .map(str::to_owned),
-                                    path: req.uri().path().to_owned(),
-                                };
-                                log.lock().expect("origin log lock").push(seen);
-                                let body = format!("secure {}", req.uri().path());
-                                async move {
-                                    Ok::<_, std::convert::Infallible>(reply(
-                                        200,
-                                        &[("cache-control", "max-age=60")],
-                                        body,
-                                    ))
-                                }
-                            });
-                            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                                .serve_connection(TokioIo::new(tls), service)
-                                .await;
-                        });
+        let tx = accept_until_shutdown(listener, move |stream| {
+            let acceptor = acceptor.clone();
+            let log = Arc::clone(&log);
+            tokio::spawn(async move {
+                // A handshake the node refuses ends here: nothing was requested.
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let sni = tls.get_ref().1.server_name().map(str::to_owned);
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let seen = Seen {
+                        version: req.version(),
+                        sni: sni.clone(),
+                        host: req
+                            .headers()
+                            .get("host")
+                            .and_then(|h| h.to_str().ok())
+                            .map(str::to_owned),
+                        path: req.uri().path().to_owned(),
+                    };
+                    log.lock().expect("origin log lock").push(seen);
+                    let body = format!("secure {}", req.uri().path());
+                    async move {
+                        Ok::<_, std::convert::Infallible>(reply(
+                            200,
+                            &[("cache-control", "max-age=60")],
+                            body,
+                        ))
                     }
-                }
-            }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
         });
         Ok(TlsOrigin {
             addr,

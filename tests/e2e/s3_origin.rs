@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::harness::{Reply, TestNode};
+use crate::harness::{accept_until_shutdown, Reply, TestNode};
 
 const ACCESS_KEY: &str = "AKIDEDGETEST";
 const SECRET: &str = "edge-test-secret-key";
@@ -64,38 +64,29 @@ impl S3Server {
         let addr = listener.local_addr()?;
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&seen);
-        let (tx, mut rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = &mut rx => break,
-                    accepted = listener.accept() => {
-                        let Ok((stream, _)) = accepted else { continue };
-                        let service = service.clone();
-                        let log = Arc::clone(&log);
-                        let wrapped = hyper::service::service_fn(move |req: Request<Incoming>| {
-                            log.lock().expect("s3 log lock").push(SeenS3 {
-                                method: req.method().clone(),
-                                path: req.uri().path().to_owned(),
-                                headers: req.headers().clone(),
-                            });
-                            let if_none_match = req.headers().get(IF_NONE_MATCH).cloned();
-                            let call = service.call(req);
-                            async move {
-                                let response = call.await.map(|r| r.map(|b| b.boxed()));
-                                Ok::<_, s3s::S3Error>(match response {
-                                    Ok(r) => not_modified(r, if_none_match.as_ref()),
-                                    Err(e) => return Err(e),
-                                })
-                            }
-                        });
-                        tokio::spawn(
-                            hyper::server::conn::http1::Builder::new()
-                                .serve_connection(TokioIo::new(stream), wrapped),
-                        );
-                    }
+        let tx = accept_until_shutdown(listener, move |stream| {
+            let service = service.clone();
+            let log = Arc::clone(&log);
+            let wrapped = hyper::service::service_fn(move |req: Request<Incoming>| {
+                log.lock().expect("s3 log lock").push(SeenS3 {
+                    method: req.method().clone(),
+                    path: req.uri().path().to_owned(),
+                    headers: req.headers().clone(),
+                });
+                let if_none_match = req.headers().get(IF_NONE_MATCH).cloned();
+                let call = service.call(req);
+                async move {
+                    let response = call.await.map(|r| r.map(|b| b.boxed()));
+                    Ok::<_, s3s::S3Error>(match response {
+                        Ok(r) => not_modified(r, if_none_match.as_ref()),
+                        Err(e) => return Err(e),
+                    })
                 }
-            }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), wrapped),
+            );
         });
         Ok(S3Server {
             addr,

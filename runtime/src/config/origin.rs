@@ -207,18 +207,11 @@ impl Validator<'_> {
                     .iter()
                     .map(|t| self.target(t, &key("targets")))
                     .collect::<Result<Vec<_>, _>>()?;
+                let (connect_timeout, response_timeout) = self.origin_timeouts(raw, &key)?;
                 OriginKind::Http {
                     targets,
-                    connect_timeout: self.duration(
-                        raw.connect_timeout.as_ref(),
-                        &key("connect_timeout"),
-                        DEFAULT_CONNECT_TIMEOUT,
-                    )?,
-                    response_timeout: self.duration(
-                        raw.response_timeout.as_ref(),
-                        &key("response_timeout"),
-                        DEFAULT_RESPONSE_TIMEOUT,
-                    )?,
+                    connect_timeout,
+                    response_timeout,
                     tls: self.origin_tls(raw, &key)?,
                 }
             }
@@ -292,22 +285,15 @@ impl Validator<'_> {
             Some(index) => Some(index.get_ref().clone()),
             None => None,
         };
+        let (connect_timeout, response_timeout) = self.origin_timeouts(raw, key)?;
         Ok(S3Config {
             endpoint,
             bucket: bucket.get_ref().clone(),
             region,
             index,
             credentials: self.s3_credentials(raw, key, env)?,
-            connect_timeout: self.duration(
-                raw.connect_timeout.as_ref(),
-                &key("connect_timeout"),
-                DEFAULT_CONNECT_TIMEOUT,
-            )?,
-            response_timeout: self.duration(
-                raw.response_timeout.as_ref(),
-                &key("response_timeout"),
-                DEFAULT_RESPONSE_TIMEOUT,
-            )?,
+            connect_timeout,
+            response_timeout,
             tls: self.origin_tls(raw, key)?,
         })
     }
@@ -375,6 +361,26 @@ impl Validator<'_> {
                 }
             }
         }
+    }
+
+    /// `connect_timeout` and `response_timeout`, which every networked origin takes.
+    fn origin_timeouts(
+        &self,
+        raw: &RawOrigin,
+        key: &dyn Fn(&str) -> String,
+    ) -> Result<(Duration, Duration), Error> {
+        Ok((
+            self.duration(
+                raw.connect_timeout.as_ref(),
+                &key("connect_timeout"),
+                DEFAULT_CONNECT_TIMEOUT,
+            )?,
+            self.duration(
+                raw.response_timeout.as_ref(),
+                &key("response_timeout"),
+                DEFAULT_RESPONSE_TIMEOUT,
+            )?,
+        ))
     }
 
     /// `ca_file` (every certificate in it must parse) and `tls_server_name`.
