@@ -7,7 +7,8 @@ use anyhow::Result;
 use bytes::Bytes;
 use http_body_util::Full;
 
-use crate::harness::{refused_addr, reply, Origin, Reply, TestNode, ADMIN_TOKEN};
+use crate::functions::HEADERS;
+use crate::harness::{function, refused_addr, reply, Origin, Reply, TestNode, ADMIN_TOKEN};
 use edge_runtime::tier::rendezvous;
 
 const TOKEN: &str = "tier-secret-0123456789";
@@ -410,5 +411,43 @@ async fn invalidation_at_an_edge_reaches_its_parents() -> Result<()> {
         url(&rec)
     );
     assert!(metrics.contains(&series), "{metrics}");
+    Ok(())
+}
+
+/// CloudFront runs origin-facing functions at the regional cache: a fill through a parent runs
+/// the origin-response function there, once, and the edge stores what it produced.
+#[tokio::test(flavor = "multi_thread")]
+async fn origin_facing_functions_run_at_the_parent_not_at_the_edge() -> Result<()> {
+    let origin = Origin::fixed("page", &[("cache-control", "max-age=60")]).await?;
+    let token = token_file(TOKEN)?;
+    let admin = format!("\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{ADMIN_TOKEN}\"\n");
+    let config = |parents: &[String]| {
+        format!(
+            "{}\n[origins.app]\ntype = \"http\"\ntargets = [\"{}\"]\n\n[[behaviors]]\npath = \"*\"\norigin = \"app\"\nfunctions = {{ origin_response = \"headers\" }}\n{}",
+            function("headers", HEADERS),
+            origin.url(),
+            tier(parents, &token, &admin)
+        )
+    };
+    let server = "debug_header = \"x-edge-debug\"";
+    let parent = TestNode::start_with_server(server, &config(&[])).await?;
+    let edge = TestNode::start_with_server(server, &config(&[url(&parent)])).await?;
+
+    let first = get(&edge, "/page").await?;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.header("x-content-type-options"), Some("nosniff"));
+    let second = get(&edge, "/page").await?;
+    assert_eq!(second.x_cache(), "Hit");
+    assert_eq!(second.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(origin.count(), 1);
+
+    let ran = r#"edge_function_invocations_total{function="headers",event="origin-response"} 1"#;
+    let at_parent = parent.admin("GET", "/metrics", "").await?.text();
+    assert!(at_parent.contains(ran), "{at_parent}");
+    let at_edge = edge.admin("GET", "/metrics", "").await?.text();
+    assert!(
+        !at_edge.contains(r#"edge_function_invocations_total{function="headers""#),
+        "the edge ran the origin-facing function itself: {at_edge}"
+    );
     Ok(())
 }

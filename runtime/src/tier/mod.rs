@@ -301,12 +301,7 @@ impl Tier {
         if !has_tier_headers(headers) {
             return Ok(None);
         }
-        let given = headers.get(&TIER_TOKEN);
-        let valid = match (&self.token, given) {
-            (Some(token), Some(given)) => constant_time_eq(token.as_bytes(), given.as_bytes()),
-            _ => false,
-        };
-        if !valid {
+        if !self.authenticates(headers) {
             return Err(Refusal::Token);
         }
         let key = headers
