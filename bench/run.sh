@@ -468,6 +468,8 @@ PY
     # The same node and cache over its HTTPS listener (1 KiB row and the HTTP/2 row only).
     URL[edge-https]="https://127.0.0.1:$EDGE_TLS_PORT"
     SERVER_PID[edge-https]="$EDGE_PID"
+    # The host (with its port) is part of the cache key, so the HTTPS port's object is its own.
+    curl -ksS -o /dev/null --max-time 10 "${URL[edge-https]}/1k" || die "edge-https: priming failed"
     check_hit edge-https "${URL[edge-https]}" 1k X-Cache Hit || die "edge-https: no hit over HTTPS"
     SERVERS+=(edge-https)
 fi
