@@ -422,18 +422,13 @@ impl RawOrigin {
         let addr = listener.local_addr()?;
         let heads = Arc::new(Mutex::new(Vec::new()));
         let handler = Arc::new(handler);
-        let (tx, mut rx) = oneshot::channel::<()>();
         let log = Arc::clone(&heads);
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = &mut rx => break,
-                    accepted = listener.accept() => {
-                        let Ok((stream, _)) = accepted else { continue };
-                        tokio::spawn(raw_origin_connection(stream, Arc::clone(&handler), Arc::clone(&log)));
-                    }
-                }
-            }
+        let tx = accept_until_shutdown(listener, move |stream| {
+            tokio::spawn(raw_origin_connection(
+                stream,
+                Arc::clone(&handler),
+                Arc::clone(&log),
+            ));
         });
         Ok(RawOrigin {
             addr,
