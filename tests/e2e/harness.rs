@@ -273,17 +273,7 @@ impl TestNode {
 
     /// Sends and reads the whole response (bounded by a 10 s timeout).
     pub async fn send(&self, request: Request<Full<Bytes>>) -> Result<Reply> {
-        let response = self.send_streaming(request).await?;
-        let (parts, body) = response.into_parts();
-        let body = tokio::time::timeout(Duration::from_secs(10), body.collect())
-            .await
-            .context("response body took over 10 s")??
-            .to_bytes();
-        Ok(Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
+        read_reply(self.send_streaming(request).await?).await
     }
 
     /// Sends and returns as soon as the response headers arrive.
@@ -735,4 +725,18 @@ pub fn accept_until_shutdown(
         }
     });
     tx
+}
+
+/// Reads a whole response into a [`Reply`] (the body bounded by a 10 s timeout).
+pub async fn read_reply(response: Response<Incoming>) -> Result<Reply> {
+    let (parts, body) = response.into_parts();
+    let body = tokio::time::timeout(Duration::from_secs(10), body.collect())
+        .await
+        .context("response body took over 10 s")??
+        .to_bytes();
+    Ok(Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
 }

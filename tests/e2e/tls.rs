@@ -11,7 +11,7 @@ use anyhow::{bail, Context as _, Result};
 use bytes::Bytes;
 use edge_runtime::Config;
 use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify};
 use tokio_rustls::TlsConnector;
 
-use crate::harness::{reply, Origin, Reply, TestNode};
+use crate::harness::{read_reply, reply, Origin, Reply, TestNode};
 
 /// A self-signed certificate for `localhost`, written as PEM files `NAME.pem`, `NAME-key.pem`.
 fn write_pair(dir: &Path, name: &str) -> Result<CertificateDer<'static>> {
@@ -135,16 +135,7 @@ impl Conn {
             }
         }
         .context("no response headers within 10 s")??;
-        let (parts, body) = response.into_parts();
-        let body = tokio::time::timeout(Duration::from_secs(10), body.collect())
-            .await
-            .context("response body took over 10 s")??
-            .to_bytes();
-        Ok(Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
+        read_reply(response).await
     }
 
     async fn get(&mut self, path: &str) -> Result<Reply> {
