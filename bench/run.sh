@@ -317,6 +317,20 @@ run_wrk() {
         "$server" "$obj" "$run" "$RUNS" "$rps" "$p50" "$p99" "$cpu" "$others" "$note")"
 }
 
+# run_wrk_settled SERVER OBJECT URL RUN [WRK-ARGS...]: run_wrk, and a disturbed run repeated
+# (twice at most, RETRIES_LEFT in all) after waiting for the machine to calm down, so that every
+# cell's median is taken over the same number of undisturbed runs where possible.
+run_wrk_settled() {
+    local attempt
+    for attempt in 1 2 3; do
+        run_wrk "$@"
+        ((LAST_CLEAN)) && return 0
+        ((attempt < 3 && RETRIES_LEFT > 0)) || return 0
+        RETRIES_LEFT=$((RETRIES_LEFT - 1))
+        wait_quiet
+    done
+}
+
 # median SERVER OBJECT: the run with the median req/s ("rps p50 p99 clean cpu"), taken over the
 # undisturbed runs if there are any; with an even count, the upper of the two middle runs.
 median() {
@@ -606,7 +620,7 @@ http {
 
     # The same cache over HTTPS, HTTP/2 and HTTP/1.1 by ALPN, like the edge's tls_listen.
     server {
-        # `listen ... http2` rather than `http2 on;`, which Debian 12's nginx 1.22 does not know
+        # "listen ... http2" rather than "http2 on;", which Debian 12's nginx 1.22 does not know
         # (1.25+ accepts both, with a deprecation warning for this form).
         listen 127.0.0.1:$NGINX_TLS_PORT ssl http2;
         ssl_certificate $WORK/tls/cert.pem;
@@ -661,16 +675,7 @@ for run in $(seq "$RUNS"); do
             [[ "$obj" == pass && "$server" == edge+router ]] && continue
             # HTTPS: the 1 KiB hit on a keep-alive connection only.
             [[ "$server" == *-https && "$obj" != 1k ]] && continue
-            # A disturbed run is repeated (twice at most, 6 times in all), after waiting for the
-            # machine to calm down, so that every cell's median is taken over the same number of
-            # undisturbed runs where possible.
-            for attempt in 1 2 3; do
-                run_wrk "$server" "$obj" "${URL[$server]}${OBJECT_PATH[$obj]}" "$run"
-                ((LAST_CLEAN)) && break
-                ((attempt < 3 && RETRIES_LEFT > 0)) || break
-                RETRIES_LEFT=$((RETRIES_LEFT - 1))
-                wait_quiet
-            done
+            run_wrk_settled "$server" "$obj" "${URL[$server]}${OBJECT_PATH[$obj]}" "$run"
         done
     done
 done
@@ -694,13 +699,7 @@ if [[ -n "${URL[edge]:-}" ]]; then
         for cell in text-identity text-br; do
             args=()
             [[ "$cell" == text-br ]] && args=(-H "Accept-Encoding: br, gzip")
-            for attempt in 1 2 3; do
-                run_wrk edge "$cell" "$page" "$run" "${args[@]}"
-                ((LAST_CLEAN)) && break
-                ((attempt < 3 && RETRIES_LEFT > 0)) || break
-                RETRIES_LEFT=$((RETRIES_LEFT - 1))
-                wait_quiet
-            done
+            run_wrk_settled edge "$cell" "$page" "$run" "${args[@]}"
         done
     done
     COMPRESS_CELLS=(text-identity text-br)
@@ -821,13 +820,7 @@ LUA
         for cell in one spread; do
             keys=1
             [[ "$cell" == spread ]] && keys="$KEYS"
-            for attempt in 1 2 3; do
-                run_wrk edge "$cell" "${URL[edge]}/" "$run" -s "$WORK/keys-$keys.lua"
-                ((LAST_CLEAN)) && break
-                ((attempt < 3 && RETRIES_LEFT > 0)) || break
-                RETRIES_LEFT=$((RETRIES_LEFT - 1))
-                wait_quiet
-            done
+            run_wrk_settled edge "$cell" "${URL[edge]}/" "$run" -s "$WORK/keys-$keys.lua"
         done
     done
 fi
