@@ -9,6 +9,7 @@ pub mod key;
 pub mod policy;
 pub mod stale;
 pub mod store;
+pub mod stored_headers;
 
 pub use coalesce::{Coalescer, FlightOutcome, Join, Leader};
 pub use key::CacheKey;

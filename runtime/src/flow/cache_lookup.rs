@@ -166,7 +166,7 @@ async fn look(
         .as_ref()
         .filter(|o| !is_head && !o.is_fresh(now) && viewer.tolerates_stale());
     if let Some(object) = swr_candidate {
-        let windows = StaleWindows::of(&object.headers, &behavior.cache);
+        let windows = StaleWindows::of(&object.headers.to_map(), &behavior.cache);
         if stale::within(object, windows.while_revalidate, now) {
             // RFC 5861 §3: serve the stale copy now and revalidate in the background, unless a
             // fetch for the key is already under way (then it will refresh the object).

@@ -54,7 +54,7 @@ pub fn stale_if_error<'a>(
 ) -> Result<Fetched<'a>, Error> {
     let now = Instant::now();
     let usable = stale.filter(|o| {
-        let windows = StaleWindows::of(&o.headers, &behavior.cache);
+        let windows = StaleWindows::of(&o.headers.to_map(), &behavior.cache);
         stale::within(o, windows.if_error, now)
     });
     let failed = match &fetched {
@@ -163,7 +163,7 @@ pub fn refresh(
     if response.status() != StatusCode::NOT_MODIFIED {
         return None;
     }
-    let mut headers = stale.headers.clone();
+    let mut headers = stale.headers.to_map();
     for name in response.headers().keys() {
         if policy::kept_on_refresh(name) {
             continue;
@@ -194,8 +194,8 @@ pub fn refresh(
     ));
     if matches!(storability, Storability::Store { .. }) {
         // A `Set-Cookie` on the 304 is for this viewer only (`strip_set_cookie`).
-        let stored = if object.headers.contains_key(SET_COOKIE) {
-            let mut headers = object.headers.clone();
+        let stored = if object.headers.contains_key(&SET_COOKIE) {
+            let mut headers = object.headers.to_map();
             headers.remove(SET_COOKIE);
             Arc::new(CachedObject::new(
                 object.status,
@@ -557,7 +557,7 @@ mod stale_if_error_tests {
     fn the_default_window_is_a_day_past_freshness() {
         let copy = object("max-age=60");
         let default = behavior("{}");
-        let window = StaleWindows::of(&copy.headers, &default.cache).if_error;
+        let window = StaleWindows::of(&copy.headers.to_map(), &default.cache).if_error;
         assert_eq!(window, crate::config::DEFAULT_STALE_IF_ERROR);
         // The bound, at a `now` in the future: going back a day from the present would need a
         // machine up for a day (the monotonic clock starts at boot).

@@ -79,11 +79,11 @@ pub fn prepare(
             headers.remove(name);
         }
         if let Some(stale) = stale {
-            if let Some(etag) = &stale.etag {
-                headers.insert(IF_NONE_MATCH, etag.clone());
+            if let Some(etag) = stale.etag() {
+                headers.insert(IF_NONE_MATCH, etag);
             }
-            if let Some(lm) = stale.headers.get(LAST_MODIFIED) {
-                headers.insert(IF_MODIFIED_SINCE, lm.clone());
+            if let Some(lm) = stale.headers.get(&LAST_MODIFIED) {
+                headers.insert(IF_MODIFIED_SINCE, lm);
             }
         }
     }

@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::header::{
     HeaderName, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_LOCATION, CONTENT_RANGE,
-    CONTENT_TYPE, DATE, ETAG, EXPIRES, LAST_MODIFIED, TRANSFER_ENCODING, VARY, VIA,
+    CONTENT_TYPE, DATE, ETAG, EXPIRES, LAST_MODIFIED, RANGE, TRANSFER_ENCODING, VARY, VIA,
 };
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
@@ -46,24 +46,28 @@ pub fn from_cache(
 ) -> Response<EdgeBody> {
     ctx.cache = phase;
     ctx.age = Some(object.age(Instant::now()));
-    if object.status == StatusCode::OK
-        && is_not_modified(&parts.headers, object.etag.as_ref(), object.last_modified)
+    // The validators are looked up only for requests that can use them (most hits cannot).
+    let ok = object.status == StatusCode::OK;
+    if ok
+        && is_conditional(&parts.headers)
+        && is_not_modified(&parts.headers, object.etag().as_ref(), object.last_modified)
     {
-        return not_modified(&object.headers);
+        return not_modified(&object.headers.to_map());
     }
     let mut response = Response::new(EdgeBody::Empty);
-    *response.headers_mut() = object.headers.clone();
+    // Room for the headers `finish` adds (`X-Cache`, `Age`).
+    *response.headers_mut() = object.headers.to_map();
     *response.status_mut() = object.status;
     if parts.method == Method::HEAD {
         return response;
     }
     let len = object.body.len() as u64;
-    let answer = if object.status == StatusCode::OK {
+    let answer = if ok && parts.headers.contains_key(RANGE) {
         range::answer(
             &parts.headers,
             len,
-            object.etag.as_ref(),
-            object.headers.get(LAST_MODIFIED),
+            object.etag().as_ref(),
+            object.headers.get(&LAST_MODIFIED).as_ref(),
         )
     } else {
         RangeAnswer::Full
