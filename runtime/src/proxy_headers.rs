@@ -34,6 +34,12 @@ static HOP_BY_HOP: [HeaderName; 8] = [
 /// Removes hop-by-hop headers, including those `Connection` lists. `Upgrade` goes too: this node
 /// does not tunnel protocol upgrades.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over their names costs less than a lookup per
+    // hop-by-hop name, on both legs of every forwarded request.
+    let hop_by_hop = |name: &HeaderName| name == UPGRADE || HOP_BY_HOP.contains(name);
+    if !headers.keys().any(hop_by_hop) {
+        return;
+    }
     let listed: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -55,12 +61,34 @@ pub fn add_via(headers: &mut HeaderMap) {
 /// Appends the viewer's address to `X-Forwarded-For`, keeping earlier hops' entries.
 pub fn add_forwarded_for(headers: &mut HeaderMap, viewer: IpAddr) {
     let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) => format!("{prior}, {viewer}"),
-        None => viewer.to_string(),
+        Some(prior) => format!("{prior}, {}", ip_text(viewer)),
+        None => ip_text(viewer),
     };
     if let Ok(value) = HeaderValue::from_str(&value) {
         headers.insert(X_FORWARDED_FOR.clone(), value);
     }
+}
+
+/// An address as `Display` writes it, without the formatting machinery for IPv4 (every
+/// forwarded request writes one).
+fn ip_text(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut text = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
 }
 
 #[cfg(test)]
@@ -86,5 +114,32 @@ mod tests {
         add_forwarded_for(&mut h, "10.0.0.1".parse().expect("ip"));
         add_forwarded_for(&mut h, "127.0.0.1".parse().expect("ip"));
         assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1, 127.0.0.1");
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "255.255.255.255",
+            "::1",
+            "fe80::1:2",
+        ] {
+            let ip: IpAddr = ip.parse().expect("ip");
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+    }
+
+    #[test]
+    fn a_message_without_hop_by_hop_fields_is_left_as_it_is() {
+        let mut h = HeaderMap::new();
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        h.insert(VIA, HeaderValue::from_static("1.1 a"));
+        let before = h.clone();
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h, before);
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h, before);
     }
 }

@@ -395,7 +395,8 @@ pub mod cache_key {
             .unwrap_or("");
         let path = uri.path();
         let mut key = String::with_capacity(host.len() + path.len() + 16);
-        key.extend(host.chars().map(|c| c.to_ascii_lowercase()));
+        key.push_str(host);
+        key.make_ascii_lowercase();
         key.push_str(path);
         push_query(&mut key, rules.query, uri.query().unwrap_or(""));
         for name in rules.headers {

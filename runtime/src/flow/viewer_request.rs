@@ -157,6 +157,24 @@ fn is_valid_host(value: &[u8]) -> bool {
     if value.is_empty() || value.contains(&b'@') {
         return false;
     }
+    // The common form, a name or IPv4 address with an optional port, is checked here without
+    // the copy that parsing an `Authority` makes; anything else is left to that parser.
+    let (host, port) = match value.iter().position(|&b| b == b':') {
+        Some(colon) => (&value[..colon], Some(&value[colon + 1..])),
+        None => (value, None),
+    };
+    let plain_host = !host.is_empty()
+        && host
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    if plain_host && port.is_none_or(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit)) {
+        return true;
+    }
+    is_valid_authority(value)
+}
+
+/// [`is_valid_host`] by parsing an `Authority`: the rule the fast path must agree with.
+fn is_valid_authority(value: &[u8]) -> bool {
     let Ok(authority) = Authority::try_from(value) else {
         return false;
     };
@@ -256,6 +274,28 @@ mod tests {
         )));
         for bad in ["", "a b", "user@a.test", "a.test/x", "a.test:port"] {
             assert!(!ok(with_hosts("/", Version::HTTP_11, &[bad])), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_fast_host_check_agrees_with_the_authority_parser() {
+        let parts = ["a", "A1", "-", ".", "a-b.c", "127.0.0.1", "x..y", ""];
+        let ports = [None, Some(""), Some("80"), Some("099999999999"), Some("8a")];
+        for host in parts {
+            for port in ports {
+                let value = match port {
+                    Some(port) => format!("{host}:{port}"),
+                    None => host.to_owned(),
+                };
+                if value.is_empty() {
+                    continue;
+                }
+                assert_eq!(
+                    is_valid_host(value.as_bytes()),
+                    is_valid_authority(value.as_bytes()),
+                    "{value:?}"
+                );
+            }
         }
     }
 
