@@ -58,9 +58,11 @@ pub struct Coalescer {
 
 #[derive(Default)]
 struct State {
-    flights: HashMap<CacheKey, watch::Receiver<FlightOutcome>>,
+    // Keys come from viewers: the hasher is randomly seeded, as the store's is, and cheaper
+    // than SipHash on every miss and pass.
+    flights: HashMap<CacheKey, watch::Receiver<FlightOutcome>, quick_cache::DefaultHashBuilder>,
     /// Until when each key skips collapsing.
-    uncacheable: HashMap<CacheKey, Instant>,
+    uncacheable: HashMap<CacheKey, Instant, quick_cache::DefaultHashBuilder>,
 }
 
 impl Coalescer {
@@ -74,7 +76,6 @@ impl Coalescer {
     /// uncacheable gets a leader of its own that no one waits for.
     pub fn join(self: &Arc<Self>, key: &CacheKey) -> Join {
         let mut state = self.state();
-        let (tx, rx) = watch::channel(FlightOutcome::Pending);
         let alone = match state.uncacheable.get(key) {
             Some(until) if *until > Instant::now() => true,
             Some(_) => {
@@ -83,11 +84,15 @@ impl Coalescer {
             }
             None => false,
         };
+        // A hit-for-miss leader has no waiters: it needs no channel to tell them.
+        let mut tx = None;
         if !alone {
             if let Some(rx) = state.flights.get(key) {
                 return Join::Waiter(rx.clone());
             }
+            let (sender, rx) = watch::channel(FlightOutcome::Pending);
             state.flights.insert(key.clone(), rx);
+            tx = Some(sender);
         }
         Join::Leader(Leader {
             key: key.clone(),
@@ -105,12 +110,15 @@ impl Coalescer {
         }
         match outcome {
             FlightOutcome::Uncacheable => {
+                let until = Instant::now() + HIT_FOR_MISS;
+                if let Some(known) = state.uncacheable.get_mut(key) {
+                    *known = until;
+                    return;
+                }
                 if state.uncacheable.len() >= MAX_UNCACHEABLE {
                     state.uncacheable.clear();
                 }
-                state
-                    .uncacheable
-                    .insert(key.clone(), Instant::now() + HIT_FOR_MISS);
+                state.uncacheable.insert(key.clone(), until);
             }
             FlightOutcome::Stored(_) => {
                 state.uncacheable.remove(key);
@@ -123,7 +131,8 @@ impl Coalescer {
 /// The request that fetches for everyone.
 pub struct Leader {
     key: CacheKey,
-    tx: watch::Sender<FlightOutcome>,
+    /// `None` for a hit-for-miss fetch, which no one waits for.
+    tx: Option<watch::Sender<FlightOutcome>>,
     coalescer: Arc<Coalescer>,
     finished: bool,
     /// A hit-for-miss fetch: not in the flights, so it ends no one else's flight.
@@ -142,7 +151,9 @@ impl Leader {
             // Remove first so that a request arriving after this point looks the store up again
             // instead of joining a finished flight.
             self.coalescer.end(&self.key, self.alone, &outcome);
-            self.tx.send_replace(outcome);
+            if let Some(tx) = &self.tx {
+                tx.send_replace(outcome);
+            }
         }
     }
 }
