@@ -407,7 +407,7 @@ mod tests {
     }
 
     #[test]
-    fn stored_headers_keep_neither_the_read_buffer_nor_spare_room() {
+    fn stored_headers_do_not_keep_the_read_buffer_and_leave_room_for_two() {
         // As hyper parses them: values are slices of one big read buffer.
         let read_buffer = Bytes::from(
             b"text/html; charset=utf-8|\"v1\"|a=1|b=2|"
