@@ -55,7 +55,7 @@ pub fn from_cache(
         return not_modified(&object.headers.to_map());
     }
     let mut response = Response::new(EdgeBody::Empty);
-    // Room for the headers `finish` adds (`X-Cache`, `Age`).
+    // The map has room in its index for the two headers `finish` adds (`X-Cache`, `Age`).
     *response.headers_mut() = object.headers.to_map();
     *response.status_mut() = object.status;
     if parts.method == Method::HEAD {
