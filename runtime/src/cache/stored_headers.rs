@@ -33,10 +33,10 @@ const END: u32 = SENSITIVE - 1;
 const ENTRY: usize = size_of::<u32>();
 
 /// Response headers as a cached object keeps them.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct StoredHeaders(Repr);
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 enum Repr {
     /// The shape, and for each header a table entry (`u32`, native byte order) followed by the
     /// bytes of the values that differ from the shape's, back to back.
@@ -48,6 +48,8 @@ enum Repr {
 /// Header names in order (a name once per value) and the values first stored with them.
 #[derive(Debug)]
 struct Shape {
+    /// In the shared table; otherwise (the table was full) the one object's own.
+    shared: bool,
     names: Box<[HeaderName]>,
     /// The names with the first object's values, with room for [`ROOM`] more headers.
     template: HeaderMap,
@@ -56,7 +58,7 @@ struct Shape {
 }
 
 impl Shape {
-    fn new(names: Box<[HeaderName]>, headers: &HeaderMap) -> Self {
+    fn new(names: Box<[HeaderName]>, headers: &HeaderMap, shared: bool) -> Self {
         // The values are copied into one buffer of their own: parsed by hyper, each was a slice
         // of the connection's read buffer, which the shape would otherwise keep alive.
         let total = headers.values().map(HeaderValue::len).sum();
@@ -75,6 +77,7 @@ impl Shape {
         }
         let values = template.values().cloned().collect();
         Shape {
+            shared,
             names,
             template,
             values,
@@ -193,8 +196,10 @@ impl StoredHeaders {
     pub fn weight(&self) -> usize {
         match &self.0 {
             Repr::Packed { shape, packed } => {
-                // A shape of its own (the shared table was full) is the object's to pay for.
-                let own_shape = if Arc::strong_count(shape) == 1 {
+                // A shape of its own (the shared table was full) is the object's to pay for. Fixed
+                // at creation: the store weighs an entry again when it leaves, and must get the
+                // same figure.
+                let own_shape = if !shape.shared {
                     shape.values.iter().map(|v| v.len() + 64).sum()
                 } else {
                     0
@@ -269,10 +274,11 @@ fn shape_of(headers: &HeaderMap) -> Arc<Shape> {
     if let Some(shape) = shapes.get(&names) {
         return Arc::clone(shape);
     }
-    let shape = Arc::new(Shape::new(names.clone(), headers));
-    if shapes.len() < MAX_SHAPES {
-        shapes.insert(names, Arc::clone(&shape));
+    if shapes.len() >= MAX_SHAPES {
+        return Arc::new(Shape::new(names, headers, false));
     }
+    let shape = Arc::new(Shape::new(names.clone(), headers, true));
+    shapes.insert(names, Arc::clone(&shape));
     shape
 }
 
