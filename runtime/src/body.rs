@@ -53,6 +53,9 @@ pub enum EdgeBody {
     Full(Option<Bytes>),
     /// Straight from a hyper connection (an origin's response).
     Incoming(Incoming),
+    /// An origin's response on a pooled HTTP/1.1 connection, which goes back to its pool
+    /// when the body has been read.
+    Pooled(crate::origin::h1_pool::PooledBody),
     /// A viewer's request body; its errors are [`ViewerBodyError`]s.
     Viewer(Incoming),
     /// Fed by a task through a bounded channel (the bound gives backpressure).
@@ -111,6 +114,7 @@ impl Body for EdgeBody {
                     .map(|b| Ok(Frame::data(b))),
             ),
             EdgeBody::Incoming(incoming) => Pin::new(incoming).poll_frame(cx).map_err(Into::into),
+            EdgeBody::Pooled(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
             EdgeBody::Viewer(incoming) => Pin::new(incoming)
                 .poll_frame(cx)
                 .map_err(|e| ViewerBodyError(e).into()),
@@ -151,6 +155,7 @@ impl Body for EdgeBody {
             EdgeBody::Empty => true,
             EdgeBody::Full(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
             EdgeBody::Incoming(incoming) | EdgeBody::Viewer(incoming) => incoming.is_end_stream(),
+            EdgeBody::Pooled(body) => body.is_end_stream(),
             EdgeBody::Channel(_) => false,
             EdgeBody::Chain(prefix, rest) => {
                 prefix.as_ref().is_none_or(Bytes::is_empty) && rest.is_end_stream()
@@ -167,6 +172,7 @@ impl Body for EdgeBody {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
             EdgeBody::Incoming(incoming) | EdgeBody::Viewer(incoming) => incoming.size_hint(),
+            EdgeBody::Pooled(body) => body.size_hint(),
             EdgeBody::Channel(_) | EdgeBody::Chain(..) => SizeHint::default(),
             EdgeBody::Framed { remaining, .. } => SizeHint::with_exact(*remaining),
         }

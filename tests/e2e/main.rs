@@ -20,6 +20,7 @@ mod https_origin;
 mod kv;
 mod malformed;
 mod operations;
+mod origin_pool;
 mod privacy;
 mod replay;
 mod routing;

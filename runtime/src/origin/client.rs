@@ -20,8 +20,9 @@ use crate::body::{BodyError as BoxError, EdgeBody};
 use crate::config::OriginTls;
 
 /// Idle pooled connections are closed after this; below common app servers' keep-alive (Node's
-/// default is 5 s is the exception, and hyper retries a request that hits a just-closed one).
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// 5 s default is the exception, and a request that finds a just-closed connection is sent
+/// again on another).
+pub(super) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A pooled client for one origin's targets.
 pub type OriginClient = Client<ConnectTimeout<HttpsConnector<HttpConnector>>, EdgeBody>;

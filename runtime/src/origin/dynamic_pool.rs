@@ -1,5 +1,6 @@
 //! A dynamic origin: HTTP and HTTPS targets behind one name, balanced round-robin like an ALB,
-//! with pooled keep-alive connections (HTTP/2 where an https target offers it, see [`client`]).
+//! with pooled keep-alive connections: HTTP/1.1 for an `http` target ([`h1_pool`]), HTTP/2
+//! where an `https` target offers it ([`client`]).
 //!
 //! A target that refuses connections or does not accept one in time is marked down for
 //! [`DEFAULT_DOWN_TIME`] and skipped; the request then goes to the next target if it can be
@@ -10,9 +11,11 @@
 //! the request was not sent.
 //!
 //! [`client`]: super::client
+//! [`h1_pool`]: super::h1_pool
 
 use std::error::Error as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
@@ -21,8 +24,9 @@ use http::{HeaderMap, HeaderValue, Request, Response, Uri};
 use rustls::pki_types::ServerName;
 
 use super::client::{self, OriginClient};
+use super::h1_pool::{self, H1Pool};
 use super::Error;
-use crate::body::EdgeBody;
+use crate::body::{BodyError, EdgeBody};
 use crate::config::{OriginTls, Target};
 use crate::interim::InterimSink;
 
@@ -36,6 +40,8 @@ struct TargetState {
     host: Option<HeaderValue>,
     /// The name its certificate must carry (https targets), for error messages.
     tls_name: String,
+    /// Its connections, for an `http` target; `https` ones go through `DynamicPool::client`.
+    h1: Option<Arc<H1Pool>>,
     /// Milliseconds since `DynamicPool::epoch` until which the target is skipped.
     down_until_ms: AtomicU64,
 }
@@ -77,6 +83,8 @@ impl DynamicPool {
                         Some(name) => name.to_str().into_owned(),
                         None => target.authority.host().to_owned(),
                     },
+                    h1: (target.scheme == http::uri::Scheme::HTTP)
+                        .then(|| H1Pool::new(target.authority.clone(), connect_timeout)),
                     target,
                     down_until_ms: AtomicU64::new(0),
                 })
@@ -133,7 +141,7 @@ impl DynamicPool {
                 Ok(mut response) => {
                     state.down_until_ms.store(0, Ordering::Relaxed);
                     drop_conflicting_length(&self.name, &state.target, response.headers_mut());
-                    return Ok(response.map(EdgeBody::Incoming));
+                    return Ok(response);
                 }
                 Err(AttemptError::Connect(e)) => {
                     tracing::warn!(origin = %self.name, target = %state.target.authority, error = %e, "target marked down");
@@ -160,55 +168,88 @@ impl DynamicPool {
         &self,
         state: &TargetState,
         request: Request<EdgeBody>,
-    ) -> Result<Response<hyper::body::Incoming>, AttemptError> {
-        let target = || state.target.authority.to_string();
-        match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
-            Ok(Ok(response)) => Ok(response),
-            Err(_elapsed) => Err(AttemptError::Other(Error::ResponseTimeout {
-                origin: self.name.clone(),
-                target: target(),
-                timeout: self.response_timeout,
-            })),
-            Ok(Err(e)) if e.is_connect() => {
-                if let Some(tls) = client::tls_error(&e) {
-                    let reason = match tls {
-                        rustls::Error::InvalidCertificate(_) => {
-                            format!("certificate not trusted for {}: {tls}", state.tls_name)
+    ) -> Result<Response<EdgeBody>, AttemptError> {
+        let timeout = self.response_timeout;
+        match &state.h1 {
+            Some(pool) => match tokio::time::timeout(timeout, pool.send(request)).await {
+                Ok(Ok(response)) => Ok(response),
+                Err(_elapsed) => Err(AttemptError::Other(self.response_timeout_error(state))),
+                Ok(Err(h1_pool::SendError::Connect(e))) => Err(AttemptError::Connect(
+                    if e.kind() == std::io::ErrorKind::TimedOut {
+                        self.connect_timeout_error(state)
+                    } else {
+                        Error::Refused {
+                            origin: self.name.clone(),
+                            target: state.target.authority.to_string(),
+                            source: e.into(),
                         }
-                        _ => format!("TLS handshake with {} failed: {tls}", state.tls_name),
-                    };
-                    Err(AttemptError::Connect(Error::Tls {
-                        origin: self.name.clone(),
-                        target: target(),
-                        reason,
-                    }))
-                } else if is_timed_out(&e) {
-                    Err(AttemptError::Connect(Error::ConnectTimeout {
-                        origin: self.name.clone(),
-                        target: target(),
-                        timeout: self.connect_timeout,
-                    }))
-                } else {
-                    Err(AttemptError::Connect(Error::Refused {
-                        origin: self.name.clone(),
-                        target: target(),
-                        source: e.into(),
-                    }))
+                    },
+                )),
+                Ok(Err(h1_pool::SendError::Exchange(e))) => {
+                    Err(AttemptError::Other(self.exchange_error(state, e.into())))
                 }
-            }
-            // hyper's client reports a request body that failed as its own error; a viewer's
-            // broken upload must not be blamed on the origin.
-            Ok(Err(e)) if crate::body::is_viewer_body_error(&e) => {
-                Err(AttemptError::Other(Error::ViewerBody {
-                    origin: self.name.clone(),
-                    source: e.into(),
-                }))
-            }
-            Ok(Err(e)) => Err(AttemptError::Other(Error::Exchange {
+            },
+            None => match tokio::time::timeout(timeout, self.client.request(request)).await {
+                Ok(Ok(response)) => Ok(response.map(EdgeBody::Incoming)),
+                Err(_elapsed) => Err(AttemptError::Other(self.response_timeout_error(state))),
+                Ok(Err(e)) if e.is_connect() => Err(AttemptError::Connect(
+                    if let Some(tls) = client::tls_error(&e) {
+                        let reason = match tls {
+                            rustls::Error::InvalidCertificate(_) => {
+                                format!("certificate not trusted for {}: {tls}", state.tls_name)
+                            }
+                            _ => format!("TLS handshake with {} failed: {tls}", state.tls_name),
+                        };
+                        Error::Tls {
+                            origin: self.name.clone(),
+                            target: state.target.authority.to_string(),
+                            reason,
+                        }
+                    } else if is_timed_out(&e) {
+                        self.connect_timeout_error(state)
+                    } else {
+                        Error::Refused {
+                            origin: self.name.clone(),
+                            target: state.target.authority.to_string(),
+                            source: e.into(),
+                        }
+                    },
+                )),
+                Ok(Err(e)) => Err(AttemptError::Other(self.exchange_error(state, e.into()))),
+            },
+        }
+    }
+
+    fn response_timeout_error(&self, state: &TargetState) -> Error {
+        Error::ResponseTimeout {
+            origin: self.name.clone(),
+            target: state.target.authority.to_string(),
+            timeout: self.response_timeout,
+        }
+    }
+
+    fn connect_timeout_error(&self, state: &TargetState) -> Error {
+        Error::ConnectTimeout {
+            origin: self.name.clone(),
+            target: state.target.authority.to_string(),
+            timeout: self.connect_timeout,
+        }
+    }
+
+    /// A failure after connecting; a request body that failed is the viewer's, and hyper
+    /// reports it as its own error: a broken upload must not be blamed on the origin.
+    fn exchange_error(&self, state: &TargetState, error: BodyError) -> Error {
+        if crate::body::is_viewer_body_error(&*error) {
+            Error::ViewerBody {
                 origin: self.name.clone(),
-                target: target(),
-                source: e.into(),
-            })),
+                source: error,
+            }
+        } else {
+            Error::Exchange {
+                origin: self.name.clone(),
+                target: state.target.authority.to_string(),
+                source: error,
+            }
         }
     }
 
@@ -217,7 +258,7 @@ impl DynamicPool {
         self.targets.first().and_then(|t| t.host.as_ref())
     }
 
-    /// The request as one target receives it: absolute URI for the client, `Host` set to the
+    /// The request as one target receives it: the URI its connection needs, `Host` set to the
     /// target (the viewer's host travels in `X-Forwarded-Host`, set by `origin_request`).
     fn target_request(
         &self,
@@ -234,12 +275,19 @@ impl DynamicPool {
             .filter(|pq| pq.as_str().starts_with('/'))
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(state.target.scheme.clone());
-        uri.authority = Some(state.target.authority.clone());
-        uri.path_and_query = Some(path);
-        let uri = Uri::from_parts(uri)
-            .expect("a config-validated scheme and authority with an origin-form path form a URI");
+        // A connection of our own pool is already the target's and takes the origin form;
+        // hyper-util's client picks the connection by the absolute URI.
+        let uri = if state.h1.is_some() {
+            Uri::from(path)
+        } else {
+            let mut uri = http::uri::Parts::default();
+            uri.scheme = Some(state.target.scheme.clone());
+            uri.authority = Some(state.target.authority.clone());
+            uri.path_and_query = Some(path);
+            Uri::from_parts(uri).expect(
+                "a config-validated scheme and authority with an origin-form path form a URI",
+            )
+        };
         let mut request = Request::new(body);
         *request.method_mut() = parts.method.clone();
         *request.uri_mut() = uri;

@@ -1,9 +1,11 @@
 //! Origins: where misses are fetched from. A static bucket ([`static_bucket`]), a pool of HTTP
 //! and HTTPS targets ([`dynamic_pool`]) or an S3 bucket ([`s3`]); each answers a prepared
-//! request with a streaming response. The network ones share one kind of client ([`client`]).
+//! request with a streaming response. The network ones share one kind of client ([`client`]);
+//! plain-`http` targets have a connection pool of their own ([`h1_pool`]).
 
 pub mod client;
 pub mod dynamic_pool;
+pub mod h1_pool;
 pub mod s3;
 pub mod static_bucket;
 

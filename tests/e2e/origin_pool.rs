@@ -1,0 +1,262 @@
+//! Keep-alive connections to an `http` origin: reused across requests whatever the response
+//! framing, never shared between two exchanges at once, dropped when the origin closes them or
+//! when a response body was not read to its end.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use bytes::Bytes;
+use edge_runtime::body::EdgeBody;
+use http::Response;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::harness::{accept_until_shutdown, reply, TestNode};
+
+/// An origin that counts the connections it accepts. `/cl/X` answers `X` with a length,
+/// `/chunked/X` answers `X` in two chunks, `/empty` answers 204, `/slow/X` answers `X` after
+/// 20 ms, `/big` streams 4 MiB slowly; every answer is `no-store`, so each request reaches it.
+struct CountingOrigin {
+    url: String,
+    accepted: Arc<AtomicUsize>,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl CountingOrigin {
+    async fn start() -> Result<CountingOrigin> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&accepted);
+        let shutdown = accept_until_shutdown(listener, move |stream| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let service =
+                hyper::service::service_fn(|request: http::Request<Incoming>| async move {
+                    Ok::<_, std::convert::Infallible>(answer(request.uri().path()).await)
+                });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        });
+        Ok(CountingOrigin {
+            url,
+            accepted,
+            _shutdown: shutdown,
+        })
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+async fn answer(path: &str) -> Response<EdgeBody> {
+    let no_store = [("cache-control", "no-store")];
+    let path = path.trim_start_matches("/api");
+    if let Some(text) = path.strip_prefix("/cl/") {
+        return reply(200, &no_store, text.to_owned());
+    }
+    if let Some(text) = path.strip_prefix("/slow/") {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        return reply(200, &no_store, text.to_owned());
+    }
+    if let Some(text) = path.strip_prefix("/chunked/") {
+        let (tx, body) = EdgeBody::channel(2);
+        let (head, tail) = text.split_at(text.len() / 2);
+        let (head, tail) = (Bytes::from(head.to_owned()), Bytes::from(tail.to_owned()));
+        tokio::spawn(async move {
+            let _ = tx.send(Ok(head)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let _ = tx.send(Ok(tail)).await;
+        });
+        let mut response = Response::new(body);
+        response
+            .headers_mut()
+            .insert("cache-control", http::HeaderValue::from_static("no-store"));
+        return response;
+    }
+    if path == "/big" {
+        let (tx, body) = EdgeBody::channel(1);
+        tokio::spawn(async move {
+            for _ in 0..64 {
+                if tx
+                    .send(Ok(Bytes::from(vec![b'x'; 64 * 1024])))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        let mut response = Response::new(body);
+        response
+            .headers_mut()
+            .insert("cache-control", http::HeaderValue::from_static("no-store"));
+        return response;
+    }
+    reply(204, &no_store, "")
+}
+
+async fn node_for(origin: &CountingOrigin) -> Result<TestNode> {
+    TestNode::start(&format!(
+        r#"
+[origins.app]
+type = "http"
+targets = ["{}"]
+
+[[behaviors]]
+path = "/api/*"
+origin = "app"
+"#,
+        origin.url
+    ))
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_connection_serves_sequential_requests_of_every_framing() -> Result<()> {
+    let origin = CountingOrigin::start().await?;
+    let node = node_for(&origin).await?;
+    for round in 0..3 {
+        let cl = node.get(&format!("/api/cl/length-{round}")).await?;
+        assert_eq!(
+            (cl.status.as_u16(), cl.text()),
+            (200, format!("length-{round}"))
+        );
+        let chunked = node.get(&format!("/api/chunked/chunks-{round}")).await?;
+        assert_eq!(
+            (chunked.status.as_u16(), chunked.text()),
+            (200, format!("chunks-{round}"))
+        );
+        let head = node
+            .send(
+                node.request("HEAD", "/api/cl/head")
+                    .body(Default::default())?,
+            )
+            .await?;
+        assert_eq!((head.status.as_u16(), head.body.len()), (200, 0));
+        let empty = node.get("/api/empty").await?;
+        assert_eq!(empty.status.as_u16(), 204);
+    }
+    assert_eq!(
+        origin.accepted(),
+        1,
+        "every response was read to its end, so its connection was reused"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_requests_get_their_own_answers_and_connections_are_kept() -> Result<()> {
+    let origin = CountingOrigin::start().await?;
+    let node = Arc::new(node_for(&origin).await?);
+    let burst = |round: usize| {
+        let node = Arc::clone(&node);
+        async move {
+            let requests = (0..16).map(|i| {
+                let node = Arc::clone(&node);
+                tokio::spawn(async move { node.get(&format!("/api/slow/r{round}-{i}")).await })
+            });
+            for (i, request) in requests.enumerate() {
+                let reply = request.await??;
+                assert_eq!(
+                    (reply.status.as_u16(), reply.text()),
+                    (200, format!("r{round}-{i}"))
+                );
+            }
+            anyhow::Ok(())
+        }
+    };
+    burst(0).await?;
+    let after_first = origin.accepted();
+    assert!(
+        (1..=16).contains(&after_first),
+        "16 concurrent requests need at most 16 connections, opened {after_first}"
+    );
+    burst(1).await?;
+    burst(2).await?;
+    assert_eq!(
+        origin.accepted(),
+        after_first,
+        "later bursts reuse the connections the first one opened"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_the_viewer_abandons_does_not_leak_into_the_next_answer() -> Result<()> {
+    let origin = CountingOrigin::start().await?;
+    let node = node_for(&origin).await?;
+    let mut viewer = tokio::net::TcpStream::connect(node.node.addr()).await?;
+    viewer
+        .write_all(b"GET /api/big HTTP/1.1\r\nhost: edge.test\r\n\r\n")
+        .await?;
+    let mut start = [0u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(10), viewer.read(&mut start)).await??;
+    assert!(start[..read].starts_with(b"HTTP/1.1 200"));
+    drop(viewer);
+    // The node notices the closed viewer on its next write, within a chunk or two.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for i in 0..4 {
+        let reply = node.get(&format!("/api/cl/after-{i}")).await?;
+        assert_eq!(
+            (reply.status.as_u16(), reply.text()),
+            (200, format!("after-{i}"))
+        );
+    }
+    assert_eq!(
+        origin.accepted(),
+        2,
+        "the half-read connection was closed, the one after it kept"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_the_origin_closed_while_idle_is_not_used() -> Result<()> {
+    // An origin that keeps a connection open 50 ms after each answer, then closes it without
+    // having said so (a short keep-alive timeout, like Node's).
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    let _shutdown = accept_until_shutdown(listener, move |mut stream| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            let mut buffer = [0u8; 4096];
+            let mut head = Vec::new();
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buffer).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => head.extend_from_slice(&buffer[..n]),
+                }
+            }
+            let _ = stream
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\ncache-control: no-store\r\ncontent-length: 2\r\n\r\nok",
+                )
+                .await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        });
+    });
+    let node = TestNode::start(&format!(
+        "[origins.app]\ntype = \"http\"\ntargets = [\"{url}\"]\n\n[[behaviors]]\npath = \"/api/*\"\norigin = \"app\"\n"
+    ))
+    .await?;
+    for _ in 0..3 {
+        let reply = node.get("/api/x").await?;
+        assert_eq!(
+            (reply.status.as_u16(), reply.text()),
+            (200, "ok".to_owned())
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    Ok(())
+}
