@@ -178,11 +178,7 @@ impl DynamicPool {
                     if e.kind() == std::io::ErrorKind::TimedOut {
                         self.connect_timeout_error(state)
                     } else {
-                        Error::Refused {
-                            origin: self.name.clone(),
-                            target: state.target.authority.to_string(),
-                            source: e.into(),
-                        }
+                        self.refused_error(state, e.into())
                     },
                 )),
                 Ok(Err(h1_pool::SendError::Exchange(e))) => {
@@ -208,11 +204,7 @@ impl DynamicPool {
                     } else if is_timed_out(&e) {
                         self.connect_timeout_error(state)
                     } else {
-                        Error::Refused {
-                            origin: self.name.clone(),
-                            target: state.target.authority.to_string(),
-                            source: e.into(),
-                        }
+                        self.refused_error(state, e.into())
                     },
                 )),
                 Ok(Err(e)) => Err(AttemptError::Other(self.exchange_error(state, e.into()))),
@@ -225,6 +217,14 @@ impl DynamicPool {
             origin: self.name.clone(),
             target: state.target.authority.to_string(),
             timeout: self.response_timeout,
+        }
+    }
+
+    fn refused_error(&self, state: &TargetState, source: BodyError) -> Error {
+        Error::Refused {
+            origin: self.name.clone(),
+            target: state.target.authority.to_string(),
+            source,
         }
     }
 

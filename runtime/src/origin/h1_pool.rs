@@ -6,9 +6,10 @@
 //! one, whose socket is warm.
 //!
 //! A connection taken from the stack can turn out to have been closed by the target while it
-//! sat idle; hyper then hands the unsent request back and it goes out on another connection,
-//! so a target's keep-alive timeout never fails a request. A request that was sent is never
-//! sent again here: whether to retry it is the caller's choice.
+//! sat idle; hyper then hands the unsent request back and it goes out on another connection.
+//! A close that crosses a request already written still fails that request (it may have reached
+//! the target): a request that was sent is never sent again here, whether to retry it is the
+//! caller's choice.
 //!
 //! `https` targets, which may speak HTTP/2 and need a TLS handshake, use [`super::client`].
 
