@@ -260,3 +260,44 @@ async fn a_connection_the_origin_closed_while_idle_is_not_used() -> Result<()> {
     assert_eq!(accepted.load(Ordering::SeqCst), 3);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_the_origin_sent_unasked_never_answers_the_next_request() -> Result<()> {
+    // The first answer comes with a second one glued behind it: a lying or desynchronized
+    // origin. A connection with bytes nobody asked for is not reused.
+    let origin = crate::harness::RawOrigin::start(|index| {
+        let answer = |body: &str| {
+            format!(
+                "HTTP/1.1 200 OK\r\ncache-control: no-store\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        let bytes = if index == 0 {
+            answer("first") + &answer("unasked")
+        } else {
+            answer(&format!("answer-{index}"))
+        };
+        crate::harness::RawAction::Send(bytes.into_bytes())
+    })
+    .await?;
+    let node = TestNode::start(&format!(
+        "[origins.app]\ntype = \"http\"\ntargets = [\"{}\"]\n\n[[behaviors]]\npath = \"/api/*\"\norigin = \"app\"\n",
+        origin.url()
+    ))
+    .await?;
+    let first = node.get("/api/a").await?;
+    assert_eq!(
+        (first.status.as_u16(), first.text()),
+        (200, "first".to_owned())
+    );
+    for _ in 0..3 {
+        let next = node.get("/api/b").await?;
+        assert_eq!(next.status.as_u16(), 200);
+        assert!(
+            next.text().starts_with("answer-"),
+            "got {:?}, the origin's unasked answer",
+            next.text()
+        );
+    }
+    Ok(())
+}
