@@ -199,24 +199,67 @@ pub async fn run(
     request_id: u64,
     input: Input,
 ) -> Invoked {
-    let (input, record) = match &function.trees {
-        Some(trees) if trees.begin(event) => {
-            let mut state = input.into_state(function, event, false);
-            match trees.walk(event, &mut state) {
-                Walk::End(end) => {
-                    let recorded = Recorded {
-                        added: false,
-                        dropped: trees.judge(event),
-                    };
-                    emit_logs(&mut state, event.export_name(), request_id);
-                    return Invoked::new(function, Ok(end), state, Replay::Replayed, recorded);
-                }
-                // Nothing of the walk is kept: the input as it came.
-                Walk::Miss => (Input::from_state(state), true),
-            }
-        }
-        _ => (input, false),
+    match replay(function, event, request_id, input) {
+        Ok(invoked) => invoked,
+        Err(fresh) => run_fresh(engine, function, event, request_id, fresh).await,
+    }
+}
+
+/// An invocation [`replay`] could not replay: the input as it came, and whether the run is to
+/// be recorded into the function's decision tree.
+pub struct Fresh {
+    input: Input,
+    record: bool,
+}
+
+/// The replay half of [`run`], synchronous: the invocation replayed from the function's
+/// decision tree, or what [`run_fresh`] needs to run it. Kept apart so that a caller on the
+/// hot path builds the (large) future of a fresh run only when it needs one.
+pub fn replay(
+    function: &Function,
+    event: Event,
+    request_id: u64,
+    input: Input,
+) -> Result<Invoked, Box<Fresh>> {
+    let Some(trees) = function.trees.as_ref().filter(|t| t.begin(event)) else {
+        return Err(Box::new(Fresh {
+            input,
+            record: false,
+        }));
     };
+    let mut state = input.into_state(function, event, false);
+    match trees.walk(event, &mut state) {
+        Walk::End(end) => {
+            let recorded = Recorded {
+                added: false,
+                dropped: trees.judge(event),
+            };
+            emit_logs(&mut state, event.export_name(), request_id);
+            Ok(Invoked::new(
+                function,
+                Ok(end),
+                state,
+                Replay::Replayed,
+                recorded,
+            ))
+        }
+        // Nothing of the walk is kept: the input as it came.
+        Walk::Miss => Err(Box::new(Fresh {
+            input: Input::from_state(state),
+            record: true,
+        })),
+    }
+}
+
+/// The fresh half of [`run`]: the guest runs, and the run is recorded if [`replay`] said so.
+pub async fn run_fresh(
+    engine: &Arc<FunctionEngine>,
+    function: &Arc<Function>,
+    event: Event,
+    request_id: u64,
+    fresh: Box<Fresh>,
+) -> Invoked {
+    let Fresh { input, record } = *fresh;
     let (result, mut state) =
         run_unlogged(engine, function, event, request_id, input, record).await;
     if let Err(error) = &result {
