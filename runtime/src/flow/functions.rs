@@ -204,8 +204,8 @@ async fn run(
 ) -> Invoked {
     let started = std::time::Instant::now();
     // A replay is synchronous. The future of a fresh run is large, and moving it into this
-    // one's state on every invocation cost a replayed router about 1k instructions of memcpy:
-    // it is built, boxed, only for a run.
+    // one's state on every invocation cost a replayed router about 500 instructions: it is
+    // built, boxed, only for a run.
     let invoked = match invoke::replay(function, event, ctx.id, input) {
         Ok(invoked) => invoked,
         Err(fresh) => Box::pin(invoke::run_fresh(engine, function, event, ctx.id, fresh)).await,
