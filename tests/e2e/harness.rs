@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,6 +41,8 @@ impl Received {
 pub struct Origin {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
+    /// Connections accepted.
+    connections: Arc<AtomicUsize>,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -64,7 +67,10 @@ impl Origin {
         let received = Arc::new(Mutex::new(Vec::new()));
         let handler = Arc::new(handler);
         let log = Arc::clone(&received);
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = Arc::clone(&connections);
         let tx = accept_until_shutdown(listener, move |stream| {
+            accepted.fetch_add(1, Ordering::SeqCst);
             let _ = stream.set_nodelay(true);
             let handler = Arc::clone(&handler);
             let log = Arc::clone(&log);
@@ -100,6 +106,7 @@ impl Origin {
         Ok(Origin {
             addr,
             received,
+            connections,
             shutdown: Some(tx),
         })
     }
@@ -114,6 +121,11 @@ impl Origin {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// How many connections it has accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     /// How many requests it has received.

@@ -10,49 +10,17 @@ use anyhow::Result;
 use bytes::Bytes;
 use edge_runtime::body::EdgeBody;
 use http::Response;
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::harness::{accept_until_shutdown, reply, TestNode};
+use crate::harness::{accept_until_shutdown, reply, Origin, TestNode};
 
-/// An origin that counts the connections it accepts. `/cl/X` answers `X` with a length,
-/// `/chunked/X` answers `X` in two chunks, `/empty` answers 204, `/slow/X` answers `X` after
-/// 20 ms, `/big` streams 4 MiB slowly; every answer is `no-store`, so each request reaches it.
-struct CountingOrigin {
-    url: String,
-    accepted: Arc<AtomicUsize>,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
-}
-
-impl CountingOrigin {
-    async fn start() -> Result<CountingOrigin> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&accepted);
-        let shutdown = accept_until_shutdown(listener, move |stream| {
-            counter.fetch_add(1, Ordering::SeqCst);
-            let service =
-                hyper::service::service_fn(|request: http::Request<Incoming>| async move {
-                    Ok::<_, std::convert::Infallible>(answer(request.uri().path()).await)
-                });
-            tokio::spawn(
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service),
-            );
-        });
-        Ok(CountingOrigin {
-            url,
-            accepted,
-            _shutdown: shutdown,
-        })
-    }
-
-    fn accepted(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
-    }
+/// The pool tests' origin, which counts its connections (`Origin::connections`). `/cl/X`
+/// answers `X` with a length, `/chunked/X` answers `X` in two chunks, `/empty` answers 204,
+/// `/slow/X` answers `X` after 20 ms, `/big` streams 4 MiB slowly; every answer is `no-store`,
+/// so each request reaches it.
+async fn counting_origin() -> Result<Origin> {
+    Origin::start(|received| async move { answer(&received.uri).await }).await
 }
 
 async fn answer(path: &str) -> Response<EdgeBody> {
@@ -103,7 +71,7 @@ async fn answer(path: &str) -> Response<EdgeBody> {
     reply(204, &no_store, "")
 }
 
-async fn node_for(origin: &CountingOrigin) -> Result<TestNode> {
+async fn node_for(origin: &Origin) -> Result<TestNode> {
     TestNode::start(&format!(
         r#"
 [origins.app]
@@ -114,14 +82,14 @@ targets = ["{}"]
 path = "/api/*"
 origin = "app"
 "#,
-        origin.url
+        origin.url()
     ))
     .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_connection_serves_sequential_requests_of_every_framing() -> Result<()> {
-    let origin = CountingOrigin::start().await?;
+    let origin = counting_origin().await?;
     let node = node_for(&origin).await?;
     for round in 0..3 {
         let cl = node.get(&format!("/api/cl/length-{round}")).await?;
@@ -145,7 +113,7 @@ async fn one_connection_serves_sequential_requests_of_every_framing() -> Result<
         assert_eq!(empty.status.as_u16(), 204);
     }
     assert_eq!(
-        origin.accepted(),
+        origin.connections(),
         1,
         "every response was read to its end, so its connection was reused"
     );
@@ -154,7 +122,7 @@ async fn one_connection_serves_sequential_requests_of_every_framing() -> Result<
 
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_requests_get_their_own_answers_and_connections_are_kept() -> Result<()> {
-    let origin = CountingOrigin::start().await?;
+    let origin = counting_origin().await?;
     let node = Arc::new(node_for(&origin).await?);
     let burst = |round: usize| {
         let node = Arc::clone(&node);
@@ -174,7 +142,7 @@ async fn concurrent_requests_get_their_own_answers_and_connections_are_kept() ->
         }
     };
     burst(0).await?;
-    let after_first = origin.accepted();
+    let after_first = origin.connections();
     assert!(
         (1..=16).contains(&after_first),
         "16 concurrent requests need at most 16 connections, opened {after_first}"
@@ -182,7 +150,7 @@ async fn concurrent_requests_get_their_own_answers_and_connections_are_kept() ->
     burst(1).await?;
     burst(2).await?;
     assert_eq!(
-        origin.accepted(),
+        origin.connections(),
         after_first,
         "later bursts reuse the connections the first one opened"
     );
@@ -191,7 +159,7 @@ async fn concurrent_requests_get_their_own_answers_and_connections_are_kept() ->
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_body_the_viewer_abandons_does_not_leak_into_the_next_answer() -> Result<()> {
-    let origin = CountingOrigin::start().await?;
+    let origin = counting_origin().await?;
     let node = node_for(&origin).await?;
     let mut viewer = tokio::net::TcpStream::connect(node.node.addr()).await?;
     viewer
@@ -211,7 +179,7 @@ async fn a_body_the_viewer_abandons_does_not_leak_into_the_next_answer() -> Resu
         );
     }
     assert_eq!(
-        origin.accepted(),
+        origin.connections(),
         2,
         "the half-read connection was closed, the one after it kept"
     );
