@@ -163,7 +163,8 @@ impl H1Pool {
         if sender.is_closed() {
             return;
         }
-        if !self.reaper.swap(true, Ordering::Relaxed) {
+        // A plain load first: the swap is a locked instruction, needed once per pool.
+        if !self.reaper.load(Ordering::Relaxed) && !self.reaper.swap(true, Ordering::Relaxed) {
             tokio::spawn(reap(Arc::downgrade(self)));
         }
         let mut idle = self.lock();
