@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # User-space instructions per request, counted by callgrind: the plain hyper server
-# (bench_origin) serving a 1 KiB object, and the edge node serving a 1 KiB hit and a 1 KiB
-# pass-through request. Unlike req/s and CPU time, the count does not move with what else
+# (bench_origin) serving a 1 KiB object, the edge node serving a 1 KiB hit and a 1 KiB
+# pass-through request, and a 1 KiB hit through a node with the router function
+# (functions/router) on viewer-request, beside the same node without it. Unlike req/s and CPU time, the count does not move with what else
 # the machine runs, so it shows what a change to the request path costs (kernel time, the
 # larger share of a loopback request, is not counted).
 #
@@ -14,8 +15,12 @@ SECONDS_PER_ROW="${SECONDS_PER_ROW:-8}"
 for tool in valgrind callgrind_control callgrind_annotate wrk curl python3; do
     command -v "$tool" >/dev/null || { echo "bench: $tool is required" >&2; exit 1; }
 done
+rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 \
+    || rustup target add wasm32-wasip1
+cargo build --profile wasm --target wasm32-wasip1 -p router
 cargo build --release -p edge-runtime --bin edge --example bench_origin
 TARGET_DIR="$(realpath "${CARGO_TARGET_DIR:-target}")"
+ROUTER_WASM="$TARGET_DIR/wasm32-wasip1/wasm/router.wasm"
 ORIGIN_BIN="$TARGET_DIR/release/examples/bench_origin"
 EDGE_BIN="$TARGET_DIR/release/edge"
 # A backtrace per error would count instructions that are not the request path's.
@@ -99,4 +104,41 @@ EOF
 for row in "1k:edge, 1 KiB hit" "pass/1k:edge, 1 KiB pass-through"; do
     count "${row#*:}" "http://127.0.0.1:$edge_port/${row%%:*}" -- \
         "$EDGE_BIN" serve --config "$WORK/edge.toml"
+done
+
+# The router's node: the router sends GETs to its static origin `bucket`, so both rows serve
+# the same file from the same cache; the only difference is the function (replayed from its
+# decision tree once warm, see runtime/src/wasm/replay.rs).
+mkdir -p "$WORK/bucket"
+python3 -c 'import sys; open(sys.argv[1], "wb").write(bytes(i % 251 for i in range(1024)))' \
+    "$WORK/bucket/1k"
+for row in "router:edge+router, 1 KiB hit" ":edge (same node, no function), 1 KiB hit"; do
+    router_port="$(free_port)"
+    functions=""
+    [[ -n "${row%%:*}" ]] && functions='functions = { viewer_request = "router" }'
+    cat >"$WORK/router.toml" <<EOF
+[server]
+listen = "127.0.0.1:$router_port"
+compile_cache = "$WORK/compiled"
+
+[origins.bucket]
+type = "static"
+root = "$WORK/bucket"
+
+[origins.app]
+type = "http"
+targets = ["http://$origin"]
+
+[[behaviors]]
+path = "*"
+origin = "bucket"
+$functions
+cache = { min_ttl = "0s", default_ttl = "1d", max_ttl = "365d" }
+cache_key = { query = "none" }
+
+[functions.router]
+module = "$ROUTER_WASM"
+EOF
+    count "${row#*:}" "http://127.0.0.1:$router_port/1k" -- \
+        "$EDGE_BIN" serve --config "$WORK/router.toml"
 done
