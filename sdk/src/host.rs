@@ -8,6 +8,8 @@
 //! the rule (`origin_set("ap"): no origin "ap"; known: app, bucket`). Expected answers such as
 //! `NOT_FOUND` for an absent header carry no message.
 
+use std::borrow::Cow;
+
 use http::header::{CONNECTION, CONTENT_LENGTH, COOKIE, HOST, SET_COOKIE, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 
@@ -200,19 +202,36 @@ pub mod headers {
     /// A header's value, lines joined with `, ` (`\n` for `set-cookie`); `NOT_FOUND` (quiet)
     /// if absent.
     pub fn get(call: &HostCall, headers: &HeaderMap, raw_name: &[u8]) -> Result<Vec<u8>, Refusal> {
-        let name = name(call, raw_name)?;
+        value(call, headers, raw_name).map(Cow::into_owned)
+    }
+
+    /// [`get`] without a copy when the header has one line (the usual case): what the node's
+    /// decision replay compares with recorded values.
+    pub fn value<'a>(
+        call: &HostCall,
+        headers: &'a HeaderMap,
+        raw_name: &[u8],
+    ) -> Result<Cow<'a, [u8]>, Refusal> {
+        value_of(&name(call, raw_name)?, headers)
+    }
+
+    /// [`value`] for a name already parsed.
+    pub fn value_of<'a>(
+        name: &HeaderName,
+        headers: &'a HeaderMap,
+    ) -> Result<Cow<'a, [u8]>, Refusal> {
+        let mut lines = headers.get_all(name).into_iter();
+        let first = lines.next().ok_or(Refusal::quiet(status::NOT_FOUND))?;
+        let Some(second) = lines.next() else {
+            return Ok(Cow::Borrowed(first.as_bytes()));
+        };
         let separator: &[u8] = if name == SET_COOKIE { b"\n" } else { b", " };
-        let mut out: Option<Vec<u8>> = None;
-        for value in headers.get_all(&name) {
-            match &mut out {
-                None => out = Some(value.as_bytes().to_vec()),
-                Some(v) => {
-                    v.extend_from_slice(separator);
-                    v.extend_from_slice(value.as_bytes());
-                }
-            }
+        let mut out = first.as_bytes().to_vec();
+        for value in std::iter::once(second).chain(lines) {
+            out.extend_from_slice(separator);
+            out.extend_from_slice(value.as_bytes());
         }
-        out.ok_or(Refusal::quiet(status::NOT_FOUND))
+        Ok(Cow::Owned(out))
     }
 
     /// Every header as a header list: `name: value\n` lines in message order.
@@ -604,6 +623,30 @@ mod tests {
         assert_eq!(
             change(SET, &mut h, b"x-a", b"", Change::Remove),
             Err(Refusal::quiet(status::NOT_FOUND))
+        );
+    }
+
+    #[test]
+    fn a_value_borrows_one_line_and_joins_several() {
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            headers::value(SET, &h, b"x-a"),
+            Err(Refusal::quiet(status::NOT_FOUND))
+        );
+        h.append("x-a", HeaderValue::from_static("1"));
+        assert!(matches!(
+            headers::value(SET, &h, b"X-A"),
+            Ok(Cow::Borrowed(b"1"))
+        ));
+        h.append("x-a", HeaderValue::from_static("2"));
+        h.append("x-a", HeaderValue::from_static("3"));
+        assert_eq!(get(SET, &h, b"x-a"), Ok(b"1, 2, 3".to_vec()));
+        h.append(SET_COOKIE, HeaderValue::from_static("a=1"));
+        h.append(SET_COOKIE, HeaderValue::from_static("b=2"));
+        assert_eq!(get(SET, &h, b"set-cookie"), Ok(b"a=1\nb=2".to_vec()));
+        assert_eq!(
+            headers::value(SET, &h, b"x a").map_err(|r| r.status),
+            Err(status::INVALID_ARGUMENT)
         );
     }
 

@@ -4,11 +4,13 @@
 //! applied again to a live request is what decision replay (`wasm::replay`) does instead of
 //! running the guest: one implementation of each call serves both.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use edge_sdk::abi::{calls, status, HostCall};
 use edge_sdk::host::headers::{self, Change};
 use edge_sdk::host::{self, cache_key, Refusal};
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, HeaderName, StatusCode};
 
 use super::state::{BodyView, HostState, ResponseView};
 use super::wasi::Stream;
@@ -36,7 +38,7 @@ pub(crate) enum Op {
     /// `request_set_uri`
     SetUri(Box<[u8]>),
     /// `*_get_header`
-    GetHeader(&'static HostCall, Message, Box<[u8]>),
+    GetHeader(&'static HostCall, Message, Name),
     /// `*_get_headers`
     GetHeaders(Message),
     /// `*_set_header`, `*_append_header`, `*_remove_header`: name and value.
@@ -65,6 +67,30 @@ pub(crate) enum Op {
     Output(Stream, Box<[u8]>),
 }
 
+/// A header name as the guest gave it, parsed once if it is valid: a recorded call is
+/// replayed many times. Two are the same call when the guest gave the same bytes.
+#[derive(Debug, Clone)]
+pub(crate) struct Name {
+    raw: Box<[u8]>,
+    parsed: Option<HeaderName>,
+}
+
+impl Name {
+    /// `raw`, parsed.
+    pub(crate) fn new(raw: Box<[u8]>) -> Self {
+        let parsed = HeaderName::from_bytes(&raw).ok();
+        Name { raw, parsed }
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Self) -> bool {
+        self.raw == other.raw
+    }
+}
+
+impl Eq for Name {}
+
 /// What a call gives the guest besides its status.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Value {
@@ -86,6 +112,14 @@ pub(crate) struct Outcome {
 }
 
 impl Outcome {
+    /// A call refused with `status`: the guest gets no value.
+    pub fn refused(status: i32) -> Self {
+        Outcome {
+            status,
+            value: Value::None,
+        }
+    }
+
     /// Bytes this outcome holds, for a recording's memory budget.
     pub fn weight(&self) -> usize {
         std::mem::size_of::<Self>()
@@ -96,19 +130,60 @@ impl Outcome {
     }
 }
 
+/// What a read gives the guest, borrowed from the state where it can be ([`HostState::read`]).
+pub(crate) enum Got<'a> {
+    /// Bytes for an output buffer.
+    Bytes(Cow<'a, [u8]>),
+    /// A number (`response_get_status`).
+    U32(u32),
+}
+
+impl<'a> Got<'a> {
+    fn borrowed(bytes: &'a [u8]) -> Self {
+        Got::Bytes(Cow::Borrowed(bytes))
+    }
+
+    /// The value the guest gets, owned.
+    fn into_value(self) -> Value {
+        match self {
+            Got::Bytes(bytes) => Value::Bytes(bytes.into_owned()),
+            Got::U32(n) => Value::U32(n),
+        }
+    }
+
+    /// Whether `outcome` is what this read gives: status `OK` and the same value.
+    pub(crate) fn is(&self, outcome: &Outcome) -> bool {
+        outcome.status == status::OK
+            && match (self, &outcome.value) {
+                (Got::Bytes(got), Value::Bytes(value)) => got[..] == value[..],
+                (Got::U32(got), Value::U32(value)) => got == value,
+                _ => false,
+            }
+    }
+
+    /// The outcome this read gives the guest.
+    pub(crate) fn into_outcome(self) -> Outcome {
+        Outcome {
+            status: status::OK,
+            value: self.into_value(),
+        }
+    }
+}
+
 impl Op {
     /// Bytes this op holds beyond its own size.
     pub fn weight(&self) -> usize {
         std::mem::size_of::<Self>()
             + match self {
                 Op::SetUri(b)
-                | Op::GetHeader(_, _, b)
                 | Op::OriginSet(b)
                 | Op::CacheKeySet(b)
                 | Op::CacheKeyAdd(b)
                 | Op::Log(_, b)
                 | Op::Output(_, b) => b.len(),
                 Op::ChangeHeader(_, _, _, a, b) | Op::KvGet(a, b) => a.len() + b.len(),
+                // The parsed name may hold a copy of the bytes.
+                Op::GetHeader(_, _, name) => name.raw.len() * 2,
                 Op::SetBody(b) => b.len(),
                 _ => 0,
             }
@@ -143,43 +218,73 @@ impl HostState {
             },
             Err(refusal) => {
                 host::record_refusal(&mut self.logs, &refusal);
-                Outcome {
-                    status: refusal.status,
-                    value: Value::None,
-                }
+                Outcome::refused(refusal.status)
             }
         }
     }
 
-    fn apply_inner(&mut self, op: &Op) -> Result<Value, Refusal> {
-        let bytes = |b: &[u8]| Value::Bytes(b.to_vec());
-        Ok(match op {
-            Op::NotAllowed(call) => {
-                return host::check_allowed(call, self.event).map(|()| Value::None)
-            }
-            Op::GetMethod => bytes(self.request.method.as_str().as_bytes()),
-            Op::GetUri => bytes(
+    /// What a read (a call that changes nothing) gives, borrowed from the state where it can
+    /// be; `None` for a call that is not such a read. Decision replay compares it with a
+    /// node's recorded outcomes without copying the value; [`apply`](Self::apply) copies it
+    /// for the guest.
+    pub(crate) fn read(&self, op: &Op) -> Option<Result<Got<'_>, Refusal>> {
+        let owned = |b: Vec<u8>| Got::Bytes(Cow::Owned(b));
+        Some(Ok(match op {
+            Op::GetMethod => Got::borrowed(self.request.method.as_str().as_bytes()),
+            Op::GetUri => Got::borrowed(
                 self.request
                     .uri
                     .path_and_query()
                     .map_or("/", |pq| pq.as_str())
                     .as_bytes(),
             ),
-            Op::GetClientIp => Value::Bytes(self.client_ip.to_string().into_bytes()),
-            Op::SetUri(raw) => {
-                self.request.uri = host::parse_uri(&calls::REQUEST_SET_URI, raw)?;
-                Value::None
-            }
-            Op::GetHeader(call, message, name) => {
-                let headers =
-                    headers_of(self, *message).ok_or(Refusal::quiet(status::NOT_FOUND))?;
-                Value::Bytes(headers::get(call, headers, name)?)
-            }
-            Op::GetHeaders(message) => Value::Bytes(
+            Op::GetClientIp => owned(self.client_ip.to_string().into_bytes()),
+            Op::GetHeader(call, message, name) => match headers_of(self, *message) {
+                // An invalid name goes the long way, which refuses it with a message.
+                Some(headers) => match match &name.parsed {
+                    Some(parsed) => headers::value_of(parsed, headers),
+                    None => headers::value(call, headers, &name.raw),
+                } {
+                    Ok(value) => Got::Bytes(value),
+                    Err(refusal) => return Some(Err(refusal)),
+                },
+                None => return Some(Err(Refusal::quiet(status::NOT_FOUND))),
+            },
+            Op::GetHeaders(message) => owned(
                 headers_of(self, *message)
                     .map(headers::list)
                     .unwrap_or_default(),
             ),
+            Op::GetStatus => Got::U32(u32::from(
+                self.response.as_ref().map_or(200, |r| r.status.as_u16()),
+            )),
+            Op::GetBody => {
+                // The flow buffers the body only when it is within the body limit.
+                let body = match self.response.as_ref().map(|r| &r.body) {
+                    Some(BodyView::Buffered(b) | BodyView::Replaced(b)) => Some(&b[..]),
+                    _ => None,
+                };
+                match host::readable_body(body, usize::MAX) {
+                    Ok(body) => Got::borrowed(body),
+                    Err(refusal) => return Some(Err(refusal)),
+                }
+            }
+            _ => return None,
+        }))
+    }
+
+    fn apply_inner(&mut self, op: &Op) -> Result<Value, Refusal> {
+        if let Some(read) = self.read(op) {
+            return read.map(Got::into_value);
+        }
+        Ok(match op {
+            Op::NotAllowed(call) => {
+                return host::check_allowed(call, self.event).map(|()| Value::None)
+            }
+            Op::SetUri(raw) => {
+                self.request.uri = host::parse_uri(&calls::REQUEST_SET_URI, raw)?;
+                Value::None
+            }
             Op::ChangeHeader(call, message, how, name, value) => {
                 let target = match message {
                     Message::Request => &mut self.request.headers,
@@ -205,20 +310,9 @@ impl HostState {
                 self.ttl = Some(host::parse_ttl(&calls::CACHE_SET_TTL, *seconds)?);
                 Value::None
             }
-            Op::GetStatus => Value::U32(u32::from(
-                self.response.as_ref().map_or(200, |r| r.status.as_u16()),
-            )),
             Op::SetStatus(code) => {
                 response(self).status = host::parse_status(&calls::RESPONSE_SET_STATUS, *code)?;
                 Value::None
-            }
-            Op::GetBody => {
-                // The flow buffers the body only when it is within the body limit.
-                let body = match self.response.as_ref().map(|r| &r.body) {
-                    Some(BodyView::Buffered(b) | BodyView::Replaced(b)) => Some(b),
-                    _ => None,
-                };
-                bytes(host::readable_body(body.map(|b| &b[..]), usize::MAX)?)
             }
             Op::SetBody(body) => {
                 host::check_body(&calls::RESPONSE_SET_BODY, body.len(), self.body_limit)?;
@@ -237,12 +331,19 @@ impl HostState {
                 let value = self
                     .kv_get(store, key)
                     .ok_or(Refusal::quiet(status::NOT_FOUND))?;
-                bytes(&value)
+                Value::Bytes(value.to_vec())
             }
             Op::Output(stream, data) => {
                 self.output.write(*stream, data);
                 Value::None
             }
+            Op::GetMethod
+            | Op::GetUri
+            | Op::GetClientIp
+            | Op::GetHeader(..)
+            | Op::GetHeaders(_)
+            | Op::GetStatus
+            | Op::GetBody => unreachable!("`read` answers every read"),
         })
     }
 }

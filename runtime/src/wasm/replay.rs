@@ -26,7 +26,7 @@ use std::sync::RwLock;
 
 use edge_sdk::abi::Event;
 
-use super::op::{Op, Outcome};
+use super::op::{Got, Op, Outcome};
 use super::state::HostState;
 
 /// Invocations per judgement of a tree's hit ratio.
@@ -73,6 +73,14 @@ impl Node {
         match &self.index {
             Some(index) => index.get(outcome).copied(),
             None => self.branches.iter().position(|(o, _)| o == outcome),
+        }
+    }
+
+    /// The branch for what a read gave.
+    fn find_read(&self, got: Got<'_>) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(&got.into_outcome()).copied(),
+            None => self.branches.iter().position(|(o, _)| got.is(o)),
         }
     }
 
@@ -127,8 +135,16 @@ impl Tree {
                 Next::End(end) => return Walk::End(end),
                 Next::Call(index) => {
                     let node = &self.nodes[index as usize];
-                    let outcome = state.apply(&node.op);
-                    match node.find(&outcome) {
+                    // A read is compared where it lies, without copying its value; anything
+                    // else (a write, a refusal that logs) is applied.
+                    let branch = match state.read(&node.op) {
+                        Some(Ok(got)) => node.find_read(got),
+                        Some(Err(refusal)) if refusal.message.is_none() => {
+                            node.find(&Outcome::refused(refusal.status))
+                        }
+                        _ => node.find(&state.apply(&node.op)),
+                    };
+                    match branch {
                         Some(branch) => next = node.branches[branch].1,
                         None => return Walk::Miss,
                     }
@@ -363,7 +379,7 @@ mod tests {
 
     /// A guest whose viewer-request is `body`, with the usual imports and strings at fixed
     /// places: "x-a" at 0, "1" at 16, "x-in" at 32, "x-out" at 48, "flags" at 64, "mode" at 80,
-    /// "added" at 96; a 256-byte buffer at 1024 and its length slot at 1020.
+    /// "added" at 96, "bad name" at 112; a 256-byte buffer at 1024 and its length slot at 1020.
     fn guest(body: &str) -> String {
         format!(
             r#"(module
@@ -376,7 +392,7 @@ mod tests {
   (memory (export "memory") 1)
   (data (i32.const 0) "x-a") (data (i32.const 16) "1") (data (i32.const 32) "x-in")
   (data (i32.const 48) "x-out") (data (i32.const 64) "flags") (data (i32.const 80) "mode")
-  (data (i32.const 96) "added")
+  (data (i32.const 96) "added") (data (i32.const 112) "bad name")
   (func (export "viewer-request") (result i32) {body}))"#
         )
     }
@@ -516,6 +532,29 @@ mod tests {
             f.run(&function, &[("x-in", "two")], "127.0.0.1").replay,
             Replay::Replayed
         );
+    }
+
+    #[test]
+    fn a_refused_read_is_logged_when_replayed_as_when_run() {
+        let f = Fixture::new();
+        // Reads a header by an invalid name (refused with a message), then x-in.
+        let function = f.load(&guest(&format!(
+            "(drop (call $get (i32.const 112) (i32.const 8) (i32.const 1024) (i32.const 256) (i32.const 1020)))
+             (drop (call $get (i32.const 32) (i32.const 4) (i32.const 1024) (i32.const 256) (i32.const 1020)))
+             {COPY_TO_OUT}
+             (i32.const 0)"
+        )));
+        let fresh = f.run(&function, &[("x-in", "one")], "127.0.0.1");
+        assert_eq!(fresh.logs.len(), 1, "{:?}", fresh.logs);
+        assert!(
+            fresh.logs[0].1.contains("not a valid header name"),
+            "{:?}",
+            fresh.logs
+        );
+        let replayed = f.run(&function, &[("x-in", "one")], "127.0.0.1");
+        assert_eq!(replayed.replay, Replay::Replayed);
+        assert_eq!(replayed.logs, fresh.logs);
+        assert_eq!(values(&replayed, "x-out"), ["one"]);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use edge_sdk::host::headers::Change;
 use wasmtime::{Caller, Linker};
 
 use super::memory::{call, deliver_out, nothing, owned};
-use crate::wasm::op::{Message, Op};
+use crate::wasm::op::{Message, Name, Op};
 use crate::wasm::state::HostState;
 
 /// One message's header calls: `{prefix}_get_header`, `_get_headers`, `_set_header`,
@@ -41,7 +41,7 @@ pub fn add_to_linker(linker: &mut Linker<HostState>, calls: HeaderCalls) -> wasm
                     Ok(Op::GetHeader(
                         get_one,
                         message,
-                        owned(get_one, m, name, name_len)?,
+                        Name::new(owned(get_one, m, name, name_len)?),
                     ))
                 },
                 |m, v| deliver_out(get_one, m, buf, len, out, v),
