@@ -60,7 +60,8 @@ pub struct ResponseView {
 #[derive(Debug)]
 pub(super) struct Tracked<T: Clone> {
     value: T,
-    original: Option<T>,
+    /// Boxed: the copy is rare, and the value moves with every invocation and replay.
+    original: Option<Box<T>>,
 }
 
 impl<T: Clone> Tracked<T> {
@@ -79,7 +80,7 @@ impl<T: Clone> Tracked<T> {
 
     /// The value as it was before its first change.
     pub(super) fn into_original(self) -> T {
-        self.original.unwrap_or(self.value)
+        self.original.map_or(self.value, |original| *original)
     }
 }
 
@@ -94,7 +95,7 @@ impl<T: Clone> std::ops::Deref for Tracked<T> {
 impl<T: Clone> std::ops::DerefMut for Tracked<T> {
     fn deref_mut(&mut self) -> &mut T {
         if self.original.is_none() {
-            self.original = Some(self.value.clone());
+            self.original = Some(Box::new(self.value.clone()));
         }
         &mut self.value
     }
@@ -179,8 +180,9 @@ pub(super) struct HostState {
     pub(super) limiter: MemoryLimiter,
     /// WASI preview 1 with nothing preopened, for the WASI calls `wasm::wasi` leaves to
     /// wasmtime-wasi; built on the first such call, since most invocations make none and
-    /// building it costs about half a microsecond.
-    wasi: Option<WasiP1Ctx>,
+    /// building it costs about half a microsecond. Boxed: it would be a third of this
+    /// state's size, which every invocation and replay builds and moves.
+    wasi: Option<Box<WasiP1Ctx>>,
     /// What the guest wrote to stdout and stderr (`fd_write`, in `wasm::wasi`).
     pub(super) output: Output,
     /// The node's key-value stores, for `kv_get`; `None` reads like a node without stores.
@@ -256,7 +258,7 @@ impl HostState {
         // No args, env, preopens or sockets: a function's only world is the host calls. Its
         // stdio is never used: `wasm::wasi` answers every call that reads or writes a file.
         self.wasi
-            .get_or_insert_with(|| wasmtime_wasi::WasiCtxBuilder::new().build_p1())
+            .get_or_insert_with(|| Box::new(wasmtime_wasi::WasiCtxBuilder::new().build_p1()))
     }
 
     /// Marks the invocation as one that cannot be replayed, for `reason` (the first one
