@@ -254,7 +254,17 @@ pub mod headers {
         value: &[u8],
         how: Change,
     ) -> Result<(), Refusal> {
-        let name = name(call, raw_name)?;
+        change_named(call, headers, name(call, raw_name)?, value, how)
+    }
+
+    /// [`change`] for a name already parsed.
+    pub fn change_named(
+        call: &HostCall,
+        headers: &mut HeaderMap,
+        name: HeaderName,
+        value: &[u8],
+        how: Change,
+    ) -> Result<(), Refusal> {
         let refuse = |status, why: String| {
             Refusal::new(status, format!("{}({:?}): {why}", call.name, name.as_str()))
         };

@@ -42,7 +42,7 @@ pub(crate) enum Op {
     /// `*_get_headers`
     GetHeaders(Message),
     /// `*_set_header`, `*_append_header`, `*_remove_header`: name and value.
-    ChangeHeader(&'static HostCall, Message, Change, Box<[u8]>, Box<[u8]>),
+    ChangeHeader(&'static HostCall, Message, Change, Name, Box<[u8]>),
     /// `origin_set`
     OriginSet(Box<[u8]>),
     /// `cache_key_set`
@@ -67,8 +67,8 @@ pub(crate) enum Op {
     Output(Stream, Box<[u8]>),
 }
 
-/// A header name as the guest gave it, parsed once if it is valid: a recorded call is
-/// replayed many times. Two are the same call when the guest gave the same bytes.
+/// A header name as the guest gave it (to read or change), parsed once if it is valid: a
+/// recorded call is replayed many times. Two are the same call when the guest gave the same bytes.
 #[derive(Debug, Clone)]
 pub(crate) struct Name {
     raw: Box<[u8]>,
@@ -80,6 +80,34 @@ impl Name {
     pub(crate) fn new(raw: Box<[u8]>) -> Self {
         let parsed = HeaderName::from_bytes(&raw).ok();
         Name { raw, parsed }
+    }
+
+    /// [`headers::value`] of this name. An invalid name goes the long way, which refuses it
+    /// with a message.
+    fn value<'a>(&self, call: &HostCall, headers: &'a HeaderMap) -> Result<Cow<'a, [u8]>, Refusal> {
+        match &self.parsed {
+            Some(name) => headers::value_of(name, headers),
+            None => headers::value(call, headers, &self.raw),
+        }
+    }
+
+    /// [`headers::change`] of this name, refused the same way when it is invalid.
+    fn change(
+        &self,
+        call: &HostCall,
+        headers: &mut HeaderMap,
+        value: &[u8],
+        how: Change,
+    ) -> Result<(), Refusal> {
+        match &self.parsed {
+            Some(name) => headers::change_named(call, headers, name.clone(), value, how),
+            None => headers::change(call, headers, &self.raw, value, how),
+        }
+    }
+
+    /// Bytes it holds: the parsed name may hold a copy of the raw bytes.
+    fn weight(&self) -> usize {
+        self.raw.len() * 2
     }
 }
 
@@ -181,9 +209,9 @@ impl Op {
                 | Op::CacheKeyAdd(b)
                 | Op::Log(_, b)
                 | Op::Output(_, b) => b.len(),
-                Op::ChangeHeader(_, _, _, a, b) | Op::KvGet(a, b) => a.len() + b.len(),
-                // The parsed name may hold a copy of the bytes.
-                Op::GetHeader(_, _, name) => name.raw.len() * 2,
+                Op::KvGet(a, b) => a.len() + b.len(),
+                Op::ChangeHeader(_, _, _, name, value) => name.weight() + value.len(),
+                Op::GetHeader(_, _, name) => name.weight(),
                 Op::SetBody(b) => b.len(),
                 _ => 0,
             }
@@ -240,11 +268,7 @@ impl HostState {
             ),
             Op::GetClientIp => owned(self.client_ip.to_string().into_bytes()),
             Op::GetHeader(call, message, name) => match headers_of(self, *message) {
-                // An invalid name goes the long way, which refuses it with a message.
-                Some(headers) => match match &name.parsed {
-                    Some(parsed) => headers::value_of(parsed, headers),
-                    None => headers::value(call, headers, &name.raw),
-                } {
+                Some(headers) => match name.value(call, headers) {
                     Ok(value) => Got::Bytes(value),
                     Err(refusal) => return Some(Err(refusal)),
                 },
@@ -290,7 +314,7 @@ impl HostState {
                     Message::Request => &mut self.request.headers,
                     Message::Response => &mut response(self).headers,
                 };
-                headers::change(call, target, name, value, *how)?;
+                name.change(call, target, value, *how)?;
                 Value::None
             }
             Op::OriginSet(name) => {

@@ -535,19 +535,24 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_read_is_logged_when_replayed_as_when_run() {
+    fn a_refused_header_call_is_logged_when_replayed_as_when_run() {
         let f = Fixture::new();
-        // Reads a header by an invalid name (refused with a message), then x-in.
+        // Reads, then appends, a header by an invalid name (each refused with a message), then
+        // reads x-in.
         let function = f.load(&guest(&format!(
             "(drop (call $get (i32.const 112) (i32.const 8) (i32.const 1024) (i32.const 256) (i32.const 1020)))
+             (drop (call $append (i32.const 112) (i32.const 8) (i32.const 16) (i32.const 1)))
              (drop (call $get (i32.const 32) (i32.const 4) (i32.const 1024) (i32.const 256) (i32.const 1020)))
              {COPY_TO_OUT}
              (i32.const 0)"
         )));
         let fresh = f.run(&function, &[("x-in", "one")], "127.0.0.1");
-        assert_eq!(fresh.logs.len(), 1, "{:?}", fresh.logs);
+        assert_eq!(fresh.logs.len(), 2, "{:?}", fresh.logs);
         assert!(
-            fresh.logs[0].1.contains("not a valid header name"),
+            fresh
+                .logs
+                .iter()
+                .all(|(_, line)| line.contains("not a valid header name")),
             "{:?}",
             fresh.logs
         );

@@ -77,7 +77,7 @@ pub fn add_to_linker(linker: &mut Linker<HostState>, calls: HeaderCalls) -> wasm
                             host_call,
                             message,
                             how,
-                            owned(host_call, m, name, name_len)?,
+                            Name::new(owned(host_call, m, name, name_len)?),
                             owned(host_call, m, value, value_len)?,
                         ))
                     },
@@ -98,7 +98,7 @@ pub fn add_to_linker(linker: &mut Linker<HostState>, calls: HeaderCalls) -> wasm
                         remove,
                         message,
                         Change::Remove,
-                        owned(remove, m, name, name_len)?,
+                        Name::new(owned(remove, m, name, name_len)?),
                         Box::default(),
                     ))
                 },
