@@ -269,3 +269,124 @@ async fn an_answer_the_origin_sent_unasked_never_answers_the_next_request() -> R
     }
     Ok(())
 }
+
+/// An origin whose first connection answers its first request, then reads the next one and
+/// closes without answering: a keep-alive timeout crossing the request on the wire, as with
+/// an origin whose timeout is shorter than the node's. Later connections answer everything.
+/// Gives the request lines it read, in order, with the connection each came on.
+async fn closes_after_first_answer() -> Result<(
+    String,
+    Arc<std::sync::Mutex<Vec<String>>>,
+    tokio::sync::oneshot::Sender<()>,
+)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let log = Arc::clone(&seen);
+    let shutdown = accept_until_shutdown(listener, move |mut stream| {
+        let connection = accepted.fetch_add(1, Ordering::SeqCst);
+        let log = Arc::clone(&log);
+        tokio::spawn(async move {
+            let mut buffer = Vec::new();
+            for exchange in 0.. {
+                // One request head (these requests have no body).
+                let end = loop {
+                    if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break end + 4;
+                    }
+                    let mut chunk = [0u8; 4096];
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                let head: Vec<u8> = buffer.drain(..end).collect();
+                let line = String::from_utf8_lossy(&head)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned();
+                log.lock().unwrap().push(format!("{connection}: {line}"));
+                if connection == 0 && exchange == 1 {
+                    return;
+                }
+                let body = format!("{connection}-{exchange}");
+                let mut answer = format!(
+                    "HTTP/1.1 200 OK\r\ncache-control: no-store\r\ncontent-length: {}\r\n\r\n",
+                    body.len()
+                );
+                if !line.starts_with("HEAD") {
+                    answer.push_str(&body);
+                }
+                if stream.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        });
+    });
+    Ok((url, seen, shutdown))
+}
+
+fn api_node_config(url: &str) -> String {
+    format!("[origins.app]\ntype = \"http\"\ntargets = [\"{url}\"]\n\n[[behaviors]]\npath = \"/api/*\"\norigin = \"app\"\n")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_get_the_origin_closed_a_reused_connection_on_is_sent_again_on_a_new_one() -> Result<()> {
+    let (url, seen, _shutdown) = closes_after_first_answer().await?;
+    let node = TestNode::start(&api_node_config(&url)).await?;
+    let first = node.get("/api/a").await?;
+    assert_eq!(
+        (first.status.as_u16(), first.text()),
+        (200, "0-0".to_owned())
+    );
+    let second = node.get("/api/b").await?;
+    assert_eq!(
+        (second.status.as_u16(), second.text()),
+        (200, "1-0".to_owned()),
+        "the GET lost with the reused connection went out again on a fresh one"
+    );
+    let head = node
+        .send(node.request("HEAD", "/api/c").body(Default::default())?)
+        .await?;
+    assert_eq!(head.status.as_u16(), 200);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "0: GET /api/a HTTP/1.1",
+            "0: GET /api/b HTTP/1.1",
+            "1: GET /api/b HTTP/1.1",
+            "1: HEAD /api/c HTTP/1.1",
+        ]
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_post_the_origin_closed_a_reused_connection_on_is_not_sent_again() -> Result<()> {
+    let (url, seen, _shutdown) = closes_after_first_answer().await?;
+    let node = TestNode::start(&format!(
+        "{}methods = [\"GET\", \"HEAD\", \"POST\"]\n",
+        api_node_config(&url)
+    ))
+    .await?;
+    let first = node.get("/api/a").await?;
+    assert_eq!(first.status.as_u16(), 200);
+    let post = node
+        .send(
+            node.request("POST", "/api/order")
+                .body("one order".into())?,
+        )
+        .await?;
+    assert_eq!(
+        post.status.as_u16(),
+        502,
+        "the POST may have reached the origin: the viewer decides whether to send it again"
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["0: GET /api/a HTTP/1.1", "0: POST /api/order HTTP/1.1"]
+    );
+    Ok(())
+}

@@ -137,7 +137,7 @@ impl DynamicPool {
                 std::mem::take(&mut parts.headers)
             };
             let request = self.target_request(&parts, state, headers, attempt_body);
-            match self.attempt(state, request).await {
+            match self.attempt(state, request, replayable).await {
                 Ok(mut response) => {
                     state.down_until_ms.store(0, Ordering::Relaxed);
                     drop_conflicting_length(&self.name, &state.target, response.headers_mut());
@@ -168,10 +168,12 @@ impl DynamicPool {
         &self,
         state: &TargetState,
         request: Request<EdgeBody>,
+        replayable: bool,
     ) -> Result<Response<EdgeBody>, AttemptError> {
         let timeout = self.response_timeout;
         match &state.h1 {
-            Some(pool) => match tokio::time::timeout(timeout, pool.send(request)).await {
+            Some(pool) => match tokio::time::timeout(timeout, pool.send(request, replayable)).await
+            {
                 Ok(Ok(response)) => Ok(response),
                 Err(_elapsed) => Err(AttemptError::Other(self.response_timeout_error(state))),
                 Ok(Err(h1_pool::SendError::Connect(e))) => Err(AttemptError::Connect(

@@ -7,9 +7,10 @@
 //!
 //! A connection taken from the stack can turn out to have been closed by the target while it
 //! sat idle; hyper then hands the unsent request back and it goes out on another connection.
-//! A close that crosses a request already written still fails that request (it may have reached
-//! the target): a request that was sent is never sent again here, whether to retry it is the
-//! caller's choice.
+//! A close can also cross a request already written: the target's keep-alive timeout ran out as
+//! the request arrived. A replayable request (idempotent, no body) is then sent once more, on a
+//! new connection, as nginx does with a cached upstream connection and browsers do with their
+//! own (RFC 9112 §9.3.1); any other request fails, since it may have reached the target.
 //!
 //! `https` targets, which may speak HTTP/2 and need a TLS handshake, use [`super::client`].
 
@@ -75,15 +76,26 @@ impl H1Pool {
     }
 
     /// Sends `request` (origin-form URI, `Host` set) on an idle connection, or a new one.
+    /// `replayable` (idempotent, no body): it may be sent again if the target closes a reused
+    /// connection under it.
     pub async fn send(
         self: &Arc<Self>,
         mut request: Request<EdgeBody>,
+        replayable: bool,
     ) -> Result<Response<EdgeBody>, SendError> {
+        let mut idle_allowed = true;
         loop {
-            let (mut sender, reused) = match self.checkout().await {
+            let idle = if idle_allowed {
+                self.checkout().await
+            } else {
+                None
+            };
+            let (mut sender, reused) = match idle {
                 Some(sender) => (sender, true),
                 None => (self.connect().await.map_err(SendError::Connect)?, false),
             };
+            // hyper consumes a request it wrote; the copy is the only way to send it again.
+            let again = (reused && replayable).then(|| copy(&request));
             match sender.try_send_request(request).await {
                 Ok(response) => return Ok(self.attach(response, sender)),
                 Err(mut e) => match e.take_message() {
@@ -96,7 +108,18 @@ impl H1Pool {
                             e.into_error(),
                         )))
                     }
-                    None => return Err(SendError::Exchange(e.into_error())),
+                    None => {
+                        let e = e.into_error();
+                        match again {
+                            Some(copy) if closed_under_request(&e) => {
+                                tracing::debug!(target = %self.authority, error = %e, "an idle connection closed under a replayable request; sending it on a new one");
+                                request = copy;
+                                // Every idle connection may be as stale (a target restarted).
+                                idle_allowed = false;
+                            }
+                            _ => return Err(SendError::Exchange(e)),
+                        }
+                    }
                 },
             }
         }
@@ -182,6 +205,40 @@ impl H1Pool {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// A bodiless request as it is before sending: what hyper's client reads of it (the
+/// extensions carry the 1xx callback).
+fn copy(request: &Request<EdgeBody>) -> Request<EdgeBody> {
+    let mut copy = Request::new(EdgeBody::Empty);
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    *copy.extensions_mut() = request.extensions().clone();
+    copy
+}
+
+/// Whether an exchange failed because the target closed or reset the connection before any
+/// response: what a keep-alive timeout crossing the request looks like. A malformed or
+/// refused answer is the target's answer, not sent again.
+fn closed_under_request(error: &hyper::Error) -> bool {
+    if error.is_incomplete_message() {
+        return true;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            return matches!(
+                io.kind(),
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+            );
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// Closes connections idle for [`IDLE_TIMEOUT`] while the pool lives; a pool that sees no
