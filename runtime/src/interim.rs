@@ -49,6 +49,15 @@ impl std::fmt::Debug for InterimSink {
 }
 
 impl InterimSink {
+    /// Has hyper's client hand `request`'s 1xx interim responses to this sink; it returns only
+    /// the final response, which alone is stored.
+    pub fn attach<B>(&self, request: &mut http::Request<B>) {
+        let sink = self.clone();
+        hyper::ext::on_informational(request, move |interim| {
+            sink.forward(interim.status(), interim.headers());
+        });
+    }
+
     /// Queues an origin's interim response for the viewer. `100 Continue` (hyper answers
     /// `Expect` itself) and `101 Switching Protocols` are not forwarded.
     pub fn forward(&self, status: StatusCode, headers: &HeaderMap) {

@@ -124,6 +124,7 @@ impl DynamicPool {
             &many
         };
 
+        let interim = parts.extensions.get::<InterimSink>();
         let mut failures = Vec::new();
         for (attempt, &index) in order.iter().enumerate() {
             let Some(attempt_body) = body.take() else {
@@ -137,7 +138,7 @@ impl DynamicPool {
                 std::mem::take(&mut parts.headers)
             };
             let request = self.target_request(&parts, state, headers, attempt_body);
-            match self.attempt(state, request, replayable).await {
+            match self.attempt(state, request, replayable, interim).await {
                 Ok(mut response) => {
                     state.down_until_ms.store(0, Ordering::Relaxed);
                     drop_conflicting_length(&self.name, &state.target, response.headers_mut());
@@ -169,24 +170,26 @@ impl DynamicPool {
         state: &TargetState,
         request: Request<EdgeBody>,
         replayable: bool,
+        interim: Option<&InterimSink>,
     ) -> Result<Response<EdgeBody>, AttemptError> {
         let timeout = self.response_timeout;
         match &state.h1 {
-            Some(pool) => match tokio::time::timeout(timeout, pool.send(request, replayable)).await
-            {
-                Ok(Ok(response)) => Ok(response),
-                Err(_elapsed) => Err(AttemptError::Other(self.response_timeout_error(state))),
-                Ok(Err(h1_pool::SendError::Connect(e))) => Err(AttemptError::Connect(
-                    if e.kind() == std::io::ErrorKind::TimedOut {
-                        self.connect_timeout_error(state)
-                    } else {
-                        self.refused_error(state, e.into())
-                    },
-                )),
-                Ok(Err(h1_pool::SendError::Exchange(e))) => {
-                    Err(AttemptError::Other(self.exchange_error(state, e.into())))
+            Some(pool) => {
+                match tokio::time::timeout(timeout, pool.send(request, replayable, interim)).await {
+                    Ok(Ok(response)) => Ok(response),
+                    Err(_elapsed) => Err(AttemptError::Other(self.response_timeout_error(state))),
+                    Ok(Err(h1_pool::SendError::Connect(e))) => Err(AttemptError::Connect(
+                        if e.kind() == std::io::ErrorKind::TimedOut {
+                            self.connect_timeout_error(state)
+                        } else {
+                            self.refused_error(state, e.into())
+                        },
+                    )),
+                    Ok(Err(h1_pool::SendError::Exchange(e))) => {
+                        Err(AttemptError::Other(self.exchange_error(state, e.into())))
+                    }
                 }
-            },
+            }
             None => match tokio::time::timeout(timeout, self.client.request(request)).await {
                 Ok(Ok(response)) => Ok(response.map(EdgeBody::Incoming)),
                 Err(_elapsed) => Err(AttemptError::Other(self.response_timeout_error(state))),
@@ -297,13 +300,8 @@ impl DynamicPool {
         if let Some(host) = &state.host {
             request.headers_mut().insert(HOST, host.clone());
         }
-        // hyper's client hands 1xx interim responses to this callback and returns only the
-        // final response, which alone is stored.
         if let Some(sink) = parts.extensions.get::<InterimSink>() {
-            let sink = sink.clone();
-            hyper::ext::on_informational(&mut request, move |interim| {
-                sink.forward(interim.status(), interim.headers());
-            });
+            sink.attach(&mut request);
         }
         request
     }

@@ -30,6 +30,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::body::EdgeBody;
+use crate::interim::InterimSink;
 
 /// Idle connections are closed after this, as hyper-util's pool did (see
 /// [`super::client::POOL_IDLE_TIMEOUT`]).
@@ -77,11 +78,12 @@ impl H1Pool {
 
     /// Sends `request` (origin-form URI, `Host` set) on an idle connection, or a new one.
     /// `replayable` (idempotent, no body): it may be sent again if the target closes a reused
-    /// connection under it.
+    /// connection under it, with its 1xx going to `interim` as the first time's did.
     pub async fn send(
         self: &Arc<Self>,
         mut request: Request<EdgeBody>,
         replayable: bool,
+        interim: Option<&InterimSink>,
     ) -> Result<Response<EdgeBody>, SendError> {
         let mut idle_allowed = true;
         loop {
@@ -114,6 +116,9 @@ impl H1Pool {
                             Some(copy) if closed_under_request(&e) => {
                                 tracing::debug!(target = %self.authority, error = %e, "an idle connection closed under a replayable request; sending it on a new one");
                                 request = copy;
+                                if let Some(sink) = interim {
+                                    sink.attach(&mut request);
+                                }
                                 // Every idle connection may be as stale (a target restarted).
                                 idle_allowed = false;
                             }
@@ -207,15 +212,15 @@ impl H1Pool {
     }
 }
 
-/// A bodiless request as it is before sending: what hyper's client reads of it (the
-/// extensions carry the 1xx callback).
+/// A bodiless request as it is before sending, but for its extensions: the 1xx callback is all
+/// hyper's client reads of them, attached again only if the copy is sent (a clone of the map,
+/// or a new callback, cost as much as the headers' copy, on every request).
 fn copy(request: &Request<EdgeBody>) -> Request<EdgeBody> {
     let mut copy = Request::new(EdgeBody::Empty);
     *copy.method_mut() = request.method().clone();
     *copy.uri_mut() = request.uri().clone();
     *copy.version_mut() = request.version();
     *copy.headers_mut() = request.headers().clone();
-    *copy.extensions_mut() = request.extensions().clone();
     copy
 }
 
