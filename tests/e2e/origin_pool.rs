@@ -272,7 +272,8 @@ async fn an_answer_the_origin_sent_unasked_never_answers_the_next_request() -> R
 
 /// An origin whose first connection answers its first request, then reads the next one and
 /// closes without answering: a keep-alive timeout crossing the request on the wire, as with
-/// an origin whose timeout is shorter than the node's. Later connections answer everything.
+/// an origin whose timeout is shorter than the node's. Later connections answer everything,
+/// each answer after a `103 Early Hints`.
 /// Gives the request lines it read, in order, with the connection each came on.
 async fn closes_after_first_answer() -> Result<(
     String,
@@ -313,7 +314,8 @@ async fn closes_after_first_answer() -> Result<(
                 }
                 let body = format!("{connection}-{exchange}");
                 let mut answer = format!(
-                    "HTTP/1.1 200 OK\r\ncache-control: no-store\r\ncontent-length: {}\r\n\r\n",
+                    "HTTP/1.1 103 Early Hints\r\nlink: </{body}.css>\r\n\r\n\
+                     HTTP/1.1 200 OK\r\ncache-control: no-store\r\ncontent-length: {}\r\n\r\n",
                     body.len()
                 );
                 if !line.starts_with("HEAD") {
@@ -341,11 +343,23 @@ async fn a_get_the_origin_closed_a_reused_connection_on_is_sent_again_on_a_new_o
         (first.status.as_u16(), first.text()),
         (200, "0-0".to_owned())
     );
-    let second = node.get("/api/b").await?;
+    let hints = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut request = node.request("GET", "/api/b").body(Default::default())?;
+    let log = Arc::clone(&hints);
+    hyper::ext::on_informational(&mut request, move |interim| {
+        let link = interim.headers().get("link").cloned();
+        log.lock().unwrap().push((interim.status().as_u16(), link));
+    });
+    let second = node.send(request).await?;
     assert_eq!(
         (second.status.as_u16(), second.text()),
         (200, "1-0".to_owned()),
         "the GET lost with the reused connection went out again on a fresh one"
+    );
+    assert_eq!(
+        *hints.lock().unwrap(),
+        [(103, Some(http::HeaderValue::from_static("</1-0.css>")))],
+        "the second exchange's 1xx still reaches the viewer"
     );
     let head = node
         .send(node.request("HEAD", "/api/c").body(Default::default())?)
