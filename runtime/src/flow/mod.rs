@@ -282,8 +282,8 @@ async fn run(
     // Origin fetch (a dropped leader releases collapsed waiters if this fails). An origin that
     // fails while a stale copy may stand in gets the stale copy served instead (stale-if-error).
     let origin = origin_select::origin(node, ctx, behavior);
-    let forwarded = with_interim(ctx, &parts, forwarded);
-    let fetched = origin_fetch::fetch(node, ctx, origin, forwarded).await;
+    let interim = interim(ctx, &parts);
+    let fetched = origin_fetch::fetch(node, ctx, origin, forwarded, interim.as_ref()).await;
     let response = match cache_store::stale_if_error(ctx, behavior, stale.as_deref(), fetched)? {
         Fetched::Response(response) => response,
         Fetched::Stale(object) => {
@@ -428,29 +428,22 @@ async fn pass(
         }
     };
     let origin = origin_select::origin(node, ctx, behavior);
-    let forwarded = with_interim(ctx, parts, forwarded);
-    let response = origin_fetch::fetch(node, ctx, origin, forwarded).await?;
+    let interim = interim(ctx, parts);
+    let response = origin_fetch::fetch(node, ctx, origin, forwarded, interim.as_ref()).await?;
     // A successful unsafe request changed what the origin holds: stored copies go.
     cache_store::invalidate_after_unsafe(node, ctx, parts, &response);
     let response = origin_response::run(node, ctx, parts, response).await?;
     viewer_response::run(node, ctx, parts, response).await
 }
 
-/// Lets the origin's 1xx interim responses reach the viewer, which must not get them over
-/// HTTP/1.0 (RFC 9110 §15.2).
-fn with_interim(
-    ctx: &RequestCtx,
-    parts: &Parts,
-    mut forwarded: origin_request::OriginRequest,
-) -> origin_request::OriginRequest {
-    if let Some(sink) = ctx
-        .interim
+/// Where the origin's 1xx interim responses go: to the viewer, which must not get them over
+/// HTTP/1.0 (RFC 9110 §15.2). Passed to the fetch beside the request rather than in its
+/// extensions, whose map is allocated on first insert (about 500 instructions a request).
+fn interim(ctx: &RequestCtx, parts: &Parts) -> Option<InterimSink> {
+    ctx.interim
         .as_ref()
         .filter(|_| parts.version >= Version::HTTP_11)
-    {
-        forwarded.request.extensions_mut().insert(sink.clone());
-    }
-    forwarded
+        .cloned()
 }
 
 /// Starts the background revalidation of a stale object that was just served
@@ -506,7 +499,7 @@ async fn revalidate(
                 Forward::Respond(_) => return Ok(()),
             };
             let origin = origin_select::origin(node, ctx, behavior);
-            let response = origin_fetch::fetch(node, ctx, origin, forwarded).await?;
+            let response = origin_fetch::fetch(node, ctx, origin, forwarded, None).await?;
             // A failing origin leaves the stale copy in place (the dropped leader releases
             // waiters).
             if cache_store::is_origin_failure(response.status()) {

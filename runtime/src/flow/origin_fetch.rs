@@ -9,18 +9,23 @@ use super::origin_request::OriginRequest;
 use super::RequestCtx;
 use crate::body::EdgeBody;
 use crate::error::Error;
+use crate::interim::InterimSink;
 use crate::origin::Origin;
 use crate::Node;
 
-/// Fetches from `origin` (the one `origin_select` recorded in `ctx`).
+/// Fetches from `origin` (the one `origin_select` recorded in `ctx`); the origin's 1xx go to
+/// `interim`.
 pub async fn fetch(
     node: &Node,
     ctx: &mut RequestCtx,
     origin: &Origin,
     forwarded: OriginRequest,
+    interim: Option<&InterimSink>,
 ) -> Result<Response<EdgeBody>, Error> {
     let started = Instant::now();
-    let result = origin.fetch(forwarded.request, forwarded.replayable).await;
+    let result = origin
+        .fetch(forwarded.request, forwarded.replayable, interim)
+        .await;
     if let Some(index) = ctx.origin {
         node.metrics
             .origin_fetch(&node.config.origins[index].name, started.elapsed());

@@ -103,6 +103,7 @@ impl DynamicPool {
         &self,
         request: Request<EdgeBody>,
         replayable: bool,
+        interim: Option<&InterimSink>,
     ) -> Result<Response<EdgeBody>, Error> {
         let (mut parts, body) = request.into_parts();
         let mut body = Some(body);
@@ -124,7 +125,6 @@ impl DynamicPool {
             &many
         };
 
-        let interim = parts.extensions.get::<InterimSink>();
         let mut failures = Vec::new();
         for (attempt, &index) in order.iter().enumerate() {
             let Some(attempt_body) = body.take() else {
@@ -137,7 +137,7 @@ impl DynamicPool {
             } else {
                 std::mem::take(&mut parts.headers)
             };
-            let request = self.target_request(&parts, state, headers, attempt_body);
+            let request = self.target_request(&parts, state, headers, attempt_body, interim);
             match self.attempt(state, request, replayable, interim).await {
                 Ok(mut response) => {
                     state.down_until_ms.store(0, Ordering::Relaxed);
@@ -271,6 +271,7 @@ impl DynamicPool {
         state: &TargetState,
         headers: HeaderMap,
         body: EdgeBody,
+        interim: Option<&InterimSink>,
     ) -> Request<EdgeBody> {
         // Only origin-form paths reach here (`viewer_request::normalize` refuses others), but a
         // request target is viewer input: fall back to `/` rather than trust it.
@@ -300,7 +301,7 @@ impl DynamicPool {
         if let Some(host) = &state.host {
             request.headers_mut().insert(HOST, host.clone());
         }
-        if let Some(sink) = parts.extensions.get::<InterimSink>() {
+        if let Some(sink) = interim {
             sink.attach(&mut request);
         }
         request

@@ -15,6 +15,7 @@ use http::{Request, Response};
 
 use crate::body::{BodyError, EdgeBody};
 use crate::config::{OriginConfig, OriginKind};
+use crate::interim::InterimSink;
 pub use dynamic_pool::DynamicPool;
 pub use s3::S3Bucket;
 pub use static_bucket::StaticBucket;
@@ -206,14 +207,16 @@ impl Origin {
 
     /// Sends a prepared request (absolute path and query in the URI, proxy headers set).
     /// `replayable` says whether it may be sent again to another target after a connect failure.
+    /// A dynamic origin's 1xx interim responses go to `interim` (the others send none).
     pub async fn fetch(
         &self,
         request: Request<EdgeBody>,
         replayable: bool,
+        interim: Option<&InterimSink>,
     ) -> Result<Response<EdgeBody>, Error> {
         match self {
             Origin::Static(bucket) => bucket.fetch(request).await,
-            Origin::Dynamic(pool) => pool.fetch(request, replayable).await,
+            Origin::Dynamic(pool) => pool.fetch(request, replayable, interim).await,
             Origin::S3(bucket) => bucket.fetch(request).await,
         }
     }

@@ -133,7 +133,7 @@ impl S3Bucket {
         };
         let signed = self.signed_request(method, &key, request.headers())?;
         // Idempotent and bodiless: a failed connect may be retried.
-        let response = self.pool.fetch(signed, true).await?;
+        let response = self.pool.fetch(signed, true, None).await?;
         let status = response.status();
         if status.is_success()
             || matches!(
