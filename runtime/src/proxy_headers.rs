@@ -3,6 +3,8 @@
 
 use std::net::IpAddr;
 
+use bytes::Bytes;
+use http::header::Entry;
 use http::header::{
     HeaderName, CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
     TRANSFER_ENCODING, UPGRADE, VIA,
@@ -58,14 +60,29 @@ pub fn add_via(headers: &mut HeaderMap) {
     headers.append(VIA, HeaderValue::from_static(VIA_VALUE));
 }
 
-/// Appends the viewer's address to `X-Forwarded-For`, keeping earlier hops' entries.
+/// Appends the viewer's address to `X-Forwarded-For`, keeping earlier hops' entries: every line
+/// of them, joined into one list (RFC 9110 §5.3), since each proxy before may have added its own.
 pub fn add_forwarded_for(headers: &mut HeaderMap, viewer: IpAddr) {
-    let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) => format!("{prior}, {}", ip_text(viewer)),
-        None => ip_text(viewer),
-    };
-    if let Ok(value) = HeaderValue::from_str(&value) {
-        headers.insert(X_FORWARDED_FOR.clone(), value);
+    let mut list = Vec::new();
+    let entry = headers.entry(X_FORWARDED_FOR.clone());
+    if let Entry::Occupied(prior) = &entry {
+        for line in prior.iter() {
+            list.extend_from_slice(line.as_bytes());
+            list.extend_from_slice(b", ");
+        }
+    }
+    list.extend_from_slice(ip_text(viewer).as_bytes());
+    // The bytes become the value without another copy. Valid lines joined by ", " and an
+    // address are valid header bytes, so the check cannot fail.
+    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(list)) {
+        match entry {
+            Entry::Occupied(mut prior) => {
+                prior.insert(value);
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(value);
+            }
+        }
     }
 }
 

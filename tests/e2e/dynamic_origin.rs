@@ -80,6 +80,32 @@ async fn forwards_method_body_and_headers_with_proxy_headers() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn every_earlier_hop_of_x_forwarded_for_is_kept() -> Result<()> {
+    // Two proxies before the node each added a line of their own: one list (RFC 9110 §5.3).
+    let origin = Origin::fixed("ok", &[]).await?;
+    let node = node_for(&[origin.url()], "").await?;
+    let r = node
+        .send(
+            node.request("GET", "/api/hops")
+                .header("x-forwarded-for", "203.0.113.9")
+                .header("x-forwarded-for", "198.51.100.7, 192.0.2.1")
+                .body(Full::default())?,
+        )
+        .await?;
+    assert_eq!(r.status.as_u16(), 200);
+    let got = origin.last();
+    assert_eq!(
+        got.headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(|v| v.to_str().unwrap_or("?"))
+            .collect::<Vec<_>>(),
+        ["203.0.113.9, 198.51.100.7, 192.0.2.1, 127.0.0.1"]
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn large_request_body_is_streamed_through() -> Result<()> {
     // The origin reports its first body chunk to the test, then reads the rest and answers
     // with the byte count. The viewer sends the rest only after that report: a node that read
