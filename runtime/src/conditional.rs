@@ -14,16 +14,16 @@ pub fn is_not_modified(
     etag: Option<&HeaderValue>,
     last_modified: Option<SystemTime>,
 ) -> bool {
-    if let Some(inm) = request.get(IF_NONE_MATCH) {
-        let (Ok(inm), Some(etag)) = (inm.to_str(), etag.and_then(|e| e.to_str().ok())) else {
+    let mut lines = request.get_all(IF_NONE_MATCH).iter().peekable();
+    if lines.peek().is_some() {
+        let Some(current) = etag.and_then(|e| opaque_tag(e.as_bytes())) else {
             return false;
         };
-        // Weak comparison (§8.8.3.2): `W/"x"` matches `"x"`.
-        let opaque = |tag: &str| tag.trim().trim_start_matches("W/").to_owned();
-        let current = opaque(etag);
-        return inm
-            .split(',')
-            .any(|t| t.trim() == "*" || opaque(t) == current);
+        // Every line is part of one list (§5.3); weak comparison (§8.8.3.2): `W/"x"` matches
+        // `"x"`.
+        return lines.any(|line| {
+            EntityTags(line.as_bytes()).any(|tag| tag == b"*" || opaque_tag(tag) == Some(current))
+        });
     }
     if let (Some(ims), Some(modified)) = (request.get(IF_MODIFIED_SINCE), last_modified) {
         if let Some(since) = ims
@@ -35,6 +35,44 @@ pub fn is_not_modified(
         }
     }
     false
+}
+
+/// The opaque part of an entity-tag (`"x"` of `W/"x"`, quotes included); `None` if `tag` is not
+/// one.
+fn opaque_tag(tag: &[u8]) -> Option<&[u8]> {
+    let tag = tag.trim_ascii();
+    let tag = tag.strip_prefix(b"W/").unwrap_or(tag);
+    let inner = tag.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    (!inner.contains(&b'"')).then_some(tag)
+}
+
+/// The members of an `If-None-Match` line: `*`, or entity-tags, which may hold commas inside
+/// their quotes (§8.8.3), so a split on commas is not enough. Garbage between members is
+/// skipped up to the next comma.
+struct EntityTags<'a>(&'a [u8]);
+
+impl<'a> Iterator for EntityTags<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let rest = self.0.trim_ascii_start();
+        let rest = rest.strip_prefix(b",").unwrap_or(rest).trim_ascii_start();
+        if rest.is_empty() {
+            return None;
+        }
+        let start = usize::from(rest.starts_with(b"W/")) * 2;
+        let end = match rest[start..].strip_prefix(b"\"") {
+            // To the closing quote, which no entity-tag character is.
+            Some(quoted) => quoted
+                .iter()
+                .position(|&b| b == b'"')
+                .map_or(rest.len(), |close| start + close + 2),
+            None => rest.iter().position(|&b| b == b',').unwrap_or(rest.len()),
+        };
+        let (member, after) = rest.split_at(end);
+        self.0 = after;
+        Some(member.trim_ascii_end())
+    }
 }
 
 /// The parsed `Last-Modified` of a response, if present and valid.
@@ -93,6 +131,32 @@ mod tests {
             None,
             None
         ));
+    }
+
+    #[test]
+    fn entity_tags_are_read_whole_from_every_line() {
+        let etag = HeaderValue::from_static("\"a,b\"");
+        let mut two_lines = req("if-none-match", "\"x\"");
+        two_lines.append("if-none-match", HeaderValue::from_static(" W/\"a,b\" "));
+        assert!(is_not_modified(&two_lines, Some(&etag), None));
+        assert!(is_not_modified(
+            &req("if-none-match", "\"q\", \"a,b\""),
+            Some(&etag),
+            None
+        ));
+        assert!(
+            !is_not_modified(&req("if-none-match", "\"a\", \"b\""), Some(&etag), None),
+            "pieces of the tag are not the tag"
+        );
+        assert!(
+            !is_not_modified(&req("if-none-match", "a,b"), Some(&etag), None),
+            "an unquoted tag is no entity-tag"
+        );
+        let members: Vec<&[u8]> = EntityTags(b" \"a,b\" ,W/\"c\",  *, junk , \"open").collect();
+        assert_eq!(
+            members,
+            [&b"\"a,b\""[..], b"W/\"c\"", b"*", b"junk", b"\"open"]
+        );
     }
 
     #[test]

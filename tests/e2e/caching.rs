@@ -271,6 +271,16 @@ async fn conditional_requests_get_304() -> Result<()> {
         (hit.status.as_u16(), hit.x_cache(), hit.body.len()),
         (304, "Hit", 0)
     );
+    // A list may come in several lines (RFC 9110 §5.3): the match is on the second.
+    let listed = node
+        .send(
+            node.request("GET", "/a")
+                .header("if-none-match", "\"v0\"")
+                .header("if-none-match", "\"old\", W/\"v1\"")
+                .body(Full::default())?,
+        )
+        .await?;
+    assert_eq!((listed.status.as_u16(), listed.x_cache()), (304, "Hit"));
     let since = node
         .send(
             node.request("GET", "/a")
