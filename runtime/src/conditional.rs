@@ -16,13 +16,13 @@ pub fn is_not_modified(
 ) -> bool {
     let mut lines = request.get_all(IF_NONE_MATCH).iter().peekable();
     if lines.peek().is_some() {
-        let Some(current) = etag.and_then(|e| opaque_tag(e.as_bytes())) else {
-            return false;
-        };
-        // Every line is part of one list (§5.3); weak comparison (§8.8.3.2): `W/"x"` matches
-        // `"x"`.
+        let current = etag.and_then(|e| opaque_tag(e.as_bytes()));
+        // Every line is part of one list (§5.3). `*` matches any current representation, with
+        // or without a tag (§13.1.2); a tag matches by weak comparison (§8.8.3.2): `W/"x"`
+        // matches `"x"`.
         return lines.any(|line| {
-            EntityTags(line.as_bytes()).any(|tag| tag == b"*" || opaque_tag(tag) == Some(current))
+            EntityTags(line.as_bytes())
+                .any(|tag| tag == b"*" || (current.is_some() && opaque_tag(tag) == current))
         });
     }
     if let (Some(ims), Some(modified)) = (request.get(IF_MODIFIED_SINCE), last_modified) {
@@ -131,6 +131,10 @@ mod tests {
             None,
             None
         ));
+        assert!(
+            is_not_modified(&req("if-none-match", "*"), None, None),
+            "`*` matches a representation without a tag too"
+        );
     }
 
     #[test]
