@@ -404,3 +404,49 @@ async fn a_post_the_origin_closed_a_reused_connection_on_is_not_sent_again() -> 
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gets_spaced_around_the_origin_keep_alive_timeout_never_fail() -> Result<()> {
+    // An origin that closes a connection 20 ms after its last answer (without saying so), and
+    // a viewer whose requests come 14-26 ms apart: some reach a connection as it closes. A new
+    // connection waits longer for its first request, so a loaded machine cannot fail that one.
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let _shutdown = accept_until_shutdown(listener, |mut stream| {
+        tokio::spawn(async move {
+            let mut buffer = Vec::new();
+            let mut idle = Duration::from_secs(5);
+            loop {
+                let head_end = loop {
+                    if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break end + 4;
+                    }
+                    let mut chunk = [0u8; 4096];
+                    let read = tokio::time::timeout(idle, stream.read(&mut chunk));
+                    match read.await {
+                        Ok(Ok(n)) if n > 0 => buffer.extend_from_slice(&chunk[..n]),
+                        _ => return,
+                    }
+                };
+                buffer.drain(..head_end);
+                idle = Duration::from_millis(20);
+                let answer =
+                    b"HTTP/1.1 200 OK\r\ncache-control: no-store\r\ncontent-length: 2\r\n\r\nok";
+                if stream.write_all(answer).await.is_err() {
+                    return;
+                }
+            }
+        });
+    });
+    let node = TestNode::start(&api_node_config(&url)).await?;
+    let mut failed = Vec::new();
+    for i in 0..150u64 {
+        let reply = node.get(&format!("/api/r{i}")).await?;
+        if reply.status != 200 {
+            failed.push((i, reply.status.as_u16()));
+        }
+        tokio::time::sleep(Duration::from_millis(14 + i * 7 % 13)).await;
+    }
+    assert_eq!(failed, [], "requests that failed");
+    Ok(())
+}
