@@ -396,3 +396,57 @@ async fn a_target_that_never_completes_the_handshake_fails_over_within_connect_t
     let _ = stop.send(());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_get_an_https_target_closed_its_connection_under_is_sent_again() -> Result<()> {
+    // The https twin of origin_pool's test: the first connection answers a request, then
+    // closes under the next one, a keep-alive timeout crossing it on the wire.
+    let ca = TestCa::new()?;
+    let (cert, key) = ca.leaf(&["127.0.0.1"])?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(vec![cert], key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("https://{}", listener.local_addr()?);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let _shutdown = accept_until_shutdown(listener, move |stream| {
+        let acceptor = acceptor.clone();
+        let log = Arc::clone(&log);
+        let accepted = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(stream).await else {
+                return;
+            };
+            let connection = accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            crate::origin_pool::answer_but_close_under_second(tls, connection, log).await;
+        });
+    });
+    let node = node(&[url], &format!("ca_file = {}", ca.ca_file())).await?;
+    let first = node.get("/a").await?;
+    assert_eq!(
+        (first.status.as_u16(), first.text()),
+        (200, "0-0".to_owned())
+    );
+    let second = node.get("/b").await?;
+    assert_eq!(
+        (second.status.as_u16(), second.text()),
+        (200, "1-0".to_owned()),
+        "the GET lost with the closed connection went out again"
+    );
+    assert_eq!(
+        *seen.lock().expect("origin log lock"),
+        [
+            "0: GET /a HTTP/1.1",
+            "0: GET /b HTTP/1.1",
+            "1: GET /b HTTP/1.1",
+        ]
+    );
+    Ok(())
+}

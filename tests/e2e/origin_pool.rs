@@ -285,49 +285,66 @@ async fn closes_after_first_answer() -> Result<(
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let accepted = Arc::new(AtomicUsize::new(0));
     let log = Arc::clone(&seen);
-    let shutdown = accept_until_shutdown(listener, move |mut stream| {
+    let shutdown = accept_until_shutdown(listener, move |stream| {
         let connection = accepted.fetch_add(1, Ordering::SeqCst);
-        let log = Arc::clone(&log);
-        tokio::spawn(async move {
-            let mut buffer = Vec::new();
-            for exchange in 0.. {
-                // One request head (these requests have no body).
-                let end = loop {
-                    if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break end + 4;
-                    }
-                    let mut chunk = [0u8; 4096];
-                    match stream.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-                    }
-                };
-                let head: Vec<u8> = buffer.drain(..end).collect();
-                let line = String::from_utf8_lossy(&head)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_owned();
-                log.lock().unwrap().push(format!("{connection}: {line}"));
-                if connection == 0 && exchange == 1 {
-                    return;
-                }
-                let body = format!("{connection}-{exchange}");
-                let mut answer = format!(
-                    "HTTP/1.1 103 Early Hints\r\nlink: </{body}.css>\r\n\r\n\
-                     HTTP/1.1 200 OK\r\ncache-control: no-store\r\ncontent-length: {}\r\n\r\n",
-                    body.len()
-                );
-                if !line.starts_with("HEAD") {
-                    answer.push_str(&body);
-                }
-                if stream.write_all(answer.as_bytes()).await.is_err() {
-                    return;
-                }
-            }
-        });
+        tokio::spawn(answer_but_close_under_second(
+            stream,
+            connection,
+            Arc::clone(&log),
+        ));
     });
     Ok((url, seen, shutdown))
+}
+
+/// One connection of [`closes_after_first_answer`]'s origin, over any stream (the HTTPS tests
+/// run it over TLS): answers every request, except that connection 0 closes on its second.
+pub(crate) async fn answer_but_close_under_second<S>(
+    mut stream: S,
+    connection: usize,
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut buffer = Vec::new();
+    for exchange in 0.. {
+        // One request head (these requests have no body).
+        let end = loop {
+            if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head: Vec<u8> = buffer.drain(..end).collect();
+        let line = String::from_utf8_lossy(&head)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        log.lock()
+            .expect("origin log lock")
+            .push(format!("{connection}: {line}"));
+        if connection == 0 && exchange == 1 {
+            // Over TLS, a close_notify first, as a server closing an idle connection sends.
+            let _ = stream.shutdown().await;
+            return;
+        }
+        let body = format!("{connection}-{exchange}");
+        let mut answer = format!(
+            "HTTP/1.1 103 Early Hints\r\nlink: </{body}.css>\r\n\r\n\
+             HTTP/1.1 200 OK\r\ncache-control: no-store\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        if !line.starts_with("HEAD") {
+            answer.push_str(&body);
+        }
+        if stream.write_all(answer.as_bytes()).await.is_err() {
+            return;
+        }
+    }
 }
 
 fn api_node_config(url: &str) -> String {
@@ -348,7 +365,9 @@ async fn a_get_the_origin_closed_a_reused_connection_on_is_sent_again_on_a_new_o
     let log = Arc::clone(&hints);
     hyper::ext::on_informational(&mut request, move |interim| {
         let link = interim.headers().get("link").cloned();
-        log.lock().unwrap().push((interim.status().as_u16(), link));
+        log.lock()
+            .expect("hints lock")
+            .push((interim.status().as_u16(), link));
     });
     let second = node.send(request).await?;
     assert_eq!(
@@ -357,7 +376,7 @@ async fn a_get_the_origin_closed_a_reused_connection_on_is_sent_again_on_a_new_o
         "the GET lost with the reused connection went out again on a fresh one"
     );
     assert_eq!(
-        *hints.lock().unwrap(),
+        *hints.lock().expect("hints lock"),
         [(103, Some(http::HeaderValue::from_static("</1-0.css>")))],
         "the second exchange's 1xx still reaches the viewer"
     );
@@ -366,7 +385,7 @@ async fn a_get_the_origin_closed_a_reused_connection_on_is_sent_again_on_a_new_o
         .await?;
     assert_eq!(head.status.as_u16(), 200);
     assert_eq!(
-        *seen.lock().unwrap(),
+        *seen.lock().expect("origin log lock"),
         [
             "0: GET /api/a HTTP/1.1",
             "0: GET /api/b HTTP/1.1",
@@ -399,7 +418,7 @@ async fn a_post_the_origin_closed_a_reused_connection_on_is_not_sent_again() -> 
         "the POST may have reached the origin: the viewer decides whether to send it again"
     );
     assert_eq!(
-        *seen.lock().unwrap(),
+        *seen.lock().expect("origin log lock"),
         ["0: GET /api/a HTTP/1.1", "0: POST /api/order HTTP/1.1"]
     );
     Ok(())

@@ -25,6 +25,7 @@ use rustls::pki_types::ServerName;
 
 use super::client::{self, OriginClient};
 use super::h1_pool::{self, H1Pool};
+use super::resend;
 use super::Error;
 use crate::body::{BodyError, EdgeBody};
 use crate::config::{OriginTls, Target};
@@ -190,30 +191,54 @@ impl DynamicPool {
                     }
                 }
             }
-            None => match tokio::time::timeout(timeout, self.client.request(request)).await {
-                Ok(Ok(response)) => Ok(response.map(EdgeBody::Incoming)),
-                Err(_elapsed) => Err(AttemptError::Other(self.response_timeout_error(state))),
-                Ok(Err(e)) if e.is_connect() => Err(AttemptError::Connect(
-                    if let Some(tls) = client::tls_error(&e) {
-                        let reason = match tls {
-                            rustls::Error::InvalidCertificate(_) => {
-                                format!("certificate not trusted for {}: {tls}", state.tls_name)
+            None => {
+                match tokio::time::timeout(timeout, self.send(request, replayable, interim)).await {
+                    Ok(Ok(response)) => Ok(response.map(EdgeBody::Incoming)),
+                    Err(_elapsed) => Err(AttemptError::Other(self.response_timeout_error(state))),
+                    Ok(Err(e)) if e.is_connect() => Err(AttemptError::Connect(
+                        if let Some(tls) = client::tls_error(&e) {
+                            let reason = match tls {
+                                rustls::Error::InvalidCertificate(_) => {
+                                    format!("certificate not trusted for {}: {tls}", state.tls_name)
+                                }
+                                _ => format!("TLS handshake with {} failed: {tls}", state.tls_name),
+                            };
+                            Error::Tls {
+                                origin: self.name.clone(),
+                                target: state.target.authority.to_string(),
+                                reason,
                             }
-                            _ => format!("TLS handshake with {} failed: {tls}", state.tls_name),
-                        };
-                        Error::Tls {
-                            origin: self.name.clone(),
-                            target: state.target.authority.to_string(),
-                            reason,
-                        }
-                    } else if is_timed_out(&e) {
-                        self.connect_timeout_error(state)
-                    } else {
-                        self.refused_error(state, e.into())
-                    },
-                )),
-                Ok(Err(e)) => Err(AttemptError::Other(self.exchange_error(state, e.into()))),
-            },
+                        } else if is_timed_out(&e) {
+                            self.connect_timeout_error(state)
+                        } else {
+                            self.refused_error(state, e.into())
+                        },
+                    )),
+                    Ok(Err(e)) => Err(AttemptError::Other(self.exchange_error(state, e.into()))),
+                }
+            }
+        }
+    }
+
+    /// Sends on hyper-util's client (`https` targets), once more if the target closed the
+    /// connection under a replayable request ([`resend`]). The client does not say whether the
+    /// connection was reused, so a fresh one that does that gets the second try too.
+    async fn send(
+        &self,
+        request: Request<EdgeBody>,
+        replayable: bool,
+        interim: Option<&InterimSink>,
+    ) -> Result<Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
+        let again = replayable.then(|| resend::copy(&request));
+        match (self.client.request(request).await, again) {
+            (Err(e), Some(mut copy)) if !e.is_connect() && resend::closed_under_request(&e) => {
+                tracing::debug!(origin = %self.name, error = %e, "a connection closed under a replayable request; sending it again");
+                if let Some(sink) = interim {
+                    sink.attach(&mut copy);
+                }
+                self.client.request(copy).await
+            }
+            (result, _) => result,
         }
     }
 

@@ -29,6 +29,7 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::resend;
 use crate::body::EdgeBody;
 use crate::interim::InterimSink;
 
@@ -97,7 +98,7 @@ impl H1Pool {
                 None => (self.connect().await.map_err(SendError::Connect)?, false),
             };
             // hyper consumes a request it wrote; the copy is the only way to send it again.
-            let again = (reused && replayable).then(|| copy(&request));
+            let again = (reused && replayable).then(|| resend::copy(&request));
             match sender.try_send_request(request).await {
                 Ok(response) => return Ok(self.attach(response, sender)),
                 Err(mut e) => match e.take_message() {
@@ -113,7 +114,7 @@ impl H1Pool {
                     None => {
                         let e = e.into_error();
                         match again {
-                            Some(copy) if closed_under_request(&e) => {
+                            Some(copy) if resend::closed_under_request(&e) => {
                                 tracing::debug!(target = %self.authority, error = %e, "an idle connection closed under a replayable request; sending it on a new one");
                                 request = copy;
                                 if let Some(sink) = interim {
@@ -210,40 +211,6 @@ impl H1Pool {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-}
-
-/// A bodiless request as it is before sending, but for its extensions: the 1xx callback is all
-/// hyper's client reads of them, attached again only if the copy is sent (a clone of the map,
-/// or a new callback, cost as much as the headers' copy, on every request).
-fn copy(request: &Request<EdgeBody>) -> Request<EdgeBody> {
-    let mut copy = Request::new(EdgeBody::Empty);
-    *copy.method_mut() = request.method().clone();
-    *copy.uri_mut() = request.uri().clone();
-    *copy.version_mut() = request.version();
-    *copy.headers_mut() = request.headers().clone();
-    copy
-}
-
-/// Whether an exchange failed because the target closed or reset the connection before any
-/// response: what a keep-alive timeout crossing the request looks like. A malformed or
-/// refused answer is the target's answer, not sent again.
-fn closed_under_request(error: &hyper::Error) -> bool {
-    if error.is_incomplete_message() {
-        return true;
-    }
-    let mut source = std::error::Error::source(error);
-    while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<io::Error>() {
-            return matches!(
-                io.kind(),
-                io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::ConnectionAborted
-                    | io::ErrorKind::BrokenPipe
-            );
-        }
-        source = e.source();
-    }
-    false
 }
 
 /// Closes connections idle for [`IDLE_TIMEOUT`] while the pool lives; a pool that sees no
