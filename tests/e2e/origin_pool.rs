@@ -275,7 +275,7 @@ async fn an_answer_the_origin_sent_unasked_never_answers_the_next_request() -> R
 /// an origin whose timeout is shorter than the node's. Later connections answer everything,
 /// each answer after a `103 Early Hints`.
 /// Gives the request lines it read, in order, with the connection each came on.
-async fn closes_after_first_answer() -> Result<(
+pub(crate) async fn closes_after_first_answer() -> Result<(
     String,
     Arc<std::sync::Mutex<Vec<String>>>,
     tokio::sync::oneshot::Sender<()>,

@@ -451,3 +451,29 @@ async fn origin_facing_functions_run_at_the_parent_not_at_the_edge() -> Result<(
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_parent_that_closed_a_connection_under_a_fill_gets_it_again_and_stays_up() -> Result<()> {
+    // The "parent" answers on its first connection once, then closes under the next request,
+    // as a regional node's header read timeout crossing a fill on a reused connection would.
+    let origin = Origin::fixed("from the origin", &[("cache-control", "max-age=60")]).await?;
+    let (parent_url, seen, _shutdown) = crate::origin_pool::closes_after_first_answer().await?;
+    let token = token_file("a-long-random-secret")?;
+    let edge = edge(&origin, &[parent_url], &token, "").await?;
+    let first = get(&edge, "/a").await?;
+    assert_eq!(
+        (first.status.as_u16(), first.text()),
+        (200, "0-0".to_owned())
+    );
+    let second = get(&edge, "/b").await?;
+    assert_eq!(
+        (second.status.as_u16(), second.text()),
+        (200, "1-0".to_owned()),
+        "the fill went to the parent again, not to the origin"
+    );
+    let third = get(&edge, "/c").await?;
+    assert_eq!(third.text(), "1-1", "the parent was not marked down");
+    assert_eq!(origin.count(), 0);
+    assert_eq!(seen.lock().expect("parent log lock").len(), 4);
+    Ok(())
+}

@@ -6,7 +6,7 @@
 pub mod client;
 pub mod dynamic_pool;
 pub mod h1_pool;
-mod resend;
+pub(crate) mod resend;
 pub mod s3;
 pub mod static_bucket;
 

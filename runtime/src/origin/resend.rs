@@ -12,7 +12,7 @@ use crate::body::EdgeBody;
 /// A bodiless request as it is before sending, but for its extensions: the 1xx callback is all
 /// hyper's client reads of them, attached again only if the copy is sent (a clone of the map,
 /// or a new callback, cost as much as the headers' copy, on every request).
-pub(super) fn copy(request: &Request<EdgeBody>) -> Request<EdgeBody> {
+pub(crate) fn copy(request: &Request<EdgeBody>) -> Request<EdgeBody> {
     let mut copy = Request::new(EdgeBody::Empty);
     *copy.method_mut() = request.method().clone();
     *copy.uri_mut() = request.uri().clone();
@@ -24,7 +24,7 @@ pub(super) fn copy(request: &Request<EdgeBody>) -> Request<EdgeBody> {
 /// Whether an exchange failed because the target closed or reset the connection before any
 /// response: what a keep-alive timeout crossing the request looks like. A malformed or
 /// refused answer is the target's answer, not sent again.
-pub(super) fn closed_under_request(error: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn closed_under_request(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut source = Some(error);
     while let Some(e) = source {
         if e.downcast_ref::<hyper::Error>()
