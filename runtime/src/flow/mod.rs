@@ -438,7 +438,8 @@ async fn pass(
 
 /// Where the origin's 1xx interim responses go: to the viewer, which must not get them over
 /// HTTP/1.0 (RFC 9110 §15.2). Passed to the fetch beside the request rather than in its
-/// extensions, whose map is allocated on first insert (about 500 instructions a request).
+/// extensions: the map allocated on first insert, and the insert and lookup cost about 1,400
+/// instructions a pass-through request.
 fn interim(ctx: &RequestCtx, parts: &Parts) -> Option<InterimSink> {
     ctx.interim
         .as_ref()
