@@ -192,7 +192,8 @@ impl DynamicPool {
                 }
             }
             None => {
-                match tokio::time::timeout(timeout, self.send(request, replayable, interim)).await {
+                let send = resend::on_legacy_client(&self.client, request, replayable, interim);
+                match tokio::time::timeout(timeout, send).await {
                     Ok(Ok(response)) => Ok(response.map(EdgeBody::Incoming)),
                     Err(_elapsed) => Err(AttemptError::Other(self.response_timeout_error(state))),
                     Ok(Err(e)) if e.is_connect() => Err(AttemptError::Connect(
@@ -217,28 +218,6 @@ impl DynamicPool {
                     Ok(Err(e)) => Err(AttemptError::Other(self.exchange_error(state, e.into()))),
                 }
             }
-        }
-    }
-
-    /// Sends on hyper-util's client (`https` targets), once more if the target closed the
-    /// connection under a replayable request ([`resend`]). The client does not say whether the
-    /// connection was reused, so a fresh one that does that gets the second try too.
-    async fn send(
-        &self,
-        request: Request<EdgeBody>,
-        replayable: bool,
-        interim: Option<&InterimSink>,
-    ) -> Result<Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
-        let again = replayable.then(|| resend::copy(&request));
-        match (self.client.request(request).await, again) {
-            (Err(e), Some(mut copy)) if !e.is_connect() && resend::closed_under_request(&e) => {
-                tracing::debug!(origin = %self.name, error = %e, "a connection closed under a replayable request; sending it again");
-                if let Some(sink) = interim {
-                    sink.attach(&mut copy);
-                }
-                self.client.request(copy).await
-            }
-            (result, _) => result,
         }
     }
 

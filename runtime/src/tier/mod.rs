@@ -235,7 +235,13 @@ impl Tier {
                 }
             }
             let timeout = response_timeout + PARENT_RESPONSE_SLACK;
-            let failure = match tokio::time::timeout(timeout, self.send(outgoing)).await {
+            // A parent closes a keep-alive connection idle past its header read timeout; a fill
+            // crossing that close is sent again rather than marking a healthy parent down.
+            // Fills are GETs and HEADs without a body.
+            let replayable = outgoing.method().is_idempotent();
+            let send =
+                crate::origin::resend::on_legacy_client(&self.client, outgoing, replayable, None);
+            let failure = match tokio::time::timeout(timeout, send).await {
                 Ok(Ok(response)) => match parent_failure(response.headers()) {
                     None => {
                         let (mut parts, body) = response.into_parts();
@@ -280,28 +286,6 @@ impl Tier {
             self.failed(index, metrics, &failure);
         }
         ParentFetch::Failed(self.on_parent_failure)
-    }
-
-    /// Sends a fill to a parent, once more if the parent closed the connection under it (its
-    /// header read timeout ran out as the request arrived, `origin::resend`): a healthy parent
-    /// must not be marked down for that. Fills are GETs and HEADs without a body.
-    async fn send(
-        &self,
-        request: Request<EdgeBody>,
-    ) -> Result<Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
-        let again = request
-            .method()
-            .is_idempotent()
-            .then(|| crate::origin::resend::copy(&request));
-        match (self.client.request(request).await, again) {
-            (Err(e), Some(copy))
-                if !e.is_connect() && crate::origin::resend::closed_under_request(&e) =>
-            {
-                tracing::debug!(error = %e, "a parent closed its connection under a fill; sending it again");
-                self.client.request(copy).await
-            }
-            (result, _) => result,
-        }
     }
 
     /// Records a failed fill from parent `index` and marks it down.
