@@ -13,6 +13,7 @@ use http::{Method, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 
 use crate::body::{BodyError, EdgeBody};
+use crate::head_timeout::InFlight;
 use crate::metrics::Metrics;
 
 /// What one access-log line says.
@@ -52,6 +53,8 @@ pub struct LoggedBody {
     expected: Option<u64>,
     /// Where the bytes sent are counted, once, when the body ends or is dropped.
     metrics: Option<std::sync::Arc<Metrics>>,
+    /// Keeps the request in progress on its HTTP/1.1 connection until hyper drops the body.
+    _in_flight: Option<InFlight>,
 }
 
 impl LoggedBody {
@@ -61,6 +64,7 @@ impl LoggedBody {
         record: Option<Box<AccessRecord>>,
         expected: Option<u64>,
         metrics: std::sync::Arc<Metrics>,
+        in_flight: Option<InFlight>,
     ) -> Self {
         LoggedBody {
             body,
@@ -68,6 +72,7 @@ impl LoggedBody {
             bytes: 0,
             expected,
             metrics: Some(metrics),
+            _in_flight: in_flight,
         }
     }
 

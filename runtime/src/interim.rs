@@ -3,10 +3,10 @@
 //!
 //! hyper's server sends exactly one response per request and refuses 1xx statuses, so the
 //! node writes interim responses beneath it: each viewer connection's socket is wrapped in an
-//! [`InterimIo`], whose [`InterimSink`] travels with the request (as an extension) to the
-//! origin client, where hyper's `on_informational` callback hands each 1xx to it. The sink
-//! queues the encoded response; the wrapper writes queued bytes before anything hyper writes
-//! next, so an interim response always precedes the final one.
+//! [`InterimIo`], whose [`InterimSink`] travels beside the request to the origin client, where
+//! hyper's `on_informational` callback hands each 1xx to it. The sink queues the encoded
+//! response; the wrapper writes queued bytes before anything hyper writes next, so an interim
+//! response always precedes the final one.
 //!
 //! An interim response is written only when every byte hyper wrote before it has been flushed
 //! (no earlier response still on its way, as with pipelined requests); otherwise it is dropped,

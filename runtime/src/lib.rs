@@ -44,6 +44,7 @@ pub mod demo;
 pub mod durable;
 pub mod error;
 pub mod flow;
+pub mod head_timeout;
 pub mod interim;
 pub mod kv;
 pub mod listener;

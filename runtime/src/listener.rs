@@ -29,15 +29,13 @@ use crate::body::EdgeBody;
 use crate::config::Config;
 use crate::error::StartError;
 use crate::flow::{self, RequestCtx};
+use crate::head_timeout::{HeadClock, InFlight};
 use crate::interim::{InterimIo, InterimSink};
 use crate::tls::DEFAULT_HANDSHAKE_TIMEOUT;
 use crate::{Edge, Node};
 
 /// How long in-flight requests may run after shutdown begins before their connections are cut.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-/// A viewer that has not finished sending request headers by then is disconnected, so idle or
-/// slow-loris connections cannot pile up.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A node serving on a socket (and its admin API, if configured).
 pub struct RunningNode {
@@ -205,6 +203,9 @@ pub async fn start(
 struct Protocols {
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
+    /// How long a plain connection may wait for its first bytes, and an HTTP/1.1 connection for
+    /// each request head ([`HeadClock`]).
+    header_read_timeout: Duration,
 }
 
 impl Protocols {
@@ -214,10 +215,12 @@ impl Protocols {
         let (max_header_size, max_headers) =
             (server.max_request_header_size, server.max_request_headers);
         let mut http1 = http1::Builder::new();
+        // The header read timeout is the connection's `HeadClock`: hyper's arms a timer per
+        // request.
         http1
             .timer(TokioTimer::new())
             .keep_alive(true)
-            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .header_read_timeout(None)
             .max_header_size(max_header_size);
         // hyper keeps up to 100 headers on the stack; any explicit count moves them to the heap
         // for every request (about 5% slower), so only a non-default count is passed on.
@@ -230,7 +233,11 @@ impl Protocols {
         http2
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(max_header_size).unwrap_or(u32::MAX));
-        Protocols { http1, http2 }
+        Protocols {
+            http1,
+            http2,
+            header_read_timeout: server.header_read_timeout,
+        }
     }
 }
 
@@ -328,9 +335,8 @@ async fn serve(
             _ => {
                 tokio::spawn(async move {
                     // A viewer that sends nothing is cut like one that stalls in its headers.
-                    let h2 = match tokio::time::timeout(HEADER_READ_TIMEOUT, is_h2_preface(&stream))
-                        .await
-                    {
+                    let wait = protocols.header_read_timeout;
+                    let h2 = match tokio::time::timeout(wait, is_h2_preface(&stream)).await {
                         Ok(Ok(h2)) => h2,
                         Ok(Err(_)) | Err(_) => return,
                     };
@@ -386,23 +392,34 @@ async fn serve_connection<I>(
         // would corrupt an HTTP/2 stream: they are not forwarded to HTTP/2 viewers.
         let service = service_fn(move |request| {
             let node = edge.current();
-            async move { Ok::<_, Infallible>(serve_request(&node, request, arrival, None).await) }
+            async move { Ok::<_, Infallible>(serve_request(&node, request, arrival, None, None).await) }
         });
         watcher
             .watch(protocols.http2.serve_connection(TokioIo::new(io), service))
             .await
     } else {
         let (io, interim) = InterimIo::new(io);
+        let clock = HeadClock::start();
+        let requests = Arc::clone(&clock);
         let service = service_fn(move |request| {
+            let in_flight = requests.request();
             let node = edge.current();
             let interim = interim.clone();
             async move {
-                Ok::<_, Infallible>(serve_request(&node, request, arrival, Some(interim)).await)
+                let response =
+                    serve_request(&node, request, arrival, Some(interim), Some(in_flight)).await;
+                Ok::<_, Infallible>(response)
             }
         });
-        watcher
-            .watch(protocols.http1.serve_connection(TokioIo::new(io), service))
-            .await
+        let connection = watcher.watch(protocols.http1.serve_connection(TokioIo::new(io), service));
+        tokio::select! {
+            result = connection => result,
+            () = clock.expired(protocols.header_read_timeout) => {
+                // What hyper did on its own timeout: close without a response.
+                tracing::debug!(%viewer, "no request head within the header read timeout; closing");
+                Ok(())
+            }
+        }
     };
     if let Err(error) = result {
         tracing::debug!(%viewer, %error, "viewer connection ended with an error");
@@ -414,6 +431,7 @@ async fn serve_request(
     request: Request<Incoming>,
     arrival: Arrival,
     interim: Option<InterimSink>,
+    in_flight: Option<InFlight>,
 ) -> Response<LoggedBody> {
     let viewer = arrival.viewer;
     let mut ctx = RequestCtx::new(node.next_request_id(), viewer);
@@ -448,5 +466,5 @@ async fn serve_request(
         .and(response.headers().get(http::header::CONTENT_LENGTH))
         .and_then(|v| v.to_str().ok()?.parse().ok());
     let metrics = Arc::clone(&node.metrics);
-    response.map(|body| LoggedBody::new(body, record, expected, metrics))
+    response.map(|body| LoggedBody::new(body, record, expected, metrics, in_flight))
 }

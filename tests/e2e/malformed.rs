@@ -2,6 +2,8 @@
 //! is blamed on the viewer, never reaches the origin as something else, and the node keeps
 //! serving: a normal request on a new connection succeeds afterwards.
 
+use std::time::{Duration, Instant};
+
 use anyhow::{Context as _, Result};
 
 use crate::harness::{raw_exchange, Origin, RawAction, RawOrigin, RawViewer, TestNode};
@@ -322,5 +324,98 @@ async fn length_beside_chunked_cannot_smuggle_a_request() -> Result<()> {
         "{:?}",
         origin.heads()
     );
+    Ok(())
+}
+
+/// The header read timeout the next two tests give the node: short, so that a test waits for it.
+const HEAD_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// A node like [`node_for`] whose connections may wait [`HEAD_TIMEOUT`] for a request head.
+async fn node_with_head_timeout(url: &str) -> Result<TestNode> {
+    TestNode::start_with_server(
+        &format!("header_read_timeout = \"{}ms\"", HEAD_TIMEOUT.as_millis()),
+        &format!(
+            r#"
+[origins.app]
+type = "http"
+targets = ["{url}"]
+
+[[behaviors]]
+path = "*"
+origin = "app"
+methods = ["GET", "POST"]
+cache = {{ default_ttl = "0s", max_ttl = "60s" }}
+"#
+        ),
+    )
+    .await
+}
+
+const GET_OK: &[u8] = b"GET /api/ok HTTP/1.1\r\nhost: edge.test\r\n\r\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_viewer_stalled_in_its_head_or_idle_after_a_response_is_cut_at_the_header_read_timeout(
+) -> Result<()> {
+    let origin = ok_origin().await?;
+    let node = node_with_head_timeout(&origin.url()).await?;
+    // Slow loris: half a head, then nothing.
+    let mut loris = RawViewer::connect(node.node.addr()).await?;
+    let sent = Instant::now();
+    loris
+        .send(b"GET /api/ok HTTP/1.1\r\nhost: edge.test\r\n")
+        .await?;
+    let rest = loris.closed().await?;
+    let waited = sent.elapsed();
+    assert!(rest.is_empty(), "an answer to half a head: {rest:?}");
+    assert!(
+        waited >= HEAD_TIMEOUT - Duration::from_millis(50) && waited < Duration::from_secs(5),
+        "closed after {waited:?}"
+    );
+    // A keep-alive viewer that is answered, then sends nothing more.
+    let mut idle = RawViewer::connect(node.node.addr()).await?;
+    idle.send(GET_OK).await?;
+    assert_eq!(idle.response().await?.status, 200);
+    let answered = Instant::now();
+    let rest = idle.closed().await?;
+    let waited = answered.elapsed();
+    assert!(rest.is_empty(), "{rest:?}");
+    assert!(
+        waited >= HEAD_TIMEOUT - Duration::from_millis(100) && waited < Duration::from_secs(5),
+        "closed after {waited:?}"
+    );
+    still_serving(&node).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_header_read_timeout_never_cuts_a_request_in_progress_or_a_busy_connection(
+) -> Result<()> {
+    let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec();
+    let origin = RawOrigin::start(move |index| match index {
+        // Slower than the header read timeout.
+        0 => RawAction::Delay(HEAD_TIMEOUT * 3, ok.clone()),
+        _ => RawAction::Send(ok.clone()),
+    })
+    .await?;
+    let node = node_with_head_timeout(&origin.url()).await?;
+    let mut viewer = RawViewer::connect(node.node.addr()).await?;
+    // A response that takes three timeouts to come.
+    viewer.send(GET_OK).await?;
+    assert_eq!(viewer.response().await?.status, 200);
+    // A body that takes two timeouts to arrive.
+    viewer
+        .send(b"POST /api/up HTTP/1.1\r\nhost: edge.test\r\ncontent-length: 6\r\n\r\nabc")
+        .await?;
+    tokio::time::sleep(HEAD_TIMEOUT * 2).await;
+    viewer.send(b"def").await?;
+    assert_eq!(viewer.response().await?.status, 200);
+    // Requests half a timeout apart, for three timeouts: the wait restarts at each response.
+    for _ in 0..6 {
+        tokio::time::sleep(HEAD_TIMEOUT / 2).await;
+        viewer.send(GET_OK).await?;
+        assert_eq!(viewer.response().await?.status, 200);
+    }
+    let heads = origin.heads();
+    assert_eq!(heads.len(), 8, "{heads:?}");
+    assert!(heads[1].starts_with("POST /api/up "), "{heads:?}");
     Ok(())
 }

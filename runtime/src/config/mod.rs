@@ -60,6 +60,9 @@ pub const DEFAULT_MAX_REQUEST_HEADERS: u64 = 100;
 const REQUEST_HEADER_SIZE_RANGE: std::ops::RangeInclusive<u64> = 1024..=256 * 1024;
 /// Bounds of `max_request_headers`.
 const REQUEST_HEADERS_RANGE: std::ops::RangeInclusive<u64> = 8..=1000;
+/// How long an HTTP/1.1 viewer connection may wait for a request head (idle, or sending one
+/// slowly): hyper's default, below nginx's 60 s `client_header_timeout`.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// TTL bounds when a behavior has no `cache` table (CloudFront's `CachingOptimized` bounds,
 /// with a 0 s minimum so that an origin's `max-age=0` is honoured).
@@ -191,6 +194,8 @@ pub struct ServerConfig {
     pub max_request_header_size: usize,
     /// Most header lines in a request; more get 431.
     pub max_request_headers: usize,
+    /// How long an HTTP/1.1 connection may wait for a request head before it is closed.
+    pub header_read_timeout: Duration,
     /// The HTTPS listener, when `tls_listen` is set.
     pub tls: Option<TlsConfig>,
 }
@@ -496,6 +501,19 @@ impl Validator<'_> {
                 ))
             }
         };
+        let header_read_timeout = self.duration(
+            raw.server.header_read_timeout.as_ref(),
+            "server.header_read_timeout",
+            DEFAULT_HEADER_READ_TIMEOUT,
+        )?;
+        if let Some(v) = raw
+            .server
+            .header_read_timeout
+            .as_ref()
+            .filter(|_| header_read_timeout.is_zero())
+        {
+            return Err(self.invalid(v, "server.header_read_timeout", "must be more than 0"));
+        }
         let compile_cache = match &raw.server.compile_cache {
             Some(dir) => Some(self.path(dir.get_ref())),
             None => default_compile_cache(),
@@ -519,6 +537,7 @@ impl Validator<'_> {
                 debug_header,
                 max_request_header_size: max_request_header_size as usize,
                 max_request_headers: max_request_headers as usize,
+                header_read_timeout,
                 tls,
             },
             cache: CacheConfig {
@@ -1230,6 +1249,22 @@ cache_key = { query = "none" }
         assert!(e.contains("`server.max_request_header_size`"), "{e}");
         let e = err(&with("max_request_headers = 0"));
         assert!(e.contains("`server.max_request_headers`"), "{e}");
+    }
+
+    #[test]
+    fn header_read_timeout_has_a_default_and_refuses_zero() {
+        let c: Config = EXAMPLE.parse().expect("example is valid");
+        assert_eq!(c.server.header_read_timeout, Duration::from_secs(30));
+        let with = |lines: &str| EXAMPLE.replacen("[server]\n", &format!("[server]\n{lines}\n"), 1);
+        let c: Config = with("header_read_timeout = \"5s\"").parse().expect("valid");
+        assert_eq!(c.server.header_read_timeout, Duration::from_secs(5));
+        let e = err(&with("header_read_timeout = \"0s\""));
+        assert!(
+            e.contains("`server.header_read_timeout`: must be more than 0"),
+            "{e}"
+        );
+        let e = err(&with("header_read_timeout = \"soon\""));
+        assert!(e.contains("`server.header_read_timeout`"), "{e}");
     }
 
     #[test]

@@ -104,6 +104,8 @@ pub struct RawServer {
     pub max_request_header_size: Option<Spanned<String>>,
     /// `max_request_headers = 100`: header lines per request; 431 above
     pub max_request_headers: Option<Spanned<u64>>,
+    /// `header_read_timeout = "30s"`: an HTTP/1.1 connection waiting longer for a head is closed
+    pub header_read_timeout: Option<Spanned<String>>,
     /// `tls_listen = "127.0.0.1:8443"`: the HTTPS listener (HTTP/2 and HTTP/1.1 by ALPN)
     pub tls_listen: Option<Spanned<String>>,
     /// `tls_cert = "certs/edge.pem"`: PEM certificate chain, leaf first
