@@ -13,8 +13,8 @@ use http::{Method, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 
 use crate::body::{BodyError, EdgeBody};
-use crate::head_timeout::InFlight;
 use crate::metrics::Metrics;
+use crate::wait_clock::Busy;
 
 /// What one access-log line says.
 #[derive(Debug)]
@@ -54,7 +54,7 @@ pub struct LoggedBody {
     /// Where the bytes sent are counted, once, when the body ends or is dropped.
     metrics: Option<std::sync::Arc<Metrics>>,
     /// Keeps the request in progress on its HTTP/1.1 connection until hyper drops the body.
-    _in_flight: Option<InFlight>,
+    _in_flight: Option<Busy>,
 }
 
 impl LoggedBody {
@@ -64,7 +64,7 @@ impl LoggedBody {
         record: Option<Box<AccessRecord>>,
         expected: Option<u64>,
         metrics: std::sync::Arc<Metrics>,
-        in_flight: Option<InFlight>,
+        in_flight: Option<Busy>,
     ) -> Self {
         LoggedBody {
             body,

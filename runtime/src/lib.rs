@@ -44,7 +44,6 @@ pub mod demo;
 pub mod durable;
 pub mod error;
 pub mod flow;
-pub mod head_timeout;
 pub mod interim;
 pub mod kv;
 pub mod listener;
@@ -54,6 +53,7 @@ pub mod proxy_headers;
 pub mod range;
 pub mod tier;
 pub mod tls;
+pub mod wait_clock;
 pub mod wasm;
 
 mod node;

@@ -29,9 +29,9 @@ use crate::body::EdgeBody;
 use crate::config::Config;
 use crate::error::StartError;
 use crate::flow::{self, RequestCtx};
-use crate::head_timeout::{HeadClock, InFlight};
 use crate::interim::{InterimIo, InterimSink};
 use crate::tls::DEFAULT_HANDSHAKE_TIMEOUT;
+use crate::wait_clock::{Busy, WaitClock, Waits};
 use crate::{Edge, Node};
 
 /// How long in-flight requests may run after shutdown begins before their connections are cut.
@@ -204,7 +204,7 @@ struct Protocols {
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
     /// How long a plain connection may wait for its first bytes, and an HTTP/1.1 connection for
-    /// each request head ([`HeadClock`]).
+    /// each request head ([`WaitClock`]).
     header_read_timeout: Duration,
 }
 
@@ -215,7 +215,7 @@ impl Protocols {
         let (max_header_size, max_headers) =
             (server.max_request_header_size, server.max_request_headers);
         let mut http1 = http1::Builder::new();
-        // The header read timeout is the connection's `HeadClock`: hyper's arms a timer per
+        // The header read timeout is the connection's `WaitClock`: hyper's arms a timer per
         // request.
         http1
             .timer(TokioTimer::new())
@@ -399,10 +399,10 @@ async fn serve_connection<I>(
             .await
     } else {
         let (io, interim) = InterimIo::new(io);
-        let clock = HeadClock::start();
+        let clock = WaitClock::start(Waits::WhenIdle);
         let requests = Arc::clone(&clock);
         let service = service_fn(move |request| {
-            let in_flight = requests.request();
+            let in_flight = requests.busy();
             let node = edge.current();
             let interim = interim.clone();
             async move {
@@ -412,9 +412,9 @@ async fn serve_connection<I>(
             }
         });
         let connection = watcher.watch(protocols.http1.serve_connection(TokioIo::new(io), service));
-        tokio::select! {
-            result = connection => result,
-            () = clock.expired(protocols.header_read_timeout) => {
+        match clock.run(protocols.header_read_timeout, connection).await {
+            Some(result) => result,
+            None => {
                 // What hyper did on its own timeout: close without a response.
                 tracing::debug!(%viewer, "no request head within the header read timeout; closing");
                 Ok(())
@@ -431,7 +431,7 @@ async fn serve_request(
     request: Request<Incoming>,
     arrival: Arrival,
     interim: Option<InterimSink>,
-    in_flight: Option<InFlight>,
+    in_flight: Option<Busy>,
 ) -> Response<LoggedBody> {
     let viewer = arrival.viewer;
     let mut ctx = RequestCtx::new(node.next_request_id(), viewer);

@@ -271,6 +271,46 @@ async fn response_timeout_gives_504() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_response_timeout_counts_from_each_request_on_a_kept_alive_connection() -> Result<()> {
+    const TIMEOUT: Duration = Duration::from_millis(300);
+    let origin = Origin::start(|received| async move {
+        if received.uri == "/api/slow" {
+            tokio::time::sleep(TIMEOUT * 3).await;
+        }
+        reply(200, &[], "ok")
+    })
+    .await?;
+    let node = node_for(
+        &[origin.url()],
+        &format!("response_timeout = \"{}ms\"", TIMEOUT.as_millis()),
+    )
+    .await?;
+    assert_eq!(node.get("/api/a").await?.status.as_u16(), 200);
+    // The pooled connection idles for two timeouts: not a wait for an answer.
+    tokio::time::sleep(TIMEOUT * 2).await;
+    assert_eq!(node.get("/api/b").await?.status.as_u16(), 200);
+    // Quick answers, half a timeout apart, for three timeouts: each is a wait of its own.
+    for _ in 0..6 {
+        tokio::time::sleep(TIMEOUT / 2).await;
+        assert_eq!(node.get("/api/c").await?.status.as_u16(), 200);
+    }
+    assert_eq!(origin.connections(), 1, "the connection was kept");
+    // A slow answer on the same connection: 504 one timeout after it was asked for.
+    let asked = std::time::Instant::now();
+    let slow = node.get("/api/slow").await?;
+    let waited = asked.elapsed();
+    assert_eq!((slow.status.as_u16(), slow.x_cache()), (504, "Error"));
+    assert!(
+        waited >= TIMEOUT - Duration::from_millis(50) && waited < TIMEOUT * 3,
+        "504 after {waited:?}"
+    );
+    // The timed-out connection is not reused; the next request gets a new one.
+    assert_eq!(node.get("/api/d").await?.status.as_u16(), 200);
+    assert_eq!(origin.connections(), 2);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn refused_target_stays_skipped_after_it_comes_back() -> Result<()> {
     let good = Origin::fixed("good", &[]).await?;
     let dead = refused_addr().await?;

@@ -84,8 +84,9 @@ impl DynamicPool {
                         Some(name) => name.to_str().into_owned(),
                         None => target.authority.host().to_owned(),
                     },
-                    h1: (target.scheme == http::uri::Scheme::HTTP)
-                        .then(|| H1Pool::new(target.authority.clone(), connect_timeout)),
+                    h1: (target.scheme == http::uri::Scheme::HTTP).then(|| {
+                        H1Pool::new(target.authority.clone(), connect_timeout, response_timeout)
+                    }),
                     target,
                     down_until_ms: AtomicU64::new(0),
                 })
@@ -176,17 +177,20 @@ impl DynamicPool {
         let timeout = self.response_timeout;
         match &state.h1 {
             Some(pool) => {
-                match tokio::time::timeout(timeout, pool.send(request, replayable, interim)).await {
-                    Ok(Ok(response)) => Ok(response),
-                    Err(_elapsed) => Err(AttemptError::Other(self.response_timeout_error(state))),
-                    Ok(Err(h1_pool::SendError::Connect(e))) => Err(AttemptError::Connect(
+                // The pool keeps the response timeout on each connection.
+                match pool.send(request, replayable, interim).await {
+                    Ok(response) => Ok(response),
+                    Err(h1_pool::SendError::Timeout) => {
+                        Err(AttemptError::Other(self.response_timeout_error(state)))
+                    }
+                    Err(h1_pool::SendError::Connect(e)) => Err(AttemptError::Connect(
                         if e.kind() == std::io::ErrorKind::TimedOut {
                             self.connect_timeout_error(state)
                         } else {
                             self.refused_error(state, e.into())
                         },
                     )),
-                    Ok(Err(h1_pool::SendError::Exchange(e))) => {
+                    Err(h1_pool::SendError::Exchange(e)) => {
                         Err(AttemptError::Other(self.exchange_error(state, e.into())))
                     }
                 }
