@@ -10,8 +10,15 @@ use crate::harness::{raw_exchange, Origin, RawAction, RawOrigin, RawViewer, Test
 
 /// A node with everything sent (GET, HEAD, POST, PUT) to the origin at `url`.
 async fn node_for(url: &str) -> Result<TestNode> {
-    TestNode::start(&format!(
-        r#"
+    node_with_server("", url).await
+}
+
+/// [`node_for`], with these lines in its `[server]` table.
+async fn node_with_server(server: &str, url: &str) -> Result<TestNode> {
+    TestNode::start_with_server(
+        server,
+        &format!(
+            r#"
 [origins.app]
 type = "http"
 targets = ["{url}"]
@@ -22,7 +29,8 @@ origin = "app"
 methods = ["GET", "HEAD", "POST", "PUT"]
 cache = {{ default_ttl = "0s", max_ttl = "60s" }}
 "#
-    ))
+        ),
+    )
     .await
 }
 
@@ -195,20 +203,9 @@ async fn header_limits_default_to_32_kib_and_100_lines() -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn header_limits_are_configurable() -> Result<()> {
     let origin = ok_origin().await?;
-    let node = TestNode::start_with_server(
+    let node = node_with_server(
         "max_request_header_size = \"2 KiB\"\nmax_request_headers = 10",
-        &format!(
-            r#"
-[origins.app]
-type = "http"
-targets = ["{}"]
-
-[[behaviors]]
-path = "*"
-origin = "app"
-"#,
-            origin.url()
-        ),
+        &origin.url(),
     )
     .await?;
     let big = |size: usize| vec![format!("x-big: {}", "a".repeat(size))];
@@ -332,23 +329,8 @@ const HEAD_TIMEOUT: Duration = Duration::from_millis(300);
 
 /// A node like [`node_for`] whose connections may wait [`HEAD_TIMEOUT`] for a request head.
 async fn node_with_head_timeout(url: &str) -> Result<TestNode> {
-    TestNode::start_with_server(
-        &format!("header_read_timeout = \"{}ms\"", HEAD_TIMEOUT.as_millis()),
-        &format!(
-            r#"
-[origins.app]
-type = "http"
-targets = ["{url}"]
-
-[[behaviors]]
-path = "*"
-origin = "app"
-methods = ["GET", "POST"]
-cache = {{ default_ttl = "0s", max_ttl = "60s" }}
-"#
-        ),
-    )
-    .await
+    let server = format!("header_read_timeout = \"{}ms\"", HEAD_TIMEOUT.as_millis());
+    node_with_server(&server, url).await
 }
 
 const GET_OK: &[u8] = b"GET /api/ok HTTP/1.1\r\nhost: edge.test\r\n\r\n";
