@@ -12,7 +12,7 @@
 
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -26,18 +26,20 @@ pub enum Waits {
     WhenBusy,
 }
 
+/// In [`WaitClock`]'s `busy`: the clock gave up on the connection.
+const EXPIRED: u32 = 1 << 31;
+
 /// One connection's clock: how many requests are in progress, and since when the current wait
 /// has lasted.
 #[derive(Debug)]
 pub struct WaitClock {
     waits: Waits,
     opened: Instant,
-    /// Requests in progress (each a [`Busy`] guard).
+    /// Requests in progress (each a [`Busy`] guard), and [`EXPIRED`]. One atomic, so that a
+    /// request ending as the clock gives up sees which came first.
     busy: AtomicU32,
     /// When the current wait began, in nanoseconds after `opened`.
     since: AtomicU64,
-    /// Set when [`WaitClock::expired`] has resolved.
-    expired: AtomicBool,
 }
 
 impl WaitClock {
@@ -48,13 +50,12 @@ impl WaitClock {
             opened: Instant::now(),
             busy: AtomicU32::new(0),
             since: AtomicU64::new(0),
-            expired: AtomicBool::new(false),
         })
     }
 
     /// A request is in progress until the returned guard is dropped.
     pub fn busy(self: &Arc<Self>) -> Busy {
-        if self.busy.fetch_add(1, Relaxed) == 0 && self.waits == Waits::WhenBusy {
+        if self.busy.fetch_add(1, Relaxed) & !EXPIRED == 0 && self.waits == Waits::WhenBusy {
             self.mark();
         }
         Busy(Arc::clone(self))
@@ -84,23 +85,45 @@ impl WaitClock {
                 }
                 match self.next_look(timeout) {
                     Some(deadline) => sleep.as_mut().reset(deadline.into()),
-                    None => {
-                        self.expired.store(true, Relaxed);
-                        return Poll::Ready(None);
-                    }
+                    None if self.give_up() => return Poll::Ready(None),
+                    // The wait ended just now: look again from here.
+                    None => {}
                 }
             }
         })
         .await
     }
 
+    /// Whether a connection with this `busy` value is in its waiting state.
+    fn waiting(&self, busy: u32) -> bool {
+        match self.waits {
+            Waits::WhenIdle => busy & !EXPIRED == 0,
+            Waits::WhenBusy => busy & !EXPIRED > 0,
+        }
+    }
+
+    /// Marks the clock expired if the connection is still waiting: a request whose response
+    /// head arrived as the timeout fell is then either answered or timed out, never answered on
+    /// a connection that is closing under its body. (A new wait beginning between the look and
+    /// this mark, nanoseconds apart, would be cut with the old one.)
+    fn give_up(&self) -> bool {
+        let mut busy = self.busy.load(Relaxed);
+        while self.waiting(busy) {
+            match self
+                .busy
+                .compare_exchange_weak(busy, busy | EXPIRED, Relaxed, Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => busy = now,
+            }
+        }
+        false
+    }
+
     /// When the current wait would reach `timeout`, or `None` if it has.
     fn next_look(&self, timeout: Duration) -> Option<Instant> {
         let now = Instant::now();
-        let waiting = match self.waits {
-            Waits::WhenIdle => self.busy.load(Relaxed) == 0,
-            Waits::WhenBusy => self.busy.load(Relaxed) > 0,
-        };
+        let waiting = self.waiting(self.busy.load(Relaxed));
         // Not waiting: no wait can end before a full `timeout` from now, so look again then.
         let deadline = if waiting {
             self.opened + Duration::from_nanos(self.since.load(Relaxed)) + timeout
@@ -110,10 +133,10 @@ impl WaitClock {
         (deadline > now).then_some(deadline)
     }
 
-    /// Whether [`WaitClock::run`] gave up on its connection: a request that then failed on it
-    /// timed out.
+    /// Whether [`WaitClock::run`] gave up on its connection. Asked after the request's
+    /// [`Busy`] is dropped, it says whether the request timed out, even if its answer came.
     pub fn has_expired(&self) -> bool {
-        self.expired.load(Relaxed)
+        self.busy.load(Relaxed) & EXPIRED != 0
     }
 
     fn mark(&self) {
@@ -130,7 +153,7 @@ pub struct Busy(Arc<WaitClock>);
 impl Drop for Busy {
     fn drop(&mut self) {
         let clock = &self.0;
-        if clock.busy.fetch_sub(1, Relaxed) == 1 && clock.waits == Waits::WhenIdle {
+        if clock.busy.fetch_sub(1, Relaxed) & !EXPIRED == 1 && clock.waits == Waits::WhenIdle {
             clock.mark();
         }
     }
@@ -218,6 +241,22 @@ mod tests {
             sent.elapsed()
         );
         drop(request);
+    }
+
+    #[test]
+    fn a_request_that_ends_as_the_clock_gives_up_knows_which_came_first() {
+        let clock = WaitClock::start(Waits::WhenBusy);
+        // The request ended first: the clock does not give up, and the connection lives.
+        drop(clock.busy());
+        assert!(!clock.give_up());
+        assert!(!clock.has_expired());
+        // The clock gave up first: the request, ending after, counts as timed out even if its
+        // answer came.
+        let request = clock.busy();
+        assert!(clock.give_up());
+        drop(request);
+        assert!(clock.has_expired());
+        assert!(!clock.waiting(clock.busy.load(Relaxed)));
     }
 
     #[test]

@@ -122,9 +122,9 @@ impl H1Pool {
             let sent = connection.sender.try_send_request(request).await;
             drop(waiting);
             match sent {
+                // The connection is being closed for it, even if the answer came as it was.
+                _ if connection.clock.has_expired() => return Err(SendError::Timeout),
                 Ok(response) => return Ok(self.attach(response, connection)),
-                // The connection was closed for it.
-                Err(_) if connection.clock.has_expired() => return Err(SendError::Timeout),
                 Err(mut e) => match e.take_message() {
                     // The connection closed before the request was written: nothing reached
                     // the target. A fresh connection that does that is as good as refused.
