@@ -12,7 +12,9 @@
 
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -55,9 +57,13 @@ impl WaitClock {
 
     /// A request is in progress until the returned guard is dropped.
     pub fn busy(self: &Arc<Self>) -> Busy {
-        if self.busy.fetch_add(1, Relaxed) & !EXPIRED == 0 && self.waits == Waits::WhenBusy {
+        // `since` is read only while waiting, so it is set before a wait begins: a look in
+        // between would otherwise take the last wait's start for this one's. (The check and
+        // the count are two steps; each connection's requests come one at a time.)
+        if self.waits == Waits::WhenBusy && self.busy.load(Relaxed) & !EXPIRED == 0 {
             self.mark();
         }
+        self.busy.fetch_add(1, Release);
         Busy(Arc::clone(self))
     }
 
@@ -107,7 +113,7 @@ impl WaitClock {
     /// a connection that is closing under its body. (A new wait beginning between the look and
     /// this mark, nanoseconds apart, would be cut with the old one.)
     fn give_up(&self) -> bool {
-        let mut busy = self.busy.load(Relaxed);
+        let mut busy = self.busy.load(Acquire);
         while self.waiting(busy) {
             match self
                 .busy
@@ -123,7 +129,8 @@ impl WaitClock {
     /// When the current wait would reach `timeout`, or `None` if it has.
     fn next_look(&self, timeout: Duration) -> Option<Instant> {
         let now = Instant::now();
-        let waiting = self.waiting(self.busy.load(Relaxed));
+        // Acquire: the `since` stored before the count changed is seen with it.
+        let waiting = self.waiting(self.busy.load(Acquire));
         // Not waiting: no wait can end before a full `timeout` from now, so look again then.
         let deadline = if waiting {
             self.opened + Duration::from_nanos(self.since.load(Relaxed)) + timeout
@@ -153,9 +160,11 @@ pub struct Busy(Arc<WaitClock>);
 impl Drop for Busy {
     fn drop(&mut self) {
         let clock = &self.0;
-        if clock.busy.fetch_sub(1, Relaxed) & !EXPIRED == 1 && clock.waits == Waits::WhenIdle {
+        // As in `WaitClock::busy`: the wait's start before the wait.
+        if clock.waits == Waits::WhenIdle && clock.busy.load(Relaxed) & !EXPIRED == 1 {
             clock.mark();
         }
+        clock.busy.fetch_sub(1, Release);
     }
 }
 
