@@ -283,6 +283,26 @@ impl TestNode {
             .await
     }
 
+    /// GETs `path`, with the interim (1xx) responses that came before the final one: each
+    /// one's status and `Link`.
+    pub async fn get_with_interim(
+        &self,
+        path: &str,
+    ) -> Result<(Reply, Vec<(u16, Option<http::HeaderValue>)>)> {
+        let interim = Arc::new(Mutex::new(Vec::new()));
+        let mut request = self.request("GET", path).body(Full::default())?;
+        let log = Arc::clone(&interim);
+        hyper::ext::on_informational(&mut request, move |response| {
+            let link = response.headers().get("link").cloned();
+            log.lock()
+                .expect("interim log lock")
+                .push((response.status().as_u16(), link));
+        });
+        let reply = self.send(request).await?;
+        let interim = interim.lock().expect("interim log lock").clone();
+        Ok((reply, interim))
+    }
+
     /// Sends and reads the whole response (bounded by a 10 s timeout).
     pub async fn send(&self, request: Request<Full<Bytes>>) -> Result<Reply> {
         read_reply(self.send_streaming(request).await?).await

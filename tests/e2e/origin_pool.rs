@@ -360,23 +360,14 @@ async fn a_get_the_origin_closed_a_reused_connection_on_is_sent_again_on_a_new_o
         (first.status.as_u16(), first.text()),
         (200, "0-0".to_owned())
     );
-    let hints = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut request = node.request("GET", "/api/b").body(Default::default())?;
-    let log = Arc::clone(&hints);
-    hyper::ext::on_informational(&mut request, move |interim| {
-        let link = interim.headers().get("link").cloned();
-        log.lock()
-            .expect("hints lock")
-            .push((interim.status().as_u16(), link));
-    });
-    let second = node.send(request).await?;
+    let (second, hints) = node.get_with_interim("/api/b").await?;
     assert_eq!(
         (second.status.as_u16(), second.text()),
         (200, "1-0".to_owned()),
         "the GET lost with the reused connection went out again on a fresh one"
     );
     assert_eq!(
-        *hints.lock().expect("hints lock"),
+        hints,
         [(103, Some(http::HeaderValue::from_static("</1-0.css>")))],
         "the second exchange's 1xx still reaches the viewer"
     );

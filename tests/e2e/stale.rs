@@ -347,22 +347,7 @@ async fn interim_responses_reach_the_viewer_and_are_never_stored() -> Result<()>
         origin.url()
     ))
     .await?;
-    let get = || async {
-        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let mut request = node.request("GET", "/page").body(Full::default())?;
-        let log = Arc::clone(&seen);
-        hyper::ext::on_informational(&mut request, move |interim| {
-            let link = interim.headers().get("link").cloned();
-            log.lock()
-                .expect("lock")
-                .push((interim.status().as_u16(), link));
-        });
-        let reply = node.send(request).await?;
-        let seen = seen.lock().expect("lock").clone();
-        anyhow::Ok((reply, seen))
-    };
-
-    let (first, interim) = get().await?;
+    let (first, interim) = node.get_with_interim("/page").await?;
     assert_eq!(
         (
             first.status.as_u16(),
@@ -382,7 +367,7 @@ async fn interim_responses_reach_the_viewer_and_are_never_stored() -> Result<()>
         "the hint is not the final response's"
     );
 
-    let (second, interim) = get().await?;
+    let (second, interim) = node.get_with_interim("/page").await?;
     assert_eq!(
         (
             second.status.as_u16(),
