@@ -174,7 +174,6 @@ impl DynamicPool {
         replayable: bool,
         interim: Option<&InterimSink>,
     ) -> Result<Response<EdgeBody>, AttemptError> {
-        let timeout = self.response_timeout;
         match &state.h1 {
             Some(pool) => {
                 // The pool keeps the response timeout on each connection.
@@ -197,7 +196,7 @@ impl DynamicPool {
             }
             None => {
                 let send = resend::on_legacy_client(&self.client, request, replayable, interim);
-                match tokio::time::timeout(timeout, send).await {
+                match tokio::time::timeout(self.response_timeout, send).await {
                     Ok(Ok(response)) => Ok(response.map(EdgeBody::Incoming)),
                     Err(_elapsed) => Err(AttemptError::Other(self.response_timeout_error(state))),
                     Ok(Err(e)) if e.is_connect() => Err(AttemptError::Connect(
