@@ -1,6 +1,7 @@
 //! Headers a proxy removes and adds on both legs (RFC 9110 §7.6): hop-by-hop fields belong to
 //! one connection and must not be forwarded; `Via` and `X-Forwarded-For` record the hop.
 
+use std::io::Write;
 use std::net::IpAddr;
 
 use bytes::Bytes;
@@ -62,49 +63,65 @@ pub fn add_via(headers: &mut HeaderMap) {
 /// Appends the viewer's address to `X-Forwarded-For`, keeping earlier hops' entries: every line
 /// of them, joined into one list (RFC 9110 §5.3), since each proxy before may have added its own.
 pub fn add_forwarded_for(headers: &mut HeaderMap, viewer: IpAddr) {
-    let mut list = Vec::new();
-    let entry = headers.entry(X_FORWARDED_FOR.clone());
-    if let Entry::Occupied(prior) = &entry {
-        for line in prior.iter() {
-            list.extend_from_slice(line.as_bytes());
-            list.extend_from_slice(b", ");
-        }
-    }
-    list.extend_from_slice(ip_text(viewer).as_bytes());
-    // The bytes become the value without another copy. Valid lines joined by ", " and an
-    // address are valid header bytes, so the check cannot fail.
-    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(list)) {
-        match entry {
-            Entry::Occupied(mut prior) => {
-                prior.insert(value);
-            }
-            Entry::Vacant(slot) => {
+    let mut text = [0; IP_TEXT_MAX];
+    let address = ip_text(viewer, &mut text);
+    // Address bytes, and valid lines joined by ", " with an address, are valid header bytes:
+    // the checks below cannot fail.
+    match headers.entry(X_FORWARDED_FOR.clone()) {
+        // Most requests: one allocation, of the address's size, which the value keeps.
+        Entry::Vacant(slot) => {
+            if let Ok(value) = HeaderValue::from_bytes(address) {
                 slot.insert(value);
+            }
+        }
+        Entry::Occupied(mut prior) => {
+            let mut list = Vec::new();
+            for line in prior.iter() {
+                list.extend_from_slice(line.as_bytes());
+                list.extend_from_slice(b", ");
+            }
+            list.extend_from_slice(address);
+            if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(list)) {
+                prior.insert(value);
             }
         }
     }
 }
 
-/// An address as `Display` writes it, without the formatting machinery for IPv4 (every
-/// forwarded request writes one).
-fn ip_text(ip: IpAddr) -> String {
-    let IpAddr::V4(v4) = ip else {
-        return ip.to_string();
+/// The longest address text: an IPv6 address with an embedded IPv4 one.
+const IP_TEXT_MAX: usize = 45;
+
+/// An address as `Display` writes it, into `buf`, without the formatting machinery for IPv4
+/// (every forwarded request writes one).
+fn ip_text(ip: IpAddr, buf: &mut [u8; IP_TEXT_MAX]) -> &[u8] {
+    let v4 = match ip {
+        IpAddr::V4(v4) => v4,
+        IpAddr::V6(v6) => {
+            let mut cursor = std::io::Cursor::new(&mut buf[..]);
+            // The buffer holds the longest address, so the write cannot fail.
+            let _ = write!(cursor, "{v6}");
+            let len = usize::try_from(cursor.position()).unwrap_or(0);
+            return &buf[..len];
+        }
     };
-    let mut text = String::with_capacity(15);
+    let mut len = 0;
+    let mut push = |byte: u8| {
+        buf[len] = byte;
+        len += 1;
+    };
     for (i, octet) in v4.octets().into_iter().enumerate() {
         if i > 0 {
-            text.push('.');
+            push(b'.');
         }
         if octet >= 100 {
-            text.push(char::from(b'0' + octet / 100));
+            push(b'0' + octet / 100);
         }
         if octet >= 10 {
-            text.push(char::from(b'0' + octet / 10 % 10));
+            push(b'0' + octet / 10 % 10);
         }
-        text.push(char::from(b'0' + octet % 10));
+        push(b'0' + octet % 10);
     }
-    text
+    &buf[..len]
 }
 
 #[cfg(test)]
@@ -140,9 +157,14 @@ mod tests {
             "255.255.255.255",
             "::1",
             "fe80::1:2",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "::ffff:255.255.255.255",
         ] {
             let ip: IpAddr = ip.parse().expect("ip");
-            assert_eq!(ip_text(ip), ip.to_string());
+            assert_eq!(
+                ip_text(ip, &mut [0; IP_TEXT_MAX]),
+                ip.to_string().as_bytes()
+            );
         }
     }
 
