@@ -3,6 +3,8 @@
 //! this only when the behavior has a function for their event; otherwise no Wasm code is
 //! touched.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -46,14 +48,40 @@ pub fn attached(node: &Node, ctx: &RequestCtx, event: Event) -> Option<Arc<Funct
     registry.behavior(ctx.behavior?).get(event).cloned()
 }
 
-/// Runs a request event (viewer-request, origin-request) on `request`.
-pub async fn run_request_event(
-    node: &Node,
-    ctx: &mut RequestCtx,
+/// An invocation begun: replayed to its end, or a fresh run to await. A phase awaits only
+/// the second, as
+///
+/// ```ignore
+/// let run = match functions::start_request_event(node, ctx, event, &function, request) {
+///     Started::Replayed(outcome) => return outcome,
+///     Started::Fresh(run) => run,
+/// };
+/// run.await
+/// ```
+///
+/// Everything up to the run is a plain function and the run's future is boxed, so that a
+/// phase's future holds its arguments and the box, nothing more. Held in it, the invocation's
+/// input, view and result made each phase's future about 2 KB, and every request paid for
+/// them, function or not (about 500 instructions a pass-through request). A replay stays
+/// synchronous and allocates nothing for this.
+pub enum Started<'a, T> {
+    /// Replayed; the outcome is applied.
+    Replayed(Result<T, Error>),
+    /// Run fresh; the outcome is applied when the run ends.
+    Fresh(Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>),
+}
+
+/// The event and function of an invocation.
+type Invocation<'a> = (Event, &'a Arc<Function>);
+
+/// Begins a request event (viewer-request, origin-request) on `request`.
+pub fn start_request_event<'a>(
+    node: &'a Node,
+    ctx: &'a mut RequestCtx,
     event: Event,
-    function: &Arc<Function>,
+    function: &'a Arc<Function>,
     mut request: Request<EdgeBody>,
-) -> Result<HookOutcome, Error> {
+) -> Started<'a, HookOutcome> {
     let registry = node
         .functions
         .as_ref()
@@ -76,24 +104,42 @@ pub async fn run_request_event(
         response: None,
         kv: Some(Arc::clone(&node.kv)),
     };
-    // A replay is synchronous; the (large) future of a fresh run is built, boxed, only for a
-    // run. Written out here and in `run_response_event` rather than in a helper: an async
-    // helper cost a replayed router about 400 instructions (moving the input and the result
-    // through one more future), a sync one returning the replay or the boxed run about 150.
     let started = Instant::now();
-    let invoked = match invoke::replay(function, event, ctx.id, input) {
-        Ok(invoked) => invoked,
-        Err(fresh) => {
-            Box::pin(invoke::run_fresh(
-                &registry.engine,
-                function,
-                event,
-                ctx.id,
-                fresh,
-            ))
-            .await
-        }
-    };
+    match invoke::replay(function, event, ctx.id, input) {
+        Ok(invoked) => Started::Replayed(request_outcome(
+            node,
+            ctx,
+            (event, function),
+            started,
+            request,
+            before,
+            invoked,
+        )),
+        Err(fresh) => Started::Fresh(Box::pin(async move {
+            let invoked = invoke::run_fresh(&registry.engine, function, event, ctx.id, fresh).await;
+            request_outcome(
+                node,
+                ctx,
+                (event, function),
+                started,
+                request,
+                before,
+                invoked,
+            )
+        })),
+    }
+}
+
+/// What a request event's invocation decided, applied to `request` and `ctx`.
+fn request_outcome(
+    node: &Node,
+    ctx: &mut RequestCtx,
+    (event, function): Invocation<'_>,
+    started: Instant,
+    mut request: Request<EdgeBody>,
+    before: Option<(http::Method, http::Uri, http::HeaderMap)>,
+    invoked: Invoked,
+) -> Result<HookOutcome, Error> {
     count(node, ctx, function, event, started, &invoked);
     let decision = invoked.result?;
     if let (Some(debug), Some(before)) = (&mut ctx.debug, before) {
@@ -144,35 +190,60 @@ pub async fn run_request_event(
     }
 }
 
-/// Runs a response event (origin-response, viewer-response) on `response`, with the viewer's
-/// request readable. origin-response first reads the body, up to the function's body limit.
-pub async fn run_response_event(
-    node: &Node,
-    ctx: &mut RequestCtx,
+/// Begins a response event (origin-response, viewer-response) on `response`, with the viewer's
+/// request readable. origin-response first reads the body, up to the function's body limit:
+/// it is always a run to await, since the read is.
+pub fn start_response_event<'a>(
+    node: &'a Node,
+    ctx: &'a mut RequestCtx,
     event: Event,
-    function: &Arc<Function>,
-    request: &Parts,
+    function: &'a Arc<Function>,
+    request: &'a Parts,
     response: Response<EdgeBody>,
-) -> Result<Response<EdgeBody>, Error> {
+) -> Started<'a, Response<EdgeBody>> {
+    let (head, body) = response.into_parts();
+    let view = move |body_view| ResponseView {
+        status: head.status,
+        headers: head.headers,
+        body: body_view,
+    };
+    if event != Event::OriginResponse {
+        return response_event(
+            node,
+            ctx,
+            (event, function),
+            request,
+            view(BodyView::Unavailable),
+            Some(body),
+        );
+    }
+    Started::Fresh(Box::pin(async move {
+        let (body_view, rest) = read_body(body, function.limits.body_limit).await;
+        let run = match response_event(node, ctx, (event, function), request, view(body_view), rest)
+        {
+            Started::Replayed(outcome) => return outcome,
+            Started::Fresh(run) => run,
+        };
+        run.await
+    }))
+}
+
+fn response_event<'a>(
+    node: &'a Node,
+    ctx: &'a mut RequestCtx,
+    (event, function): Invocation<'a>,
+    request: &Parts,
+    response: ResponseView,
+    rest: Option<EdgeBody>,
+) -> Started<'a, Response<EdgeBody>> {
     let registry = node
         .functions
         .as_ref()
         .expect("a function is attached, so the registry exists");
-    let (mut head, body) = response.into_parts();
-    let (body_view, rest) = if event == Event::OriginResponse {
-        read_body(body, function.limits.body_limit).await
-    } else {
-        (BodyView::Unavailable, Some(body))
-    };
     let view = RequestView {
         method: request.method.clone(),
         uri: request.uri.clone(),
         headers: request.headers.clone(),
-    };
-    let response = ResponseView {
-        status: head.status,
-        headers: std::mem::take(&mut head.headers),
-        body: body_view,
     };
     let before = ctx
         .debug
@@ -185,21 +256,34 @@ pub async fn run_response_event(
         response: Some(response),
         kv: Some(Arc::clone(&node.kv)),
     };
-    // Replayed or run as in `run_request_event`, and written out twice for the same reason.
     let started = Instant::now();
-    let invoked = match invoke::replay(function, event, ctx.id, input) {
-        Ok(invoked) => invoked,
-        Err(fresh) => {
-            Box::pin(invoke::run_fresh(
-                &registry.engine,
-                function,
-                event,
-                ctx.id,
-                fresh,
-            ))
-            .await
-        }
-    };
+    match invoke::replay(function, event, ctx.id, input) {
+        Ok(invoked) => Started::Replayed(response_outcome(
+            node,
+            ctx,
+            (event, function),
+            started,
+            before,
+            rest,
+            invoked,
+        )),
+        Err(fresh) => Started::Fresh(Box::pin(async move {
+            let invoked = invoke::run_fresh(&registry.engine, function, event, ctx.id, fresh).await;
+            response_outcome(node, ctx, (event, function), started, before, rest, invoked)
+        })),
+    }
+}
+
+/// What a response event's invocation decided, as the response to go on with.
+fn response_outcome(
+    node: &Node,
+    ctx: &mut RequestCtx,
+    (event, function): Invocation<'_>,
+    started: Instant,
+    before: Option<(http::StatusCode, http::HeaderMap)>,
+    rest: Option<EdgeBody>,
+    invoked: Invoked,
+) -> Result<Response<EdgeBody>, Error> {
     count(node, ctx, function, event, started, &invoked);
     invoked.result?;
     if event == Event::OriginResponse {

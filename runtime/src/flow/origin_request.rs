@@ -15,7 +15,7 @@ use http::request::Parts;
 use http::{HeaderName, HeaderValue, Request, Uri, Version};
 use http_body::Body;
 
-use super::functions::{self, HookOutcome};
+use super::functions::{self, HookOutcome, Started};
 use super::RequestCtx;
 use crate::body::EdgeBody;
 use crate::cache::CachedObject;
@@ -125,11 +125,21 @@ pub async fn run(
         request,
         replayable,
     } = forwarded;
-    match functions::run_request_event(node, ctx, Event::OriginRequest, &function, request).await? {
-        HookOutcome::Continue(request) => Ok(Forward::Fetch(OriginRequest {
+    let event = Event::OriginRequest;
+    let run = match functions::start_request_event(node, ctx, event, &function, request) {
+        Started::Replayed(outcome) => return Ok(forward(outcome?, replayable)),
+        Started::Fresh(run) => run,
+    };
+    Ok(forward(run.await?, replayable))
+}
+
+/// What the function's outcome makes of the fetch.
+fn forward(outcome: HookOutcome, replayable: bool) -> Forward {
+    match outcome {
+        HookOutcome::Continue(request) => Forward::Fetch(OriginRequest {
             request,
             replayable,
-        })),
-        HookOutcome::Respond { response, .. } => Ok(Forward::Respond(response)),
+        }),
+        HookOutcome::Respond { response, .. } => Forward::Respond(response),
     }
 }

@@ -6,7 +6,8 @@ use edge_sdk::abi::Event;
 use http::request::Parts;
 use http::Response;
 
-use super::{functions, RequestCtx};
+use super::functions::{self, Started};
+use super::RequestCtx;
 use crate::body::EdgeBody;
 use crate::error::Error;
 use crate::proxy_headers::{add_via, strip_hop_by_hop};
@@ -25,15 +26,14 @@ pub async fn run(
     match functions::attached(node, ctx, Event::OriginResponse) {
         None => Ok(response),
         Some(function) => {
-            functions::run_response_event(
-                node,
-                ctx,
-                Event::OriginResponse,
-                &function,
-                request,
-                response,
-            )
-            .await
+            let event = Event::OriginResponse;
+            let run = match functions::start_response_event(
+                node, ctx, event, &function, request, response,
+            ) {
+                Started::Replayed(outcome) => return outcome,
+                Started::Fresh(run) => run,
+            };
+            run.await
         }
     }
 }

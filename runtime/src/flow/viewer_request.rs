@@ -12,7 +12,7 @@ use http::header::{CONTENT_LENGTH, HOST, LOCATION};
 use http::uri::{Authority, PathAndQuery, Uri};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 
-use super::functions::{self, HookOutcome};
+use super::functions::{self, HookOutcome, Started};
 use super::{CachePhase, RequestCtx};
 use crate::body::EdgeBody;
 use crate::config::{BehaviorConfig, ViewerProtocol};
@@ -28,7 +28,12 @@ pub async fn run(
     match functions::attached(node, ctx, Event::ViewerRequest) {
         None => Ok(HookOutcome::Continue(request)),
         Some(function) => {
-            functions::run_request_event(node, ctx, Event::ViewerRequest, &function, request).await
+            let event = Event::ViewerRequest;
+            let run = match functions::start_request_event(node, ctx, event, &function, request) {
+                Started::Replayed(outcome) => return outcome,
+                Started::Fresh(run) => run,
+            };
+            run.await
         }
     }
 }

@@ -215,10 +215,12 @@ impl Origin {
         replayable: bool,
         interim: Option<&InterimSink>,
     ) -> Result<Response<EdgeBody>, Error> {
+        // The file and S3 fetches are boxed: inline, they made this future 3.7 KB rather than
+        // 2.8, and every future that awaits it, for every origin's requests.
         match self {
-            Origin::Static(bucket) => bucket.fetch(request).await,
+            Origin::Static(bucket) => Box::pin(bucket.fetch(request)).await,
             Origin::Dynamic(pool) => pool.fetch(request, replayable, interim).await,
-            Origin::S3(bucket) => bucket.fetch(request).await,
+            Origin::S3(bucket) => Box::pin(bucket.fetch(request)).await,
         }
     }
 }
