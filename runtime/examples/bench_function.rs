@@ -3,7 +3,7 @@
 //! Loads the `router` example function (`functions/router`) the way the node does
 //! (`FunctionEngine::new` + `load`) and times, per iteration and single-threaded, exactly what
 //! the node's flow does per request for a viewer-request function
-//! (`flow::functions::run_request_event`):
+//! (`flow::functions::start_request_event`):
 //!
 //! 1. build the request the function sees (`RequestView`: a browser-like `GET /css/site.css`
 //!    with a dozen typical headers),
@@ -333,7 +333,7 @@ fn main() -> Result<()> {
     let mut id = 0u64;
     let mut moved = 0usize;
     let mut replays = 0usize;
-    // What `run_request_event` does: move the request in, invoke, take it back out.
+    // What `start_request_event` does: move the request in, invoke, take it back out.
     let mut through = |function: &Arc<Function>, view: RequestView| {
         id += 1;
         let (invoked, went_slow) = finish(invoke::run(
