@@ -114,12 +114,7 @@ impl H1Pool {
             };
             let (mut connection, reused) = match idle {
                 Some(connection) => (connection, true),
-                // Boxed: needed once per connection, not per request, so its future need not
-                // size this one.
-                None => (
-                    Box::pin(self.connect()).await.map_err(SendError::Connect)?,
-                    false,
-                ),
+                None => (self.connect().await.map_err(SendError::Connect)?, false),
             };
             // hyper consumes a request it wrote; the copy is the only way to send it again.
             let again = (reused && replayable).then(|| resend::copy(&request));

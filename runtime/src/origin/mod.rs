@@ -216,7 +216,7 @@ impl Origin {
         interim: Option<&InterimSink>,
     ) -> Result<Response<EdgeBody>, Error> {
         // The file and S3 fetches are boxed: inline, they made this future 3.7 KB rather than
-        // 2.8, and every future that awaits it, for every origin's requests.
+        // 3.1, and every future that awaits it, for every origin's requests.
         match self {
             Origin::Static(bucket) => Box::pin(bucket.fetch(request)).await,
             Origin::Dynamic(pool) => pool.fetch(request, replayable, interim).await,
